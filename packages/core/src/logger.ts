@@ -1,0 +1,84 @@
+/**
+ * The logging surface afterward needs: a subset of pino's, so a pino (or pino-compatible) logger
+ * can be passed as is.
+ *
+ * @example
+ * ```ts
+ * import pino from 'pino';
+ * createDispatcher({ logger: pino() });
+ * ```
+ */
+export interface Logger {
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  debug?(obj: object, msg?: string): void;
+}
+
+type Level = 'warn' | 'error';
+
+/**
+ * The default logger: one line of JSON per event on stderr, because failures must never be
+ * invisible by default, and `console` is kept out of library code.
+ */
+export const stderrLogger: Logger = {
+  warn: (obj, msg) => writeLine('warn', obj, msg),
+  error: (obj, msg) => writeLine('error', obj, msg),
+};
+
+function writeLine(level: Level, obj: object, msg: string | undefined): void {
+  let line: string;
+  try {
+    line = JSON.stringify({ level, name: 'afterward', msg, ...obj }, errorReplacer);
+  } catch {
+    line = JSON.stringify({ level, name: 'afterward', msg });
+  }
+  process.stderr.write(`${line}\n`);
+}
+
+function errorReplacer(_key: string, value: unknown): unknown {
+  if (value instanceof Error) {
+    const out: Record<string, unknown> = { type: value.name, message: value.message };
+    if ('code' in value) out['code'] = (value as { code: unknown }).code;
+    return out;
+  }
+  return value;
+}
+
+/**
+ * Wraps a logger so that a storm of one kind of message (a dead endpoint failing thousands of
+ * notifications) costs one line per interval, plus a count of what was suppressed.
+ */
+export function rateLimitLogger(logger: Logger, intervalMs = 1_000): Logger {
+  const windows = new Map<string, { until: number; suppressed: number }>();
+  const emit = (level: Level, obj: object, msg?: string): void => {
+    const key = `${level}:${msg ?? ''}`;
+    const now = Date.now();
+    const window = windows.get(key);
+    if (window !== undefined && now < window.until) {
+      window.suppressed++;
+      return;
+    }
+    const suppressed = window?.suppressed ?? 0;
+    windows.set(key, { until: now + intervalMs, suppressed: 0 });
+    try {
+      logger[level](suppressed > 0 ? { ...obj, suppressed } : obj, msg);
+    } catch {
+      // A broken logger must not break delivery; there is nowhere left to report it.
+    }
+  };
+  const limited: Logger = {
+    warn: (obj, msg) => emit('warn', obj, msg),
+    error: (obj, msg) => emit('error', obj, msg),
+  };
+  if (logger.debug !== undefined) {
+    const debug = logger.debug.bind(logger);
+    limited.debug = (obj, msg) => {
+      try {
+        debug(obj, msg);
+      } catch {
+        // Same as above: logging is best effort.
+      }
+    };
+  }
+  return limited;
+}

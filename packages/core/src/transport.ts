@@ -1,0 +1,321 @@
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import { Agent, buildConnector, Client } from 'undici';
+import type { Dispatcher } from 'undici';
+import { isAfterwardError, NetworkError, TimeoutError, type AfterwardError } from './errors.js';
+import type { AddressGuard } from './guard.js';
+import type { DeliveryResponse } from './handle.js';
+import type { ConfirmMode } from './request.js';
+import type { TimeoutOptions } from './options.js';
+
+/** One attempt as the transport sees it: final headers (signature included), nothing left to decide. */
+export interface TransportRequest {
+  readonly id: string;
+  readonly url: URL;
+  readonly origin: string;
+  readonly path: string;
+  readonly method: string;
+  /** Flat name/value list. */
+  readonly headers: readonly string[];
+  readonly body: Buffer | null;
+  readonly confirm: ConfirmMode;
+  /** Bytes of the response body to keep; 0 discards it. */
+  readonly keepBody: number;
+  readonly timeout: TimeoutOptions;
+}
+
+/** Per-attempt context. Aborting `signal` must end the attempt at once, closing its socket. */
+export interface TransportAttempt {
+  readonly signal: AbortSignal;
+  /** 1 for the first attempt. */
+  readonly attempt: number;
+}
+
+/** What an attempt came to. A transport never rejects; failures are `{ kind: 'error' }`. */
+export type TransportResult =
+  | { kind: 'response'; response: DeliveryResponse }
+  | { kind: 'sent' }
+  | { kind: 'error'; error: AfterwardError };
+
+/**
+ * Moves bytes. The dispatcher owns queueing, retries and deadlines; a transport makes one attempt.
+ * Replace it to send through something else, or use the recording transport in tests.
+ *
+ * @example
+ * ```ts
+ * const transport: Transport = { send: async () => ({ kind: 'sent' }), close: async () => {} };
+ * createDispatcher({ transport });
+ * ```
+ */
+export interface Transport {
+  send(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult>;
+  close(): Promise<void>;
+}
+
+/** Options of {@link createUndiciTransport}. */
+export interface UndiciTransportOptions {
+  /** Most response-body bytes read before the socket is dropped. Default 64 KiB. */
+  maxResponseBytes?: number;
+  /** Refuses private targets (see `guard` on the dispatcher). */
+  guard?: AddressGuard;
+  /** How long an idle keep-alive socket is kept. Default 4 000 ms. */
+  keepAliveTimeout?: number;
+}
+
+type Connector = buildConnector.connector;
+
+/**
+ * The default transport, on undici: pooled keep-alive connections for `confirm: 'response'`, and a
+ * dedicated connection per attempt for `confirm: 'sent'`, closed as soon as the request bytes are
+ * on the wire.
+ *
+ * @example
+ * ```ts
+ * createDispatcher({ transport: createUndiciTransport({ maxResponseBytes: 16 * 1024 }) });
+ * ```
+ */
+export function createUndiciTransport(options: UndiciTransportOptions = {}): Transport {
+  return new UndiciTransport(options);
+}
+
+class UndiciTransport implements Transport {
+  readonly #maxResponseBytes: number;
+  readonly #guard: AddressGuard | undefined;
+  readonly #keepAliveTimeout: number;
+  // One pool per connect timeout: undici takes the connect timeout per connector, not per request.
+  readonly #agents = new Map<number, Agent>();
+  readonly #connectors = new Map<number, Connector>();
+  readonly #clients = new Set<Client>();
+
+  constructor(options: UndiciTransportOptions) {
+    this.#maxResponseBytes = options.maxResponseBytes ?? 64 * 1024;
+    this.#guard = options.guard;
+    this.#keepAliveTimeout = options.keepAliveTimeout ?? 4_000;
+  }
+
+  send(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
+    if (this.#guard !== undefined) {
+      try {
+        this.#guard.checkUrl(request.url);
+      } catch (error) {
+        return Promise.resolve({
+          kind: 'error',
+          error: toAfterwardError(error, request, attempt.signal, false),
+        });
+      }
+    }
+    return request.confirm === 'sent'
+      ? this.#sendAndClose(request, attempt)
+      : this.#request(request, attempt);
+  }
+
+  async close(): Promise<void> {
+    const closing: Array<Promise<void>> = [];
+    for (const agent of this.#agents.values()) closing.push(agent.destroy());
+    for (const client of this.#clients) closing.push(client.destroy());
+    this.#agents.clear();
+    this.#clients.clear();
+    await Promise.allSettled(closing);
+  }
+
+  async #request(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
+    let data: Dispatcher.ResponseData;
+    try {
+      data = await this.#agentFor(request.timeout.connect).request({
+        origin: request.origin,
+        path: request.path,
+        method: request.method,
+        headers: request.headers as string[],
+        body: request.body,
+        signal: attempt.signal,
+        headersTimeout: request.timeout.response,
+        // The dispatcher's total deadline bounds the body, including a receiver that trickles bytes.
+        bodyTimeout: 0,
+      });
+    } catch (error) {
+      return { kind: 'error', error: toAfterwardError(error, request, attempt.signal, false) };
+    }
+    const response: DeliveryResponse = {
+      status: data.statusCode,
+      statusText: data.statusText || (STATUS_CODES[data.statusCode] ?? ''),
+      headers: data.headers,
+    };
+    try {
+      if (request.keepBody > 0) {
+        response.body = await readPrefix(
+          data.body,
+          request.keepBody,
+          Math.max(request.keepBody, this.#maxResponseBytes),
+        );
+      } else {
+        // Read a bounded amount so a small answer frees the socket for reuse; past the bound
+        // undici destroys the socket rather than read a huge body.
+        await data.body.dump({ limit: this.#maxResponseBytes });
+      }
+    } catch {
+      // The status has arrived and decides the outcome; a body cut short changes nothing.
+    }
+    return { kind: 'response', response };
+  }
+
+  #sendAndClose(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
+    return new Promise<TransportResult>((resolve) => {
+      let socket: Socket | undefined;
+      let requestSent = false;
+      let settled = false;
+      const connector = this.#connectorFor(request.timeout.connect);
+      const client = new Client(request.origin, {
+        connect: (opts, callback) => {
+          connector(opts, (error, connected) => {
+            if (connected !== null) socket = connected;
+            (callback as (error: Error | null, socket: unknown) => void)(error, connected);
+          });
+        },
+        pipelining: 1,
+        headersTimeout: request.timeout.response,
+        bodyTimeout: 0,
+      });
+      this.#clients.add(client);
+      const finish = (result: TransportResult): void => {
+        if (settled) return;
+        settled = true;
+        attempt.signal.removeEventListener('abort', onAbort);
+        this.#clients.delete(client);
+        // Closing without reading the answer is the point of this mode: nothing is held while the
+        // receiver works. Deferred, because undici must not be destroyed from inside its own
+        // write path (onRequestSent runs there).
+        queueMicrotask(() => {
+          client.destroy().catch(() => undefined);
+        });
+        resolve(result);
+      };
+      const onAbort = (): void => {
+        finish({
+          kind: 'error',
+          error: toAfterwardError(attempt.signal.reason, request, attempt.signal, !requestSent),
+        });
+      };
+      if (attempt.signal.aborted) {
+        onAbort();
+        return;
+      }
+      attempt.signal.addEventListener('abort', onAbort, { once: true });
+      // onRequestSent is undici's legacy-handler hook for "request fully written"; undici 7 still
+      // calls it, its typings just no longer list it.
+      const handler = {
+        onConnect: () => undefined,
+        onRequestSent: () => {
+          requestSent = true;
+          // undici has called socket.write; an empty write's callback runs once every earlier
+          // byte has been handed to the kernel, so closing after it cannot lose the tail.
+          if (socket === undefined || socket.writableLength === 0) {
+            finish({ kind: 'sent' });
+          } else {
+            socket.write(Buffer.alloc(0), () => finish({ kind: 'sent' }));
+          }
+        },
+        onHeaders: () => {
+          // The receiver answered before we closed: the request was certainly written.
+          finish({ kind: 'sent' });
+          return false;
+        },
+        onData: () => true,
+        onComplete: () => finish({ kind: 'sent' }),
+        onError: (error: Error) => {
+          finish(
+            requestSent
+              ? { kind: 'sent' }
+              : { kind: 'error', error: toAfterwardError(error, request, attempt.signal, true) },
+          );
+        },
+      } as Dispatcher.DispatchHandler;
+      client.dispatch(
+        {
+          origin: request.origin,
+          path: request.path,
+          method: request.method,
+          headers: request.headers as string[],
+          body: request.body,
+        },
+        handler,
+      );
+    });
+  }
+
+  #connectorFor(connectTimeout: number): Connector {
+    let connector = this.#connectors.get(connectTimeout);
+    if (connector === undefined) {
+      const base = this.#guard
+        ? buildConnector({ timeout: connectTimeout, lookup: this.#guard.lookup })
+        : buildConnector({ timeout: connectTimeout });
+      connector = this.#guard ? this.#guard.wrapConnector(base) : base;
+      this.#connectors.set(connectTimeout, connector);
+    }
+    return connector;
+  }
+
+  #agentFor(connectTimeout: number): Agent {
+    let agent = this.#agents.get(connectTimeout);
+    if (agent === undefined) {
+      agent = new Agent({
+        connect: this.#connectorFor(connectTimeout),
+        keepAliveTimeout: this.#keepAliveTimeout,
+        pipelining: 1,
+      });
+      this.#agents.set(connectTimeout, agent);
+    }
+    return agent;
+  }
+}
+
+async function readPrefix(
+  body: Dispatcher.ResponseData['body'],
+  keep: number,
+  limit: number,
+): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let kept = 0;
+  let read = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    read += chunk.length;
+    if (kept < keep) {
+      const part = chunk.length <= keep - kept ? chunk : chunk.subarray(0, keep - kept);
+      chunks.push(part);
+      kept += part.length;
+    }
+    // Leaving the loop destroys the body, and with it the socket: the rest is never read.
+    if (read >= limit) break;
+  }
+  return Buffer.concat(chunks, kept);
+}
+
+/** Maps whatever an attempt failed with onto afterward's typed errors. */
+export function toAfterwardError(
+  error: unknown,
+  request: TransportRequest,
+  signal: AbortSignal,
+  beforeSent: boolean,
+): AfterwardError {
+  if (signal.aborted && isAfterwardError(signal.reason)) return signal.reason;
+  if (isAfterwardError(error)) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  switch (code) {
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return new TimeoutError('connect', request.timeout.connect, { cause: error });
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return new TimeoutError('headers', request.timeout.response, { cause: error });
+    case 'UND_ERR_HEADERS_OVERFLOW':
+      return new NetworkError('response headers exceed the size undici accepts', {
+        cause: error,
+        beforeSent: false,
+        retryable: false,
+      });
+    default: {
+      const message = error instanceof Error ? error.message : String(error);
+      return new NetworkError(
+        `${request.method} ${request.origin} failed: ${typeof code === 'string' ? `${code} ` : ''}${message}`,
+        { cause: error, beforeSent },
+      );
+    }
+  }
+}
