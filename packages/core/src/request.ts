@@ -19,7 +19,7 @@ export type HeadersInput =
 /** A primitive query value; arrays repeat the key. */
 export type QueryValue = string | number | boolean;
 
-/** Query parameters merged into the URL: each key given here replaces that key in the URL. */
+/** Query parameters merged into the URL: each key given here replaces that key in the URL; `null` removes it. */
 export type QueryInput = Readonly<Record<string, QueryValue | readonly QueryValue[] | null | undefined>>;
 
 /** How an attempt counts as a success. */
@@ -113,6 +113,17 @@ const INIT_KEYS = [
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // RFC 9110 field-value: visible characters, spaces and tabs; no CR, LF or NUL, which would split headers.
 const BAD_VALUE = /[\r\n\0]/;
+// What undici accepts in a field value; anything else would fail every attempt, so it fails the call.
+const BAD_FIELD = /[^\t\x20-\x7e\x80-\xff]/;
+// Framing headers the HTTP client computes; a caller's value would conflict with the body it sends.
+const CLIENT_MANAGED = new Set([
+  'connection',
+  'content-length',
+  'expect',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+]);
 const EMPTY: SendInit = {};
 
 /**
@@ -243,7 +254,16 @@ function pushHeader(out: string[], name: unknown, value: unknown): void {
   if (BAD_VALUE.test(value)) {
     throw new InvalidArgumentError(`header ${name} contains CR, LF or NUL, which could split the request`);
   }
-  out.push(name.toLowerCase(), value);
+  if (BAD_FIELD.test(value)) {
+    throw new InvalidArgumentError(
+      `header ${name} contains a control or non-Latin-1 character; encode the value (e.g. encodeURIComponent)`,
+    );
+  }
+  const lower = name.toLowerCase();
+  if (CLIENT_MANAGED.has(lower)) {
+    throw new InvalidArgumentError(`header ${name} is set by the HTTP client from the body and connection`);
+  }
+  out.push(lower, value);
 }
 
 function setDefault(headers: string[], name: string, value: string): void {
@@ -269,7 +289,8 @@ function parseUrl(target: unknown): URL {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new InvalidArgumentError(`only http: and https: URLs can be sent to, got ${url.protocol}`);
   }
-  url.hash = '';
+  // Only when there is one: the setter re-serialises the URL even for an empty hash.
+  if (url.hash !== '') url.hash = '';
   return url;
 }
 
@@ -289,8 +310,9 @@ function mergeQuery(url: URL, query: QueryInput): void {
   const record = checkObject('query', query);
   for (const key of Object.keys(record)) {
     const value = record[key];
-    if (value === undefined || value === null) continue;
+    if (value === undefined) continue;
     url.searchParams.delete(key);
+    if (value === null) continue;
     const values = Array.isArray(value) ? (value as unknown[]) : [value];
     for (const item of values) {
       if (
@@ -321,9 +343,9 @@ function toBody(body: unknown, headers: string[]): Buffer {
 }
 
 function checkId(id: unknown): string {
-  if (typeof id !== 'string' || id.length === 0 || id.length > 256 || BAD_VALUE.test(id)) {
+  if (typeof id !== 'string' || id.length === 0 || id.length > 256 || BAD_FIELD.test(id)) {
     throw new InvalidArgumentError(
-      `id must be a non-empty string of at most 256 characters without CR/LF, got ${show(id)}`,
+      `id must be a non-empty string of at most 256 characters without control characters, got ${show(id)}`,
     );
   }
   return id;

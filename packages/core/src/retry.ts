@@ -32,6 +32,8 @@ export function parseRetryAfter(
   if (/^\d+$/.test(trimmed)) {
     ms = Number(trimmed) * 1000;
   } else {
+    // HTTP dates start with a day name; V8's lenient Date.parse would read "-5" as a year.
+    if (!/^[A-Za-z]/.test(trimmed)) return undefined;
     const date = Date.parse(trimmed);
     if (Number.isNaN(date)) return undefined;
     ms = Math.max(0, date - now);

@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { Agent, buildConnector, Client } from 'undici';
 import type { Dispatcher } from 'undici';
+import { abortSourceOf } from './attempt-abort.js';
 import { isAfterwardError, NetworkError, TimeoutError, type AfterwardError } from './errors.js';
 import type { AddressGuard } from './guard.js';
 import type { DeliveryResponse } from './handle.js';
@@ -127,13 +128,13 @@ class UndiciTransport implements Transport {
         method: request.method,
         headers: request.headers as string[],
         body: request.body,
-        signal: attempt.signal,
+        signal: abortSourceOf(attempt),
         headersTimeout: request.timeout.response,
         // The dispatcher's total deadline bounds the body, including a receiver that trickles bytes.
         bodyTimeout: 0,
       });
     } catch (error) {
-      return { kind: 'error', error: toAfterwardError(error, request, attempt.signal, false) };
+      return { kind: 'error', error: toAfterwardError(error, request, abortSourceOf(attempt), false) };
     }
     const response: DeliveryResponse = {
       status: data.statusCode,
@@ -161,7 +162,8 @@ class UndiciTransport implements Transport {
   #sendAndClose(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
     return new Promise<TransportResult>((resolve) => {
       let socket: Socket | undefined;
-      let requestSent = false;
+      // True once every byte of the request was handed to the kernel, not merely queued on the socket.
+      let flushed = false;
       let settled = false;
       const connector = this.#connectorFor(request.timeout.connect);
       const client = new Client(request.origin, {
@@ -192,7 +194,7 @@ class UndiciTransport implements Transport {
       const onAbort = (): void => {
         finish({
           kind: 'error',
-          error: toAfterwardError(attempt.signal.reason, request, attempt.signal, !requestSent),
+          error: toAfterwardError(attempt.signal.reason, request, attempt.signal, !flushed),
         });
       };
       if (attempt.signal.aborted) {
@@ -205,25 +207,29 @@ class UndiciTransport implements Transport {
       const handler = {
         onConnect: () => undefined,
         onRequestSent: () => {
-          requestSent = true;
           // undici has called socket.write; an empty write's callback runs once every earlier
-          // byte has been handed to the kernel, so closing after it cannot lose the tail.
-          if (socket === undefined || socket.writableLength === 0) {
+          // byte has been handed to the kernel, so closing after it cannot lose the tail. It gets
+          // an error instead when the connection broke first: then the request did not leave.
+          const written = (): void => {
+            flushed = true;
             finish({ kind: 'sent' });
+          };
+          if (socket === undefined || socket.writableLength === 0) {
+            written();
           } else {
-            socket.write(Buffer.alloc(0), () => finish({ kind: 'sent' }));
+            socket.write(Buffer.alloc(0), (error?: Error | null) => {
+              if (error === undefined || error === null) written();
+              else finish({ kind: 'error', error: toAfterwardError(error, request, attempt.signal, true) });
+            });
           }
         },
-        onHeaders: () => {
-          // The receiver answered before we closed: the request was certainly written.
-          finish({ kind: 'sent' });
-          return false;
-        },
+        // An answer can come before the body was read (a 413, say); only the flush decides.
+        onHeaders: () => false,
         onData: () => true,
-        onComplete: () => finish({ kind: 'sent' }),
+        onComplete: () => undefined,
         onError: (error: Error) => {
           finish(
-            requestSent
+            flushed
               ? { kind: 'sent' }
               : { kind: 'error', error: toAfterwardError(error, request, attempt.signal, true) },
           );
@@ -293,7 +299,7 @@ async function readPrefix(
 export function toAfterwardError(
   error: unknown,
   request: TransportRequest,
-  signal: AbortSignal,
+  signal: { readonly aborted: boolean; readonly reason: unknown },
   beforeSent: boolean,
 ): AfterwardError {
   if (signal.aborted && isAfterwardError(signal.reason)) return signal.reason;

@@ -1,0 +1,457 @@
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  CancelledError,
+  createAfterResponse,
+  createDispatcher,
+  HookError,
+  HookTimeoutError,
+  InvalidArgumentError,
+  QueueFullError,
+  type AfterResponse,
+  type ClientAbortPolicy,
+  type Dispatcher,
+  type HookErrorEvent,
+  type ResponseInfo,
+} from '../src/index.js';
+import { createRecordingTransport, type RecordingTransport } from '../src/testing.js';
+import { sleep, waitUntil } from '../../../test/helpers/net.js';
+import { fakeLogger, guardUnhandledRejections } from './support.js';
+
+guardUnhandledRejections();
+
+type Info = ResponseInfo<IncomingMessage, ServerResponse>;
+type Handler = (work: AfterResponse<Info>, req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
+
+interface App {
+  url: string;
+  dispatcher: Dispatcher;
+  transport: RecordingTransport;
+  hookErrors: HookErrorEvent[];
+  /** Errors thrown by a handler, as the framework would see them. */
+  handlerErrors: unknown[];
+}
+
+const cleanup: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+});
+
+/** A plain node:http server whose handler gets the after-response machinery for its response. */
+async function app(
+  handler: Handler,
+  options: { onClientAbort?: ClientAbortPolicy; maxPerResponse?: number } = {},
+): Promise<App> {
+  const transport = createRecordingTransport();
+  const dispatcher = createDispatcher({ transport, logger: fakeLogger(), retry: false, hookTimeout: 2_000 });
+  const hookErrors: HookErrorEvent[] = [];
+  const handlerErrors: unknown[] = [];
+  dispatcher.on('hook-error', (event) => hookErrors.push(event));
+  const server: Server = createServer((req, res) => {
+    const started = performance.now();
+    const work = createAfterResponse<Info>(res, {
+      dispatcher,
+      startedAt: started,
+      ...options,
+      describe: (outcome, durationMs) => ({
+        outcome,
+        statusCode: res.statusCode,
+        durationMs,
+        method: req.method ?? '',
+        url: req.url ?? '',
+        route: undefined,
+        req,
+        res,
+      }),
+    });
+    Promise.resolve()
+      .then(() => handler(work, req, res))
+      .catch((error: unknown) => {
+        handlerErrors.push(error);
+        if (!res.headersSent) res.statusCode = 500;
+        res.end();
+      });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanup.push(async () => {
+    await dispatcher.close({ timeout: 0 });
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, dispatcher, transport, hookErrors, handlerErrors };
+}
+
+/** GET that resolves with the status once the whole response arrived. */
+function get(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    httpRequest(url, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+/** GET that destroys its socket as soon as the response headers arrived (a client that goes away). */
+function getAndAbort(url: string): Promise<void> {
+  return new Promise((resolve) => {
+    const req = httpRequest(url, (res) => {
+      res.socket.destroy();
+      resolve();
+    });
+    req.on('error', () => resolve());
+    req.end();
+  });
+}
+
+describe('createAfterResponse with node:http', () => {
+  it('parks a notification until the response finished, then sends it', async () => {
+    let handle: ReturnType<AfterResponse<Info>['fireAndForget']> | undefined;
+    const seenWhileOpen: { state?: string; sent?: number; drained?: boolean } = {};
+    const { url, transport, dispatcher } = await app(async (work, _req, res) => {
+      handle = work.fireAndForget('http://hooks.test/a', { json: { event: 'order.paid' } });
+      await sleep(30);
+      seenWhileOpen.state = handle.state;
+      seenWhileOpen.sent = transport.requests.length;
+      seenWhileOpen.drained = (await dispatcher.drain({ timeout: 20 })).drained;
+      expect(work.released).toBe(false);
+      res.statusCode = 201;
+      res.end('ok');
+    });
+    expect(await get(url)).toBe(201);
+    expect(seenWhileOpen).toEqual({ state: 'pending', sent: 0, drained: false });
+    await dispatcher.drain({ timeout: 2_000 });
+    expect(handle?.state).toBe('delivered');
+    expect(transport.requests[0]?.json()).toEqual({ event: 'order.paid' });
+  });
+
+  it('computes a lazy json payload once, from the final status and outcome', async () => {
+    let calls = 0;
+    const { url, transport, dispatcher } = await app((work, _req, res) => {
+      work.fireAndForget({
+        url: 'http://hooks.test/b',
+        json: (info: Info) => {
+          calls++;
+          return { status: info.statusCode, outcome: info.outcome, path: info.url, ms: info.durationMs >= 0 };
+        },
+      });
+      res.statusCode = 202;
+      res.end();
+    });
+    await get(`${url}/orders?x=1`);
+    await dispatcher.drain({ timeout: 2_000 });
+    expect(calls).toBe(1);
+    expect(transport.requests[0]?.json()).toEqual({
+      status: 202,
+      outcome: 'finished',
+      path: '/orders?x=1',
+      ms: true,
+    });
+  });
+
+  it('a lazy json function that throws fails that notification only, with a typed error', async () => {
+    let handle: ReturnType<AfterResponse<Info>['fireAndForget']> | undefined;
+    const { url, dispatcher, transport } = await app((work, _req, res) => {
+      handle = work.fireAndForget('http://hooks.test/c', {
+        json: () => {
+          throw new Error('payload bug');
+        },
+      });
+      res.end();
+    });
+    expect(await get(url)).toBe(200);
+    await dispatcher.drain({ timeout: 2_000 });
+    expect(handle?.state).toBe('failed');
+    expect(handle?.error).toBeInstanceOf(InvalidArgumentError);
+    expect(transport.requests).toHaveLength(0);
+  });
+
+  it.each([
+    ['always', 200, true],
+    ['always', 500, true],
+    ['ok', 200, true],
+    ['ok', 404, false],
+    ['error', 404, true],
+    ['error', 200, false],
+    ['aborted', 200, false],
+  ] as const)("when '%s' with status %i → sent: %s", async (when, status, sent) => {
+    let handle: ReturnType<AfterResponse<Info>['fireAndForget']> | undefined;
+    const { url, dispatcher } = await app((work, _req, res) => {
+      handle = work.fireAndForget('http://hooks.test/w', { when });
+      res.statusCode = status;
+      res.end();
+    });
+    await get(url);
+    await dispatcher.drain({ timeout: 2_000 });
+    expect(handle?.state).toBe(sent ? 'delivered' : 'cancelled');
+    if (!sent) expect(handle?.error).toBeInstanceOf(CancelledError);
+  });
+
+  it('takes a predicate for when, and a throwing predicate skips instead of crashing', async () => {
+    const handles: Array<ReturnType<AfterResponse<Info>['fireAndForget']>> = [];
+    const { url, dispatcher } = await app((work, _req, res) => {
+      handles.push(work.fireAndForget('http://hooks.test/p', { when: (info) => info.statusCode === 418 }));
+      handles.push(work.fireAndForget('http://hooks.test/q', { when: (info) => info.statusCode === 200 }));
+      handles.push(
+        work.fireAndForget('http://hooks.test/r', {
+          when: () => {
+            throw new Error('predicate bug');
+          },
+        }),
+      );
+      res.statusCode = 418;
+      res.end();
+    });
+    await get(url);
+    await dispatcher.drain({ timeout: 2_000 });
+    expect(handles.map((h) => h.state)).toEqual(['delivered', 'cancelled', 'cancelled']);
+    expect(handles[2]?.error?.message).toMatch(/predicate bug/);
+  });
+
+  it('throws bad input in the handler, where the bug is', async () => {
+    const { url, handlerErrors, dispatcher } = await app((work, _req, res) => {
+      const attempts = [
+        () => work.fireAndForget('not a url'),
+        () => work.fireAndForget('http://hooks.test/', { when: 'sometimes' as never }),
+        () => work.fireAndForget('http://hooks.test/', { method: 'GET', json: () => ({}) }),
+        () => work.fireAndForget({ url: 'http://hooks.test/' } as never, {}),
+        () => work.after('nope' as never),
+        () => work.after(() => undefined, { timeout: 0 }),
+        () => work.after(() => undefined, { when: 'later' as never }),
+      ];
+      for (const attempt of attempts) {
+        try {
+          attempt();
+          handlerErrors.push('no throw');
+        } catch (error) {
+          handlerErrors.push(error);
+        }
+      }
+      res.end();
+    });
+    await get(url);
+    expect(handlerErrors).toHaveLength(7);
+    for (const error of handlerErrors) expect(error).toBeInstanceOf(InvalidArgumentError);
+    expect(dispatcher.stats()).toMatchObject({ queued: 0, delivered: 0, cancelled: 0, failed: 0 });
+  });
+
+  it('runs after() hooks once the response finished, with info and a signal', async () => {
+    const ran: Array<{ outcome: string; status: number; finished: boolean; signal: boolean }> = [];
+    const { url, dispatcher } = await app((work, _req, res) => {
+      work.after((info, signal) => {
+        ran.push({
+          outcome: info.outcome,
+          status: info.statusCode,
+          finished: info.res.writableFinished,
+          signal: signal instanceof AbortSignal && !signal.aborted,
+        });
+      });
+      work.after(() => ran.push({ outcome: 'skipped', status: 0, finished: false, signal: false }), {
+        when: 'error',
+      });
+      res.statusCode = 204;
+      res.end();
+    });
+    await get(url);
+    await dispatcher.drain({ timeout: 2_000 });
+    expect(ran).toEqual([{ outcome: 'finished', status: 204, finished: true, signal: true }]);
+    expect(dispatcher.stats().hooks).toMatchObject({ completed: 1, failed: 0, running: 0, queued: 0 });
+  });
+
+  it("reports a throwing, rejecting or timed-out hook as 'hook-error', and the others still run", async () => {
+    let abortedBy: unknown;
+    let fine = 0;
+    const { url, dispatcher, hookErrors } = await app((work, _req, res) => {
+      work.after(() => {
+        throw new Error('sync hook bug');
+      });
+      work.after(async () => {
+        await sleep(1);
+        throw new Error('async hook bug');
+      });
+      work.after(
+        (_info, signal) =>
+          new Promise<void>(() => {
+            signal.addEventListener('abort', () => {
+              abortedBy = signal.reason as unknown;
+            });
+          }),
+        { timeout: 50 },
+      );
+      work.after(() => {
+        fine++;
+      });
+      res.end();
+    });
+    await get(url);
+    await waitUntil(() => hookErrors.length === 3, { message: 'three hook errors' });
+    await dispatcher.drain({ timeout: 2_000 });
+    expect(fine).toBe(1);
+    const errors = hookErrors.map((e) => e.error);
+    expect(
+      errors
+        .filter((e) => e instanceof HookError)
+        .map((e) => (e.cause as Error).message)
+        .sort(),
+    ).toEqual(['async hook bug', 'sync hook bug']);
+    const timeout = errors.find((e) => e instanceof HookTimeoutError);
+    expect(timeout).toBeInstanceOf(HookTimeoutError);
+    expect(abortedBy).toBe(timeout);
+    expect((hookErrors[0]?.info as Info).outcome).toBe('finished');
+    expect(dispatcher.stats().hooks).toMatchObject({ completed: 1, failed: 3, running: 0 });
+  });
+
+  it('drain() waits for parked work on an open response and for running hooks', async () => {
+    let hookDone = false;
+    let finishResponse!: () => void;
+    const { url, dispatcher } = await app((work, _req, res) => {
+      work.after(async () => {
+        await sleep(150);
+        hookDone = true;
+      });
+      finishResponse = () => res.end();
+    });
+    const response = get(url);
+    await waitUntil(() => finishResponse !== undefined);
+    // A parked hook on an open response counts as pending.
+    expect(await dispatcher.drain({ timeout: 30 })).toEqual({ drained: false, pending: 1 });
+    finishResponse();
+    await response;
+    const drained = await dispatcher.drain({ timeout: 2_000 });
+    expect(drained).toEqual({ drained: true, pending: 0 });
+    expect(hookDone).toBe(true);
+  });
+
+  it("gives outcome 'aborted' when the client goes away mid-response; parked work still goes by default", async () => {
+    const infos: Info[] = [];
+    let handle: ReturnType<AfterResponse<Info>['fireAndForget']> | undefined;
+    const { url, dispatcher } = await app((work, _req, res) => {
+      handle = work.fireAndForget('http://hooks.test/abort', {
+        json: (info: Info) => ({ outcome: info.outcome }),
+      });
+      work.after((info) => {
+        infos.push(info);
+      });
+      // Head and part of a body; the rest never comes, so only the client can end this.
+      res.writeHead(200, { 'content-length': '1000' });
+      res.write('partial');
+    });
+    await getAndAbort(url);
+    await waitUntil(() => infos.length === 1, { message: 'hook ran after abort' });
+    await dispatcher.drain({ timeout: 2_000 });
+    expect(infos[0]?.outcome).toBe('aborted');
+    expect(handle?.state).toBe('delivered');
+  });
+
+  it("onClientAbort: 'cancel' cancels parked notifications and skips hooks when the client went away", async () => {
+    let ran = 0;
+    let handle: ReturnType<AfterResponse<Info>['fireAndForget']> | undefined;
+    const { url, dispatcher, transport } = await app(
+      (work, _req, res) => {
+        handle = work.fireAndForget('http://hooks.test/cancel');
+        work.after(() => {
+          ran++;
+        });
+        res.writeHead(200, { 'content-length': '1000' });
+        res.write('partial');
+      },
+      { onClientAbort: 'cancel' },
+    );
+    await getAndAbort(url);
+    await waitUntil(() => handle?.settled === true, { message: 'parked notification settled' });
+    await dispatcher.drain({ timeout: 2_000 });
+    expect(handle?.state).toBe('cancelled');
+    expect(handle?.error?.message).toMatch(/client disconnected/);
+    expect(ran).toBe(0);
+    expect(transport.requests).toHaveLength(0);
+  });
+
+  it("when: 'aborted' runs only for aborted responses", async () => {
+    const outcomes: string[] = [];
+    const { url, dispatcher } = await app((work, req, res) => {
+      work.after((info) => void outcomes.push(info.outcome), { when: 'aborted' });
+      if (req.url === '/abort') {
+        res.writeHead(200, { 'content-length': '10' });
+        res.write('x');
+      } else {
+        res.end();
+      }
+    });
+    await get(`${url}/fine`);
+    await getAndAbort(`${url}/abort`);
+    await waitUntil(() => outcomes.length === 1);
+    await dispatcher.drain({ timeout: 2_000 });
+    expect(outcomes).toEqual(['aborted']);
+  });
+
+  it('work added after the response finished is released at once', async () => {
+    let late: ReturnType<AfterResponse<Info>['fireAndForget']> | undefined;
+    const { url, dispatcher } = await app((work, _req, res) => {
+      work.after(() => undefined);
+      res.on('finish', () => {
+        setImmediate(() => {
+          late = work.fireAndForget('http://hooks.test/late');
+        });
+      });
+      res.end();
+    });
+    await get(url);
+    await waitUntil(() => late !== undefined);
+    await dispatcher.drain({ timeout: 2_000 });
+    expect(late?.state).toBe('delivered');
+  });
+
+  it('bounds the work one response may park (maxPerResponse)', async () => {
+    const errors: unknown[] = [];
+    const { url } = await app(
+      (work, _req, res) => {
+        work.fireAndForget('http://hooks.test/1');
+        work.after(() => undefined);
+        try {
+          work.fireAndForget('http://hooks.test/3');
+        } catch (error) {
+          errors.push(error);
+        }
+        res.end();
+      },
+      { maxPerResponse: 2 },
+    );
+    await get(url);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toBeInstanceOf(QueueFullError);
+  });
+
+  it('a throwing describe() does not lose the parked work', async () => {
+    const transport = createRecordingTransport();
+    const logger = fakeLogger();
+    const dispatcher = createDispatcher({ transport, logger });
+    const server = createServer((_req, res) => {
+      const work = createAfterResponse(res, {
+        dispatcher,
+        describe: () => {
+          throw new Error('describe bug');
+        },
+      });
+      work.fireAndForget('http://hooks.test/d');
+      res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanup.push(async () => {
+      await dispatcher.close();
+      await new Promise((resolve) => server.close(resolve));
+    });
+    await get(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    await dispatcher.drain({ timeout: 2_000 });
+    expect(transport.requests).toHaveLength(1);
+    expect(logger.calls.some((c) => /describing the response failed/.test(c.msg ?? ''))).toBe(true);
+  });
+});
