@@ -13,7 +13,6 @@ export type AfterwardErrorCode =
   | 'AFTERWARD_ERR_NETWORK'
   | 'AFTERWARD_ERR_HTTP_STATUS'
   | 'AFTERWARD_ERR_BLOCKED_ADDRESS'
-  | 'AFTERWARD_ERR_CIRCUIT_OPEN'
   | 'AFTERWARD_ERR_HOOK_FAILED'
   | 'AFTERWARD_ERR_HOOK_TIMEOUT'
   | 'AFTERWARD_ERR_NOT_INSTALLED';
@@ -217,22 +216,6 @@ export class BlockedAddressError extends AfterwardError {
     super('AFTERWARD_ERR_BLOCKED_ADDRESS', `refused ${host} (${address}): ${why}`);
     this.host = host;
     this.address = address;
-  }
-}
-
-/**
- * The origin's circuit breaker is open: recent attempts failed too often, so this one was not made.
- *
- * @example
- * ```ts
- * dispatcher.on('circuit-open', ({ origin }) => alert(origin));
- * ```
- */
-export class CircuitOpenError extends AfterwardError {
-  readonly origin: string;
-  constructor(origin: string) {
-    super('AFTERWARD_ERR_CIRCUIT_OPEN', `circuit open for ${origin}`, { retryable: true });
-    this.origin = origin;
   }
 }
 

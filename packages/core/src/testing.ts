@@ -128,7 +128,7 @@ function record(request: TransportRequest, attempt: number): RecordedRequest {
 }
 
 /**
- * A dispatcher on a recording transport, with retries fast enough for tests.
+ * A dispatcher on a recording transport, with retries fast enough for tests and no circuit breaker.
  *
  * @example
  * ```ts
@@ -140,7 +140,14 @@ export function createTestDispatcher(options: Omit<DispatcherOptions, 'transport
   transport: RecordingTransport;
 } {
   const transport = createRecordingTransport();
-  const dispatcher = createDispatcher({ retry: { minDelay: 1, maxDelay: 10 }, ...options, transport });
+  // No circuit breaker by default: a test that answers 503 to a dozen sends should see them retried
+  // and failed within the test, not held back for the breaker's 30 s.
+  const dispatcher = createDispatcher({
+    retry: { minDelay: 1, maxDelay: 10 },
+    breaker: false,
+    ...options,
+    transport,
+  });
   return { dispatcher, transport };
 }
 
