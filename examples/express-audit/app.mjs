@@ -3,19 +3,32 @@
  * who did what, the final status and how long it took. The client never waits for the audit sink.
  */
 import express from 'express';
-import { afterward } from '@afterward/express';
+import { afterward, auditLog } from '@afterward/express';
 
-/** @typedef {import('@afterward/express').ExpressResponseInfo} ExpressResponseInfo */
 /** @typedef {import('@afterward/express').Dispatcher} Dispatcher */
 
 /**
  * @param {object} options
  * @param {string} options.auditUrl where audit events are POSTed
  * @param {Dispatcher} [options.dispatcher] defaults to one the middleware creates
+ * @param {import('@afterward/express').ExpressAuditLogOptions['batch']} [options.batch] batching of
+ *   audit records (e.g. `{ format: 'ndjson', maxItems: 100, maxWaitMs: 1000 }`); default `false`:
+ *   one request per record
  */
-export function createApp({ auditUrl, dispatcher }) {
+export function createApp({ auditUrl, dispatcher, batch = false }) {
   const middleware = afterward(dispatcher ? { dispatcher } : {});
   const app = express();
+  // First, so the record times the whole request. One record per request, sent after the response
+  // finished: method, path, route, status, duration, outcome, ip, user agent, request id, and the
+  // actor; credentials in headers and query strings are redacted.
+  app.use(
+    auditLog({
+      url: auditUrl,
+      dispatcher: middleware.dispatcher,
+      batch,
+      fields: (req) => ({ actor: req.get('x-user') ?? 'anonymous' }),
+    }),
+  );
   app.use(express.json());
   app.use(middleware);
 
@@ -24,21 +37,8 @@ export function createApp({ auditUrl, dispatcher }) {
   /** Requests per route, counted by an after-response hook rather than in the handlers. */
   const hits = new Map();
 
-  // Registered for every request, before the routes: the payload is computed after the response
-  // finished, so it carries the final status, the duration, and the route Express matched.
+  // A per-route hit counter, kept after each response by a res.after hook.
   app.use((req, res, next) => {
-    res.fireAndForget(auditUrl, {
-      json: (/** @type {ExpressResponseInfo} */ info) => ({
-        type: 'http.request',
-        actor: req.get('x-user') ?? 'anonymous',
-        method: info.method,
-        url: info.url,
-        route: info.route ?? null,
-        status: info.statusCode,
-        outcome: info.outcome,
-        durationMs: Math.round(info.durationMs),
-      }),
-    });
     res.after((info) => {
       const key = `${info.method} ${info.route ?? '(no route)'}`;
       hits.set(key, (hits.get(key) ?? 0) + 1);

@@ -1,29 +1,49 @@
 /**
- * Runs the audit example standalone: a local audit sink on 127.0.0.1 that prints what it gets,
- * and the app. `node examples/express-audit/server.mjs`, then e.g. `curl localhost:3000/orders/42`.
+ * Runs the audit example standalone: a local audit sink on 127.0.0.1 that appends every record
+ * to an NDJSON file (and prints it), and the app, which sends its records in NDJSON batches.
+ * `node examples/express-audit/server.mjs`, then e.g. `curl localhost:3000/orders/42`.
  * Stops cleanly on SIGTERM / Ctrl-C: stop taking requests, then deliver what is still pending.
  */
+import { appendFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createApp } from './app.mjs';
 
+const auditFile = process.env.AUDIT_FILE ?? join(tmpdir(), 'afterward-audit.ndjson');
+
+// The sink answers 2xx only once the batch is on disk, so a failed write is retried by the app.
 const sink = createServer((req, res) => {
   let body = '';
   req.on('data', (chunk) => (body += chunk));
   req.on('end', () => {
-    console.log('audit event:', body);
-    res.statusCode = 204;
-    res.end();
+    appendFile(auditFile, body).then(
+      () => {
+        for (const line of body.split('\n')) if (line !== '') console.log('audit event:', line);
+        res.statusCode = 204;
+        res.end();
+      },
+      (error) => {
+        console.error('audit sink: cannot write', auditFile, error.message);
+        res.statusCode = 503;
+        res.end();
+      },
+    );
   });
 });
 await new Promise((resolve) => sink.listen(0, '127.0.0.1', () => resolve(undefined)));
 const sinkAddress = /** @type {import('node:net').AddressInfo} */ (sink.address());
 
-const { app, dispatcher } = createApp({ auditUrl: `http://127.0.0.1:${sinkAddress.port}/audit` });
+const { app, dispatcher } = createApp({
+  auditUrl: `http://127.0.0.1:${sinkAddress.port}/audit`,
+  // Up to 100 records per request, each batch leaving at most 500 ms after its first record.
+  batch: { format: 'ndjson', maxItems: 100, maxWaitMs: 500 },
+});
 const port = Number(process.env.PORT ?? 3000);
 const server = app.listen(port, '127.0.0.1', () => {
   const { port: actual } = /** @type {import('node:net').AddressInfo} */ (server.address());
   console.log(
-    `express-audit listening on http://127.0.0.1:${actual} (audit sink on port ${sinkAddress.port})`,
+    `express-audit listening on http://127.0.0.1:${actual} (audit sink on port ${sinkAddress.port}, writing ${auditFile})`,
   );
 });
 

@@ -263,7 +263,8 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
   }
 }
 
-function checkWhen(when: unknown): void {
+/** Throws InvalidArgumentError unless `when` is one of the names or a function. */
+export function checkWhen(when: unknown): void {
   if (typeof when !== 'function' && !WHEN_VALUES.includes(when as string)) {
     throw new InvalidArgumentError(
       `when must be 'always', 'ok', 'error', 'aborted' or a function, got ${show(when)}`,
@@ -272,7 +273,7 @@ function checkWhen(when: unknown): void {
 }
 
 /** Why parked work does not run for this response, or undefined when it does. */
-function skipReason<TInfo extends ResponseInfo>(
+export function skipReason<TInfo extends ResponseInfo>(
   when: When<TInfo>,
   info: TInfo,
   onAbort: ClientAbortPolicy,

@@ -1,4 +1,6 @@
 import { EventEmitter } from 'node:events';
+import { AttemptAbort } from './attempt-abort.js';
+import { breakerOutcome, OriginBreakers, resolveBreaker, type BreakerOptions } from './breaker.js';
 import {
   CancelledError,
   ClosedError,
@@ -76,6 +78,12 @@ export interface DispatcherOptions {
   signing?: SigningOptions;
   /** Refuse private, loopback and other internal targets (for URLs customers type in). */
   guard?: GuardSetting;
+  /**
+   * A circuit breaker per origin, or `false` for none. On by default: an origin where at least 10
+   * attempts in 30 s completed and half or more failed is held back for 30 s (its notifications
+   * wait, queued), then probed with one attempt.
+   */
+  breaker?: Partial<BreakerOptions> | false;
   /** Refuse `http:` targets at the call. */
   httpsOnly?: boolean;
   /** Most response-body bytes read before the socket is dropped. Default 64 KiB. */
@@ -165,7 +173,7 @@ export interface Job {
   readonly delivery: Delivery;
   request: NormalizedRequest;
   record: StoredRecord<Job> | undefined;
-  controller: AbortController | undefined;
+  controller: AttemptAbort | undefined;
   detachSignal: (() => void) | undefined;
 }
 
@@ -178,12 +186,15 @@ export interface DispatcherInternal {
   prepare(target: unknown, init: SendInit | undefined): Job;
   /** Releases a parked job into the queue; never throws (overflow becomes 'dropped'). */
   submit(job: Job): void;
-  /** Settles a parked job without sending it (a `when` filter, a client abort, a payload error). */
-  discard(job: Job, state: 'cancelled' | 'failed', error: AfterwardError): void;
+  /** Settles a parked job without sending it (a `when` filter, a client abort, a payload error, a batch overflow). */
+  discard(job: Job, state: 'cancelled' | 'failed' | 'dropped', error: AfterwardError): void;
   hooks: HookRunner;
   logger: Logger;
-  /** Work outside the queue (batches) that `drain()` must flush and wait for. */
-  addDrainParticipant(participant: DrainParticipant): void;
+  /**
+   * Work outside the queue (batches) that `drain()` must flush and wait for. Returns a function
+   * the participant calls when its `pending()` count fell, so a waiting `drain()` can resolve.
+   */
+  addDrainParticipant(participant: DrainParticipant): () => void;
 }
 
 /** Something besides the queue that `drain()` flushes and waits for. */
@@ -207,6 +218,7 @@ const DISPATCHER_KEYS = [
   'logger',
   'signing',
   'guard',
+  'breaker',
   'httpsOnly',
   'maxResponseBytes',
   'hookConcurrency',
@@ -234,6 +246,21 @@ export function isDispatcher(value: unknown): value is Dispatcher {
   return typeof value === 'object' && value !== null && kInternal in value;
 }
 
+/**
+ * The error of a notification evicted by drop-oldest, made without a stack: it could only show the
+ * send() of the newcomer that pushed it out, and capturing one was most of the CPU of an
+ * overflowing send() (bench/memory.mjs).
+ */
+function droppedOldestError(): DroppedError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new DroppedError('queue full: dropped the oldest to make room');
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
 /** Reaches the internal surface of a dispatcher. */
 export function internalsOf(dispatcher: Dispatcher): DispatcherInternal {
   const internal = (dispatcher as unknown as { [kInternal]?: DispatcherInternal })[kInternal];
@@ -249,6 +276,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   readonly #logger: Logger;
   readonly #signer: Signer | undefined;
   readonly #httpsOnly: boolean;
+  readonly #breaker: OriginBreakers | undefined;
   readonly #closeTimeout: number;
   readonly #store: NotificationStore<Job>;
   readonly #transport: Transport;
@@ -293,12 +321,15 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       );
     }
     const userAgent = options.userAgent ?? DEFAULTS.userAgent;
-    if (typeof userAgent !== 'string' || /[\r\n\0]/.test(userAgent)) {
-      throw new InvalidArgumentError(`userAgent must be a string without CR/LF, got ${show(userAgent)}`);
+    if (typeof userAgent !== 'string' || /[^\t\x20-\x7e\x80-\xff]/.test(userAgent)) {
+      throw new InvalidArgumentError(
+        `userAgent must be a string without CR/LF or other control characters, got ${show(userAgent)}`,
+      );
     }
     const headers: string[] = [];
     if (options.headers !== undefined) addHeaders(headers, options.headers);
-    this.#signer = options.signing === undefined ? undefined : createSigner(options.signing);
+    this.#signer =
+      options.signing === undefined ? undefined : createSigner(checkObject('signing', options.signing));
     this.#defaults = {
       timeout: resolveTimeout('timeout', options.timeout, DEFAULTS.timeout),
       retry: resolveRetry('retry', options.retry, DEFAULTS.retry),
@@ -329,6 +360,23 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
         ? DEFAULTS.maxResponseBytes
         : checkInteger('maxResponseBytes', options.maxResponseBytes, 0, 16 * 1024 * 1024);
     const guard = options.guard === undefined ? undefined : createAddressGuard(options.guard);
+    const breaker = resolveBreaker(options.breaker);
+    this.#breaker =
+      breaker === undefined
+        ? undefined
+        : new OriginBreakers(breaker, {
+            onOpen: (origin, failureRate) => {
+              this.#emit('circuit-open', { origin, failureRate });
+              this.#logger.warn(
+                { origin, failureRate, openMs: breaker.openMs },
+                'afterward: circuit open; notifications to this origin wait',
+              );
+            },
+            onClose: (origin, failureRate) => {
+              this.#emit('circuit-close', { origin, failureRate });
+              this.#logger.debug?.({ origin }, 'afterward: circuit closed');
+            },
+          });
     if (
       options.transport !== undefined &&
       (typeof options.transport.send !== 'function' || typeof options.transport.close !== 'function')
@@ -370,6 +418,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       logger: this.#logger,
       addDrainParticipant: (participant) => {
         this.#participants.push(participant);
+        return () => this.#checkIdle();
       },
     };
   }
@@ -565,11 +614,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     job.record = record;
     job.delivery.state = 'queued';
     for (const evicted of result.evicted) {
-      this.#settle(
-        evicted.payload,
-        'dropped',
-        new DroppedError('queue full: dropped the oldest to make room'),
-      );
+      this.#settle(evicted.payload, 'dropped', droppedOldestError());
     }
     this.#schedulePump();
   }
@@ -587,6 +632,8 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
         if (this.#inFlight >= this.#concurrency) return 'stop';
         const count = this.#perOrigin.get(record.origin) ?? 0;
         if (count >= this.#perOriginLimit) return 'skip-origin';
+        // Asked last: on a half-open circuit a yes is the one probe, so nothing may veto it after.
+        if (this.#breaker !== undefined && !this.#breaker.admit(record.origin)) return 'skip-origin';
         this.#perOrigin.set(record.origin, count + 1);
         this.#inFlight++;
         return 'take';
@@ -602,7 +649,11 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   }
 
   #armTimer(): void {
-    const due = this.#store.nextDueAt();
+    const backoffDue = this.#store.nextDueAt();
+    // Records behind an open circuit are ready but skipped: wake when it may let a probe through.
+    const probeDue = this.#store.waiting > 0 ? this.#breaker?.nextWakeAt() : undefined;
+    const due =
+      probeDue === undefined || (backoffDue !== undefined && backoffDue <= probeDue) ? backoffDue : probeDue;
     if (due === undefined) {
       if (this.#timer !== undefined) clearTimeout(this.#timer);
       this.#timer = undefined;
@@ -630,7 +681,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     delivery.state = 'sending';
     delivery.attempts++;
     record.attempts = delivery.attempts;
-    const controller = new AbortController();
+    const controller = new AttemptAbort(delivery.attempts);
     job.controller = controller;
     const timer = setTimeout(
       () => controller.abort(new TimeoutError('total', request.timeout.total)),
@@ -652,12 +703,12 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
           keepBody: request.keepBody,
           timeout: request.timeout,
         },
-        { signal: controller.signal, attempt: delivery.attempts },
+        controller,
       );
     } catch (error) {
       result = {
         kind: 'error',
-        error: toAfterwardError(error, { ...request, headers: request.headers }, controller.signal, true),
+        error: toAfterwardError(error, { ...request, headers: request.headers }, controller, true),
       };
     } finally {
       clearTimeout(timer);
@@ -667,6 +718,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       if (count === 0) this.#perOrigin.delete(request.origin);
       else this.#perOrigin.set(request.origin, count);
     }
+    this.#breaker?.record(request.origin, breakerOutcome(result, delivery.settled));
     this.#onResult(job, result);
     this.#schedulePump();
   }
@@ -776,11 +828,19 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
 
   #emit<TEvent extends DispatcherEventName>(event: TEvent, payload: DispatcherEvents[TEvent]): void {
     if (this.listenerCount(event) === 0) return;
-    try {
-      this.emit(event, payload);
-    } catch (error) {
-      // A throwing listener must not break delivery or escape into the app.
+    const report = (error: unknown): void => {
       this.#logger.error({ err: error, event }, 'afterward: an event listener threw');
+    };
+    // Called one by one rather than through emit(): a listener that throws must not break delivery
+    // or skip the listeners after it, and an async one that rejects must not become an unhandled
+    // rejection. rawListeners keeps once() wrappers, so they still remove themselves.
+    for (const listener of this.rawListeners(event) as Array<(payload: unknown) => unknown>) {
+      try {
+        const result = listener.call(this, payload);
+        if (result instanceof Promise) result.catch(report);
+      } catch (error) {
+        report(error);
+      }
     }
   }
 }

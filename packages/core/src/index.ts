@@ -6,7 +6,13 @@ export type {
   DispatcherStats,
   DrainResult,
 } from './dispatcher.js';
+export { createBatcher } from './batch.js';
+export type { BatchAddOptions, Batcher, BatcherOptions, BatchFormat, BatchInit } from './batch.js';
+export { createAuditLog, DEFAULT_REDACT, REDACTED } from './audit.js';
+export type { AuditLog, AuditLogOptions, AuditRecord, AuditTarget } from './audit.js';
 export { createAfterResponse } from './after-response.js';
+export { resolveAfterwardOptions } from './adapter-options.js';
+export type { AfterwardOptions, ResolvedAfterwardOptions } from './adapter-options.js';
 export type {
   After,
   AfterOptions,
@@ -28,6 +34,7 @@ export type {
 } from './handle.js';
 export type { ConfirmMode, HeadersInput, QueryInput, QueryValue, SendInit, SendRequest } from './request.js';
 export type { OverflowPolicy, RetryOptions, TimeoutOptions } from './options.js';
+export type { BreakerOptions } from './breaker.js';
 export type {
   CircuitEvent,
   DeliveryEvent,
@@ -56,7 +63,6 @@ export {
   AfterwardError,
   BlockedAddressError,
   CancelledError,
-  CircuitOpenError,
   ClosedError,
   DroppedError,
   HookError,

@@ -60,6 +60,8 @@ export function auditLog(options: ExpressAuditLogOptions): AuditLogMiddleware {
 
 // A route that answered (without calling next) leaves req.baseUrl at its router's mount path.
 function routeOf(req: Request): string | undefined {
-  const path = (req.route as { path?: unknown } | undefined)?.path;
-  return path === undefined ? undefined : `${req.baseUrl}${String(path)}`;
+  // A route's path may be a string, a RegExp or an array of them.
+  const path = (req.route as { path?: string | RegExp | Array<string | RegExp> } | undefined)?.path;
+  if (path === undefined) return undefined;
+  return `${req.baseUrl}${Array.isArray(path) ? path.join(',') : String(path)}`;
 }

@@ -62,6 +62,6 @@ export function auditLog(options: KoaAuditLogOptions): AuditLogMiddleware {
 
 // @koa/router leaves the matched pattern on the context; it is still there when the response ends.
 function routeOf(ctx: Context): string | undefined {
-  const route = (ctx as { _matchedRoute?: unknown })._matchedRoute;
+  const route = (ctx as { _matchedRoute?: string | RegExp })._matchedRoute;
   return route === undefined ? undefined : String(route);
 }

@@ -1,0 +1,280 @@
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { listen, waitUntil } from '../../../test/helpers/net.js';
+import type { ResponseInfo } from '../src/after-response.js';
+import {
+  createAuditLog,
+  DEFAULT_REDACT,
+  REDACTED,
+  type AuditLogOptions,
+  type AuditRecord,
+} from '../src/audit.js';
+import { InvalidArgumentError } from '../src/errors.js';
+import type { Logger } from '../src/logger.js';
+import { createTestDispatcher, type RecordingTransport } from '../src/testing.js';
+
+type Info = ResponseInfo<IncomingMessage, ServerResponse>;
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+const quiet: Logger = { warn: () => {}, error: () => {} };
+const AUDIT_URL = 'http://audit.test/records';
+const cleanup: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+});
+
+interface Setup {
+  url: string;
+  transport: RecordingTransport;
+  records(): AuditRecord[];
+  flush(): Promise<unknown>;
+}
+
+/** A plain node:http app whose every request is watched by the audit log, as an adapter would. */
+async function setup(
+  handler: Handler,
+  options: Partial<AuditLogOptions<IncomingMessage, Info>> = {},
+  body?: (req: IncomingMessage) => unknown,
+): Promise<Setup> {
+  const { dispatcher, transport } = createTestDispatcher({ logger: quiet });
+  const log = createAuditLog<IncomingMessage, Info>({ url: AUDIT_URL, dispatcher, ...options });
+  const server: Server = createServer((req, res) => {
+    const startedAt = performance.now();
+    log.watch(res, {
+      subject: req,
+      startedAt,
+      describe: (outcome, durationMs) => ({
+        outcome,
+        statusCode: res.statusCode,
+        durationMs,
+        method: req.method ?? '',
+        url: req.url ?? '',
+        route: req.url?.startsWith('/users/') ? '/users/:id' : undefined,
+        req,
+        res,
+      }),
+      ip: () => req.socket.remoteAddress,
+      ...(body === undefined ? {} : { body: () => body(req) }),
+    });
+    handler(req, res);
+  });
+  const port = await listen(server);
+  cleanup.push(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    await dispatcher.close({ timeout: 1_000 });
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    transport,
+    records: () =>
+      transport.requests.flatMap((r) => {
+        const parsed = r.json<AuditRecord | AuditRecord[]>();
+        return Array.isArray(parsed) ? parsed : [parsed];
+      }),
+    flush: () => dispatcher.drain({ timeout: 5_000 }),
+  };
+}
+
+function call(url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, headers, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const ok: Handler = (_req, res) => {
+  res.setHeader('set-cookie', 'sid=abc; HttpOnly');
+  res.setHeader('x-answer', '42');
+  res.end('ok');
+};
+
+describe('createAuditLog', () => {
+  it('records a finished request with its fields, redacting the default headers and query names', async () => {
+    const app = await setup(ok, { headers: true });
+    await call(
+      `${app.url}/users/7?page=2&access_token=t0k&password=hunter2&client_secret=s&api_key=k&q=a&q=b`,
+      {
+        authorization: 'Bearer secret-token',
+        cookie: 'sid=abc',
+        'proxy-authorization': 'Basic Zm9vOmJhcg==',
+        'user-agent': 'audit-test/1',
+        'x-request-id': 'req-123',
+        'x-keep': 'visible',
+      },
+    );
+    await app.flush();
+    const [record] = app.records();
+    expect(record).toMatchObject({
+      method: 'GET',
+      path: '/users/7',
+      route: '/users/:id',
+      status: 200,
+      outcome: 'finished',
+      userAgent: 'audit-test/1',
+      requestId: 'req-123',
+      query: {
+        page: '2',
+        access_token: REDACTED,
+        password: REDACTED,
+        client_secret: REDACTED,
+        api_key: REDACTED,
+        q: ['a', 'b'],
+      },
+    });
+    expect(record?.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(Date.now() - Date.parse(record?.time ?? '')).toBeLessThan(60_000);
+    expect(record?.durationMs).toBeGreaterThanOrEqual(0);
+    expect(record?.ip).toMatch(/127\.0\.0\.1$/);
+    expect(record?.requestHeaders).toMatchObject({
+      authorization: REDACTED,
+      cookie: REDACTED,
+      'proxy-authorization': REDACTED,
+      'x-keep': 'visible',
+    });
+    expect(record?.responseHeaders).toMatchObject({ 'set-cookie': REDACTED, 'x-answer': '42' });
+    const wire = app.transport.requests.map((r) => r.text()).join('\n');
+    for (const secret of ['secret-token', 'sid=abc', 'Zm9vOmJhcg', 't0k', 'hunter2', '=s&', 'k&q']) {
+      expect(wire).not.toContain(secret);
+    }
+    expect(record).not.toHaveProperty('body');
+  });
+
+  it('records error statuses and aborted requests', async () => {
+    let held: ServerResponse | undefined;
+    const app = await setup((req, res) => {
+      if (req.url === '/hang') {
+        held = res;
+        return;
+      }
+      res.statusCode = 500;
+      res.end();
+    });
+    await call(`${app.url}/boom`);
+    const aborted = request(`${app.url}/hang`, { agent: false });
+    aborted.on('error', () => {});
+    aborted.end();
+    await waitUntil(() => held !== undefined, { message: 'the hanging request to arrive' });
+    aborted.destroy();
+    await waitUntil(
+      async () => {
+        await app.flush();
+        return app.records().length === 2;
+      },
+      { message: 'both records to arrive' },
+    );
+    const byPath = Object.fromEntries(app.records().map((r) => [r.path, r]));
+    expect(byPath['/boom']).toMatchObject({ status: 500, outcome: 'finished' });
+    expect(byPath['/hang']).toMatchObject({ outcome: 'aborted' });
+  });
+
+  it('merges user fields, and still records when fields() throws', async () => {
+    let calls = 0;
+    const app = await setup(ok, {
+      fields: (req, info) => {
+        if (++calls === 2) throw new Error('no user');
+        return { userId: req.headers['x-user'], tenantId: 't1', seenStatus: info.statusCode };
+      },
+    });
+    await call(`${app.url}/a`, { 'x-user': 'u42' });
+    await call(`${app.url}/b`, { 'x-user': 'u43' });
+    await app.flush();
+    const [a, b] = app.records();
+    expect(a).toMatchObject({ path: '/a', userId: 'u42', tenantId: 't1', seenStatus: 200 });
+    expect(b).toMatchObject({ path: '/b', status: 200 });
+    expect(b).not.toHaveProperty('userId');
+  });
+
+  it('logs bodies only when asked, capped, with secret keys redacted', async () => {
+    const parsed = { user: 'ann', password: 'hunter2', nested: { apiKey: 'k1' }, pad: 'x'.repeat(100) };
+    const app = await setup(ok, { body: 64 }, () => parsed);
+    await call(`${app.url}/login`, {}, 'POST');
+    await app.flush();
+    const [record] = app.records();
+    expect(record?.bodyTruncated).toBe(true);
+    expect(Buffer.byteLength(record?.body ?? '')).toBeLessThanOrEqual(64);
+    expect(record?.body).toContain('"user":"ann"');
+    expect(record?.body).toContain(`"password":"${REDACTED}"`);
+    expect(record?.body).not.toContain('hunter2');
+    expect(record?.body).not.toContain('k1');
+
+    const plain = await setup(ok, { body: true }, () => 'a=1');
+    await call(`${plain.url}/form`, {}, 'POST');
+    await plain.flush();
+    expect(plain.records()[0]).toMatchObject({ body: 'a=1' });
+    expect(plain.records()[0]).not.toHaveProperty('bodyTruncated');
+  });
+
+  it('takes a redact list that replaces the default', async () => {
+    const app = await setup(ok, { redact: ['x-customer-email', /^email$/i], headers: true });
+    await call(`${app.url}/x?email=a@b.c&token=t`, {
+      'x-customer-email': 'a@b.c',
+      authorization: 'Bearer clear',
+    });
+    await app.flush();
+    const [record] = app.records();
+    expect(record?.requestHeaders).toMatchObject({
+      'x-customer-email': REDACTED,
+      authorization: 'Bearer clear',
+    });
+    expect(record?.query).toEqual({ email: REDACTED, token: 't' });
+    expect(DEFAULT_REDACT).toContain('authorization');
+  });
+
+  it('leaves headers out by default, and records only what `when` selects', async () => {
+    const app = await setup(
+      (req, res) => {
+        res.statusCode = req.url === '/bad' ? 404 : 200;
+        res.end();
+      },
+      { when: 'error' },
+    );
+    await call(`${app.url}/good`);
+    await call(`${app.url}/bad`);
+    await app.flush();
+    const records = app.records();
+    expect(records.map((r) => r.path)).toEqual(['/bad']);
+    expect(records[0]).not.toHaveProperty('requestHeaders');
+  });
+
+  it('batches records by default and flushes them on drain', async () => {
+    const app = await setup(ok);
+    for (let i = 0; i < 3; i++) await call(`${app.url}/n${i}`);
+    expect(app.transport.requests).toHaveLength(0);
+    await app.flush();
+    expect(app.transport.requests).toHaveLength(1);
+    expect(app.transport.requests[0]?.json<AuditRecord[]>().map((r) => r.path)).toEqual([
+      '/n0',
+      '/n1',
+      '/n2',
+    ]);
+  });
+
+  it('sends one request per record with batch: false', async () => {
+    const app = await setup(ok, { batch: false, init: { headers: { 'x-audit-key': 'k' } } });
+    await call(`${app.url}/one`);
+    await call(`${app.url}/two`);
+    await app.flush();
+    expect(app.transport.requests).toHaveLength(2);
+    expect(app.transport.requests[0]?.json()).toMatchObject({ path: '/one' });
+    expect(app.transport.requests[0]?.headers['x-audit-key']).toBe('k');
+  });
+
+  it('rejects bad options at once', () => {
+    const { dispatcher } = createTestDispatcher({ logger: quiet });
+    const make = (extra: Record<string, unknown>) => () =>
+      createAuditLog({ url: AUDIT_URL, dispatcher, ...extra });
+    expect(make({ url: 'not a url' })).toThrow(InvalidArgumentError);
+    expect(make({ fields: 'x' })).toThrow(/fields/);
+    expect(make({ redact: 'authorization' })).toThrow(/redact/);
+    expect(make({ body: -1 })).toThrow(/body/);
+    expect(make({ when: 'sometimes' })).toThrow(/when/);
+    expect(make({ batch: { maxItems: 0 } })).toThrow(/maxItems/);
+    expect(make({ dispatcher: {} })).toThrow(/dispatcher/);
+    expect(make({ colour: 'red' })).toThrow(InvalidArgumentError);
+  });
+});

@@ -1,0 +1,288 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { startReceiver, type Receiver } from '../../../test/helpers/receiver.js';
+import { createBatcher } from '../src/batch.js';
+import { createDispatcher, type Dispatcher } from '../src/dispatcher.js';
+import {
+  CancelledError,
+  ClosedError,
+  DroppedError,
+  HttpStatusError,
+  InvalidArgumentError,
+} from '../src/errors.js';
+import type { DeliveryEvent } from '../src/events.js';
+import type { Logger } from '../src/logger.js';
+import { createTestDispatcher } from '../src/testing.js';
+
+const URL_ = 'http://batch.test/ingest';
+const quiet: Logger = { warn: () => {}, error: () => {} };
+
+const cleanup: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+});
+
+function testDispatcher(): ReturnType<typeof createTestDispatcher> {
+  const made = createTestDispatcher({ logger: quiet });
+  cleanup.push(() => made.dispatcher.close({ timeout: 1_000 }));
+  return made;
+}
+
+async function receiver(handler?: Parameters<typeof startReceiver>[0]): Promise<Receiver> {
+  const r = await startReceiver(handler);
+  cleanup.push(() => r.close());
+  return r;
+}
+
+function realDispatcher(): Dispatcher {
+  const dispatcher = createDispatcher({ logger: quiet, retry: { minDelay: 5, maxDelay: 20 } });
+  cleanup.push(() => dispatcher.close({ timeout: 2_000 }));
+  return dispatcher;
+}
+
+describe('createBatcher', () => {
+  it('combines items into one JSON array request once maxItems is reached', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_, maxItems: 3, maxWaitMs: 60_000 });
+    const handles = [1, 2, 3, 4].map((n) => batcher.add({ n }));
+    await handles[2]?.done;
+    expect(transport.requests).toHaveLength(1);
+    const [request] = transport.requests;
+    expect(request?.json()).toEqual([{ n: 1 }, { n: 2 }, { n: 3 }]);
+    expect(request?.headers['content-type']).toBe('application/json');
+    expect(request?.headers['idempotency-key']).toBe(request?.id);
+    expect(handles.slice(0, 3).map((h) => h.state)).toEqual(['delivered', 'delivered', 'delivered']);
+    expect(handles[3]?.state).toBe('pending');
+    expect(batcher.pending()).toBe(1);
+    expect(new Set(handles.map((h) => h.id)).size).toBe(4);
+    expect(handles.map((h) => h.id)).not.toContain(request?.id);
+  });
+
+  it('sends a partial batch once maxWaitMs has passed', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_, maxWaitMs: 100 });
+    const started = performance.now();
+    const a = batcher.add('a');
+    batcher.add('b');
+    expect(transport.requests).toHaveLength(0);
+    const result = await a.done;
+    expect(result.state).toBe('delivered');
+    expect(performance.now() - started).toBeGreaterThanOrEqual(90);
+    expect(transport.requests.map((r) => r.json())).toEqual([['a', 'b']]);
+  });
+
+  it('keeps every body within maxBytes, starting a new batch when the next item would overflow', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_, maxBytes: 64, maxWaitMs: 60_000 });
+    const items = Array.from({ length: 10 }, (_, i) => ({ item: i, pad: 'xxxxx' }));
+    const handles = items.map((item) => batcher.add(item));
+    await dispatcher.drain();
+    expect(handles.every((h) => h.state === 'delivered')).toBe(true);
+    expect(transport.requests.length).toBeGreaterThan(2);
+    for (const request of transport.requests) expect(request.body?.length).toBeLessThanOrEqual(64);
+    expect(transport.requests.flatMap((r) => r.json<unknown[]>())).toEqual(items);
+  });
+
+  it('sends NDJSON when asked, with its content type', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_, format: 'ndjson', maxItems: 2 });
+    batcher.add({ a: 1 });
+    await batcher.add({ b: 'two\nlines' }).done;
+    const [request] = transport.requests;
+    expect(request?.headers['content-type']).toBe('application/x-ndjson');
+    expect(request?.text()).toBe('{"a":1}\n{"b":"two\\nlines"}\n');
+  });
+
+  it('keeps a content type and the other init given by the user', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    const batcher = createBatcher(dispatcher, {
+      url: URL_,
+      init: { headers: { 'content-type': 'application/vnd.audit+json', 'x-tenant': 't1' }, query: { v: 2 } },
+      maxItems: 1,
+    });
+    await batcher.add(1).done;
+    const [request] = transport.requests;
+    expect(request?.headers['content-type']).toBe('application/vnd.audit+json');
+    expect(request?.headers['x-tenant']).toBe('t1');
+    expect(request?.url).toBe(`${URL_}?v=2`);
+    expect(batcher.url).toBe(`${URL_}?v=2`);
+  });
+
+  it('retries a batch under one idempotency id and settles every item with its outcome', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    let calls = 0;
+    transport.respondWith(() => (++calls <= 2 ? 503 : 204));
+    const batcher = createBatcher(dispatcher, { url: URL_, maxItems: 2 });
+    const retries: number[] = [];
+    dispatcher.on('retry', ({ attempt }) => retries.push(attempt));
+    const a = batcher.add('a');
+    const b = batcher.add('b');
+    const [ra, rb] = await Promise.all([a.done, b.done]);
+    expect(transport.requests).toHaveLength(3);
+    expect(new Set(transport.requests.map((r) => r.headers['idempotency-key'])).size).toBe(1);
+    expect(retries).toEqual([1, 2]);
+    expect(ra).toMatchObject({ state: 'delivered', attempts: 3, error: undefined });
+    expect(rb).toMatchObject({ state: 'delivered', attempts: 3 });
+    expect(b.response?.status).toBe(204);
+  });
+
+  it('shows a retrying batch on its items', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    let calls = 0;
+    transport.respondWith(() => (++calls === 1 ? 500 : 204));
+    const batcher = createBatcher(dispatcher, { url: URL_, maxItems: 1 });
+    let seen: string | undefined;
+    dispatcher.on('retry', () => queueMicrotask(() => (seen = handle.state)));
+    const handle = batcher.add('x');
+    await handle.done;
+    expect(seen).toBe('retrying');
+  });
+
+  it('fails every item of a batch that fails', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    transport.respondWith(400);
+    const batcher = createBatcher(dispatcher, { url: URL_, maxItems: 2 });
+    const handles = [batcher.add(1), batcher.add(2)];
+    const results = await Promise.all(handles.map((h) => h.done));
+    for (const result of results) {
+      expect(result.state).toBe('failed');
+      expect(result.error).toBeInstanceOf(HttpStatusError);
+      expect(result.response?.status).toBe(400);
+    }
+  });
+
+  it('splits a batch the receiver refuses with 413 into halves, down to single items', async () => {
+    const r = await receiver((req, res) => {
+      res.statusCode = req.json<unknown[]>().length > 2 ? 413 : 204;
+      res.end();
+    });
+    const dispatcher = realDispatcher();
+    const batcher = createBatcher(dispatcher, { url: r.url, maxItems: 8 });
+    const handles = Array.from({ length: 8 }, (_, i) => batcher.add({ i }));
+    const results = await Promise.all(handles.map((h) => h.done));
+    expect(results.map((x) => x.state)).toEqual(Array(8).fill('delivered'));
+    expect(r.requests.map((q) => q.json<unknown[]>().length)).toEqual([8, 4, 4, 2, 2, 2, 2]);
+    const delivered = r.requests.filter((q) => q.json<unknown[]>().length <= 2);
+    const seen = delivered.flatMap((q) => q.json<Array<{ i: number }>>()).map((x) => x.i);
+    expect(seen.sort((x, y) => x - y)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(new Set(r.requests.map((q) => q.headers['idempotency-key'])).size).toBe(7);
+    expect(results[0]?.attempts).toBe(3);
+  });
+
+  it('fails a single item still refused with 413', async () => {
+    const r = await receiver((_req, res) => {
+      res.statusCode = 413;
+      res.end();
+    });
+    const batcher = createBatcher(realDispatcher(), { url: r.url, maxItems: 2 });
+    const [a, b] = [batcher.add('a'), batcher.add('b')];
+    const results = await Promise.all([a.done, b.done]);
+    expect(results.map((x) => x.state)).toEqual(['failed', 'failed']);
+    expect((results[0]?.error as HttpStatusError).status).toBe(413);
+    expect(r.requests).toHaveLength(3);
+  });
+
+  it('loses nothing when the receiver fails twice and then recovers', async () => {
+    let calls = 0;
+    const r = await receiver((_req, res) => {
+      res.statusCode = ++calls <= 2 ? 503 : 204;
+      res.end();
+    });
+    const batcher = createBatcher(realDispatcher(), { url: r.url, maxItems: 5, maxWaitMs: 20 });
+    const handles = Array.from({ length: 12 }, (_, i) => batcher.add({ seq: i }));
+    const results = await Promise.all(handles.map((h) => h.done));
+    expect(results.every((x) => x.state === 'delivered')).toBe(true);
+    const accepted = new Set<number>();
+    for (const q of r.requests.slice(2))
+      for (const x of q.json<Array<{ seq: number }>>()) accepted.add(x.seq);
+    expect([...accepted].sort((x, y) => x - y)).toEqual(Array.from({ length: 12 }, (_, i) => i));
+  });
+
+  it('is flushed by drain() and by close()', async () => {
+    const { dispatcher, transport } = createTestDispatcher({ logger: quiet });
+    const batcher = createBatcher(dispatcher, { url: URL_, maxWaitMs: 60_000 });
+    const a = batcher.add('a');
+    const { drained } = await dispatcher.drain({ timeout: 5_000 });
+    expect(drained).toBe(true);
+    expect(a.state).toBe('delivered');
+    const b = batcher.add('b');
+    const closed = await dispatcher.close({ timeout: 5_000 });
+    expect(closed.drained).toBe(true);
+    expect(b.state).toBe('delivered');
+    expect(transport.requests.map((q) => q.json())).toEqual([['a'], ['b']]);
+    expect(() => batcher.add('late')).toThrow(ClosedError);
+  });
+
+  it('close() flushes to a real receiver before the process may exit', async () => {
+    const r = await receiver();
+    const dispatcher = createDispatcher({ logger: quiet });
+    const batcher = createBatcher(dispatcher, { url: r.url, maxWaitMs: 60_000, format: 'ndjson' });
+    for (let i = 0; i < 3; i++) batcher.add({ i });
+    await dispatcher.close();
+    expect(r.requests).toHaveLength(1);
+    expect(r.requests[0]?.body.toString()).toBe('{"i":0}\n{"i":1}\n{"i":2}\n');
+    expect(batcher.pending()).toBe(0);
+  });
+
+  it('drops items past maxPending, counted and evented by the dispatcher', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    transport.respondWith(async () => {
+      await gate;
+      return 204;
+    });
+    const dropped: DeliveryEvent[] = [];
+    dispatcher.on('dropped', (event) => dropped.push(event));
+    const batcher = createBatcher(dispatcher, { url: URL_, maxItems: 2, maxPending: 3 });
+    const handles = [1, 2, 3, 4].map((n) => batcher.add(n));
+    expect(handles[3]?.state).toBe('dropped');
+    expect(handles[3]?.error).toBeInstanceOf(DroppedError);
+    expect(dropped.map((e) => e.handle)).toEqual([handles[3]]);
+    expect(dispatcher.stats().dropped).toBe(1);
+    release();
+    await dispatcher.drain();
+    expect(handles.slice(0, 3).map((h) => h.state)).toEqual(['delivered', 'delivered', 'delivered']);
+  });
+
+  it('takes a held item out on cancel() or an aborted signal, but not once its batch left', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_, maxItems: 3, maxWaitMs: 60_000 });
+    const controller = new AbortController();
+    const a = batcher.add('a');
+    const b = batcher.add('b', { signal: controller.signal });
+    expect(a.cancel('changed my mind')).toBe(true);
+    controller.abort('gone');
+    expect(a.state).toBe('cancelled');
+    expect(b.error).toBeInstanceOf(CancelledError);
+    expect(batcher.pending()).toBe(0);
+    const pre = batcher.add('x', { signal: AbortSignal.abort() });
+    expect(pre.state).toBe('cancelled');
+    const c = batcher.add('c');
+    batcher.flush();
+    expect(c.cancel()).toBe(false);
+    await c.done;
+    expect(transport.requests.map((q) => q.json())).toEqual([['c']]);
+  });
+
+  it('throws at the call on what can never be sent', () => {
+    const { dispatcher } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_, maxBytes: 32 });
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    expect(() => batcher.add(circular)).toThrow(InvalidArgumentError);
+    expect(() => batcher.add({ n: 1n })).toThrow(InvalidArgumentError);
+    expect(() => batcher.add(undefined)).toThrow(InvalidArgumentError);
+    expect(() => batcher.add('x'.repeat(40))).toThrow(/cannot fit/);
+    expect(() => batcher.add(1, { signal: 'no' as unknown as AbortSignal })).toThrow(InvalidArgumentError);
+    expect(batcher.pending()).toBe(0);
+    expect(() => createBatcher(dispatcher, { url: 'ftp://x' })).toThrow(InvalidArgumentError);
+    expect(() => createBatcher(dispatcher, { url: URL_, init: { method: 'GET' } })).toThrow(/GET/);
+    expect(() => createBatcher(dispatcher, { url: URL_, init: { json: 1 } as never })).toThrow(/json/);
+    expect(() => createBatcher(dispatcher, { url: URL_, format: 'csv' as never })).toThrow(/format/);
+    expect(() => createBatcher(dispatcher, { url: URL_, maxItems: 0 })).toThrow(/maxItems/);
+    expect(() => createBatcher(dispatcher, { url: URL_, maxitems: 5 } as never)).toThrow(
+      InvalidArgumentError,
+    );
+    expect(() => createBatcher({} as Dispatcher, { url: URL_ })).toThrow(/createDispatcher/);
+  });
+});

@@ -1,0 +1,152 @@
+import type { AuditRecord } from '@afterward/core';
+import { REDACTED } from '@afterward/core';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { abortMidResponse } from '../adapters/harness.js';
+import { testDispatcher, testReceiver, track } from '../adapters/setup.js';
+import type { Receiver } from '../helpers/receiver.js';
+import { AUDIT_KITS } from './harness.js';
+
+/** Every record the receiver accepted (2xx answers only), batches unpacked. */
+function accepted(receiver: Receiver, statuses: number[]): AuditRecord[] {
+  return receiver.requests
+    .filter((_r, i) => (statuses[i] ?? 204) < 300)
+    .flatMap((r) => r.json<AuditRecord[]>());
+}
+
+describe.each(AUDIT_KITS)('$name: auditLog()', (kit) => {
+  it('records a successful request with its fields, the user fields, and the defaults redacted', async () => {
+    const receiver = await testReceiver();
+    const dispatcher = testDispatcher();
+    const app = track(
+      await kit.start({
+        url: receiver.url,
+        dispatcher,
+        headers: true,
+        fields: (subject, info) => ({
+          userId: subject.get('x-user'),
+          tenantId: 'acme',
+          seen: info.statusCode,
+        }),
+      }),
+    );
+    await request(app.url)
+      .get('/api/users/7?page=2&access_token=tok-1&password=hunter2&client_secret=shh')
+      .set('authorization', 'Bearer bearer-secret')
+      .set('cookie', 'sid=cookie-secret')
+      .set('proxy-authorization', 'Basic cHJveHktc2VjcmV0')
+      .set('user-agent', 'audit-suite/1')
+      .set('x-request-id', 'req-42')
+      .set('x-user', 'u-7')
+      .expect(200);
+    await dispatcher.drain({ timeout: 5_000 });
+
+    const [batch] = await receiver.waitFor(1);
+    const [record] = batch?.json<AuditRecord[]>() ?? [];
+    expect(record).toMatchObject({
+      method: 'GET',
+      path: '/api/users/7',
+      route: '/api/users/:id',
+      status: 200,
+      outcome: 'finished',
+      userAgent: 'audit-suite/1',
+      requestId: 'req-42',
+      userId: 'u-7',
+      tenantId: 'acme',
+      seen: 200,
+      query: { page: '2', access_token: REDACTED, password: REDACTED, client_secret: REDACTED },
+      requestHeaders: { authorization: REDACTED, cookie: REDACTED, 'proxy-authorization': REDACTED },
+      responseHeaders: { 'set-cookie': REDACTED },
+    });
+    expect(record?.ip).toMatch(/127\.0\.0\.1$/);
+    expect(record?.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(typeof record?.durationMs).toBe('number');
+    expect(Number.isNaN(Date.parse(record?.time ?? ''))).toBe(false);
+    const wire = batch?.body.toString('utf8') ?? '';
+    for (const secret of [
+      'tok-1',
+      'hunter2',
+      'shh',
+      'bearer-secret',
+      'cookie-secret',
+      'cHJveHktc2VjcmV0',
+      'session-cookie-value',
+    ]) {
+      expect(wire).not.toContain(secret);
+    }
+    expect(record).not.toHaveProperty('body');
+  });
+
+  it('records error responses and requests the client aborted', async () => {
+    const receiver = await testReceiver();
+    const dispatcher = testDispatcher();
+    const app = track(await kit.start({ url: receiver.url, dispatcher, batch: { maxItems: 1 } }));
+    await request(app.url).get('/fail').expect(500);
+    await request(app.url).get('/nowhere').expect(404);
+    await abortMidResponse(`${app.url}/stream`);
+    await receiver.waitFor(3);
+    const byPath = Object.fromEntries(accepted(receiver, []).map((r) => [r.path, r]));
+    expect(byPath['/fail']).toMatchObject({ status: 500, outcome: 'finished', route: '/fail' });
+    expect(byPath['/nowhere']).toMatchObject({ status: 404, outcome: 'finished' });
+    expect(byPath['/nowhere']).not.toHaveProperty('route');
+    expect(byPath['/stream']).toMatchObject({ status: 200, outcome: 'aborted', route: '/stream' });
+  });
+
+  it('logs the request body only when asked, capped, with password keys redacted', async () => {
+    const receiver = await testReceiver();
+    const dispatcher = testDispatcher();
+    const app = track(await kit.start({ url: receiver.url, dispatcher, body: 48 }));
+    await request(app.url)
+      .post('/login')
+      .send({ user: 'ann', password: 'hunter2', note: 'x'.repeat(200) })
+      .expect(204);
+    await dispatcher.drain({ timeout: 5_000 });
+    const [record] = accepted(receiver, []);
+    expect(record?.body).toContain('"user":"ann"');
+    expect(record?.body).toContain(`"password":"${REDACTED}"`);
+    expect(record?.bodyTruncated).toBe(true);
+    expect(Buffer.byteLength(record?.body ?? '')).toBeLessThanOrEqual(48);
+  });
+
+  it('batches records, and flushes the partial batch on close', async () => {
+    const receiver = await testReceiver();
+    const dispatcher = testDispatcher();
+    const app = track(
+      await kit.start({
+        url: receiver.url,
+        dispatcher,
+        batch: { maxItems: 4, maxWaitMs: 60_000, format: 'ndjson' },
+      }),
+    );
+    for (let i = 0; i < 6; i++) await request(app.url).get(`/api/users/${i}`).expect(200);
+    await receiver.waitFor(1);
+    expect(receiver.requests).toHaveLength(1);
+    await dispatcher.close({ timeout: 5_000 });
+    expect(receiver.requests).toHaveLength(2);
+    expect(receiver.requests[0]?.headers['content-type']).toBe('application/x-ndjson');
+    const lines = receiver.requests.flatMap((r) => r.body.toString('utf8').trim().split('\n'));
+    expect(lines.map((line) => (JSON.parse(line) as AuditRecord).path)).toEqual(
+      [0, 1, 2, 3, 4, 5].map((i) => `/api/users/${i}`),
+    );
+  });
+
+  it('loses no record when the receiver fails twice and then recovers', async () => {
+    const statuses: number[] = [];
+    const receiver = await testReceiver((_req, res) => {
+      res.statusCode = statuses.length < 2 ? 503 : 204;
+      statuses.push(res.statusCode);
+      res.end();
+    });
+    const dispatcher = testDispatcher();
+    const app = track(
+      await kit.start({ url: receiver.url, dispatcher, batch: { maxItems: 3, maxWaitMs: 10 } }),
+    );
+    for (let i = 0; i < 8; i++) await request(app.url).get(`/api/users/${i}`).expect(200);
+    const { drained } = await dispatcher.drain({ timeout: 10_000 });
+    expect(drained).toBe(true);
+    expect(statuses.slice(0, 2)).toEqual([503, 503]);
+    const paths = accepted(receiver, statuses).map((r) => r.path);
+    expect(paths.sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7].map((i) => `/api/users/${i}`));
+    expect(dispatcher.stats()).toMatchObject({ failed: 0, dropped: 0 });
+  });
+});
