@@ -74,6 +74,8 @@ type Status = 'ready' | 'delayed' | 'leased' | 'gone';
 interface Entry<T> {
   record: StoredRecord<T>;
   status: Status;
+  /** Stamp of the entry's latest arrival among the waiting; older stamps in `#arrivals` are stale. */
+  arrival: number;
 }
 
 /** A FIFO with O(1) shift that reuses its array. */
@@ -161,6 +163,13 @@ export class MemoryStore<TPayload = unknown> implements NotificationStore<TPaylo
   readonly #entries = new Map<string, Entry<TPayload>>();
   /** Waiting entries in arrival order, for drop-oldest. */
   readonly #waitingOrder = new Map<string, Entry<TPayload>>();
+  /**
+   * The same order as a FIFO with lazy deletion, for finding the oldest in O(1): a Map whose first
+   * entries were deleted keeps them as holes until it rehashes, so scanning it from the front on
+   * every overflowing put() cost O(holes); the outage benchmark measured a fifth of the CPU there.
+   */
+  #arrivals = new Fifo<{ entry: Entry<TPayload>; arrival: number }>();
+  #arrivalCount = 0;
   readonly #ready = new Map<string, Fifo<Entry<TPayload>>>();
   readonly #delayed = new DelayHeap<TPayload>();
   #bytes = 0;
@@ -187,15 +196,16 @@ export class MemoryStore<TPayload = unknown> implements NotificationStore<TPaylo
     if (!fits()) {
       if (overflow !== 'drop-oldest' || record.bytes > maxQueuedBytes)
         return { accepted: false, reason: 'full' };
-      for (const [id, entry] of this.#waitingOrder) {
-        if (fits()) break;
-        this.#forget(id, entry);
+      while (!fits()) {
+        const entry = this.#oldestWaiting();
+        if (entry === undefined) break;
+        this.#forget(entry.record.id, entry);
         evicted.push(entry.record);
       }
       // Everything left is in flight: the newcomer is the one that cannot fit.
       if (!fits()) return { accepted: false, reason: 'full' };
     }
-    const entry: Entry<TPayload> = { record, status: 'ready' };
+    const entry: Entry<TPayload> = { record, status: 'ready', arrival: 0 };
     this.#entries.set(record.id, entry);
     this.#bytes += record.bytes;
     this.#enqueue(entry, Date.now());
@@ -268,6 +278,15 @@ export class MemoryStore<TPayload = unknown> implements NotificationStore<TPaylo
 
   #enqueue(entry: Entry<TPayload>, now: number): void {
     this.#waitingOrder.set(entry.record.id, entry);
+    entry.arrival = ++this.#arrivalCount;
+    this.#arrivals.push({ entry, arrival: entry.arrival });
+    if (this.#arrivals.length > 2 * this.#waitingOrder.size + 1024) {
+      // Mostly stale (taken or settled since): rebuild from the Map, which holds the same order.
+      this.#arrivals = new Fifo();
+      for (const waiting of this.#waitingOrder.values()) {
+        this.#arrivals.push({ entry: waiting, arrival: waiting.arrival });
+      }
+    }
     if (entry.record.notBefore > now) {
       entry.status = 'delayed';
       this.#delayed.push(entry);
@@ -297,6 +316,15 @@ export class MemoryStore<TPayload = unknown> implements NotificationStore<TPaylo
       }
       top = this.#delayed.peek();
     }
+  }
+
+  #oldestWaiting(): Entry<TPayload> | undefined {
+    for (let head = this.#arrivals.peek(); head !== undefined; head = this.#arrivals.peek()) {
+      const { entry, arrival } = head;
+      if (arrival === entry.arrival && (entry.status === 'ready' || entry.status === 'delayed')) return entry;
+      this.#arrivals.shift();
+    }
+    return undefined;
   }
 
   #forget(id: string, entry: Entry<TPayload>): void {
