@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events';
 import type { TransportAttempt } from './transport.js';
 
 /**
@@ -6,7 +5,7 @@ import type { TransportAttempt } from './transport.js';
  *
  * Why not an AbortController per attempt: on Node 20 making its signal and listening on it costs
  * several microseconds and weighs on the garbage collector; the dispatcher benchmark measured it
- * as the largest single cost per notification. undici accepts an EventEmitter with `aborted` and
+ * as the largest single cost per notification. undici accepts an emitter-like object with `aborted` and
  * `reason` as a signal, so the built-in transport listens here, and a real AbortSignal is made only
  * for a transport that reads `signal`.
  *
@@ -16,14 +15,16 @@ import type { TransportAttempt } from './transport.js';
  * await agent.request({ ...options, signal: abortSourceOf(attempt) });
  * ```
  */
-export class AttemptAbort extends EventEmitter implements TransportAttempt {
+export class AttemptAbort implements TransportAttempt {
   aborted = false;
   reason: unknown = undefined;
   readonly attempt: number;
   #controller: AbortController | undefined;
+  // One or two listeners at most (undici's request, a transport's own); a plain array beats an
+  // EventEmitter here, which costs an init per attempt on the hot path.
+  #listeners: Array<() => void> | undefined;
 
   constructor(attempt: number) {
-    super();
     this.attempt = attempt;
   }
 
@@ -36,13 +37,35 @@ export class AttemptAbort extends EventEmitter implements TransportAttempt {
     return this.#controller.signal;
   }
 
+  /** EventEmitter-style subscription, the shape undici accepts for a signal. */
+  on(_event: 'abort', listener: () => void): this {
+    (this.#listeners ??= []).push(listener);
+    return this;
+  }
+
+  /** Same as {@link on}: the switch fires once. */
+  once(event: 'abort', listener: () => void): this {
+    return this.on(event, listener);
+  }
+
+  removeListener(_event: 'abort', listener: () => void): this {
+    const listeners = this.#listeners;
+    if (listeners !== undefined) {
+      const index = listeners.indexOf(listener);
+      if (index !== -1) listeners.splice(index, 1);
+    }
+    return this;
+  }
+
   /** Aborts once; later calls do nothing. */
   abort(reason: unknown): void {
     if (this.aborted) return;
     this.aborted = true;
     this.reason = reason;
     this.#controller?.abort(reason);
-    this.emit('abort');
+    const listeners = this.#listeners;
+    this.#listeners = undefined;
+    if (listeners !== undefined) for (const listener of listeners) listener();
   }
 }
 

@@ -140,6 +140,8 @@ export class OriginBreakers {
   readonly #open = new Set<Circuit>();
   /** A lower bound of the earliest `openUntil` among open circuits; recomputed when passed. */
   #wakeAt = Infinity;
+  /** The circuit last moved to the end of {@link #circuits}. */
+  #last: Circuit | undefined;
 
   constructor(options: BreakerOptions, listener: BreakerListener, now: () => number = Date.now) {
     this.#options = options;
@@ -243,6 +245,7 @@ export class OriginBreakers {
       touched: now,
     };
     this.#circuits.set(origin, circuit);
+    this.#last = circuit;
     while (this.#circuits.size > this.#options.maxOrigins) {
       const [oldest, dropped] = this.#circuits.entries().next().value as [string, Circuit];
       this.#forget(oldest, dropped);
@@ -252,6 +255,10 @@ export class OriginBreakers {
 
   #touch(origin: string, circuit: Circuit, now: number): void {
     circuit.touched = now;
+    // Already the most recent (the usual case: one busy origin): re-inserting into the Map on
+    // every attempt would be a measurable cost on the hot path for nothing.
+    if (this.#last === circuit) return;
+    this.#last = circuit;
     this.#circuits.delete(origin);
     this.#circuits.set(origin, circuit);
   }

@@ -170,7 +170,7 @@ export interface Dispatcher {
 /** A notification's runtime state inside the dispatcher. */
 export interface Job {
   readonly key: string;
-  readonly delivery: Delivery;
+  delivery: Delivery;
   request: NormalizedRequest;
   record: StoredRecord<Job> | undefined;
   controller: AttemptAbort | undefined;
@@ -390,7 +390,11 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     }
     this.#transport =
       options.transport ??
-      createUndiciTransport(guard === undefined ? { maxResponseBytes } : { maxResponseBytes, guard });
+      createUndiciTransport({
+        maxResponseBytes,
+        connectionsPerOrigin: this.#perOriginLimit,
+        ...(guard === undefined ? {} : { guard }),
+      });
     this.#store =
       (options.store as NotificationStore<Job> | undefined) ??
       createMemoryStore<Job>({ maxQueued, maxQueuedBytes, overflow: this.#overflow });
@@ -548,19 +552,24 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     if (this.#httpsOnly && request.url.protocol !== 'https:') {
       throw new InvalidArgumentError(`httpsOnly: refusing ${request.url.protocol} URL ${request.origin}`);
     }
-    const key = String(++this.#nextKey);
-    const delivery = new Delivery(request.id, request.url.href, request.method, 'pending', (d, reason) =>
-      this.#cancel(key, d, reason),
-    );
     const job: Job = {
-      key,
-      delivery,
+      key: String(++this.#nextKey),
+      delivery: undefined as unknown as Delivery,
       request,
       record: undefined,
       controller: undefined,
       detachSignal: undefined,
     };
-    this.#jobs.set(key, job);
+    const delivery = new Delivery(
+      request.id,
+      request.url.href,
+      request.method,
+      'pending',
+      this.#onCancel,
+      job,
+    );
+    job.delivery = delivery;
+    this.#jobs.set(job.key, job);
     const signal = request.signal;
     if (signal !== undefined) {
       if (signal.aborted) {
@@ -780,17 +789,17 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     this.#settle(job, 'failed', error);
   }
 
-  #cancel(key: string, delivery: Delivery, reason: unknown): boolean {
-    const job = this.#jobs.get(key);
-    if (job === undefined) return false;
-    const state: DeliveryState = delivery.state;
+  // One function for every handle: the handle carries its job as `owner`, so no closure per send.
+  readonly #onCancel = (delivery: Delivery, reason: unknown): boolean => {
+    const job = delivery.owner as Job;
+    if (!this.#jobs.has(job.key)) return false;
     const error = new CancelledError(reason);
-    if (state === 'sending') {
+    if (delivery.state === 'sending') {
       job.controller?.abort(error);
     }
     this.#settle(job, 'cancelled', error);
     return true;
-  }
+  };
 
   #settle(job: Job, state: FinalState, error?: AfterwardError): void {
     const { delivery } = job;

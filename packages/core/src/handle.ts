@@ -72,9 +72,13 @@ export class Delivery implements DeliveryHandle {
   attempts = 0;
   response: DeliveryResponse | undefined = undefined;
   error: AfterwardError | undefined = undefined;
-  readonly done: Promise<DeliveryResult>;
-  #resolve!: (result: DeliveryResult) => void;
+  /** Whatever the owner needs to find its own record again on cancel (the dispatcher's job). */
+  readonly owner: unknown;
   readonly #onCancel: (delivery: Delivery, reason: unknown) => boolean;
+  // Made on first read of `done`: most fire-and-forget handles are never awaited, and a promise
+  // plus its resolver per notification is measurable garbage on the hot path.
+  #done: Promise<DeliveryResult> | undefined;
+  #resolve: ((result: DeliveryResult) => void) | undefined;
 
   constructor(
     id: string,
@@ -82,15 +86,25 @@ export class Delivery implements DeliveryHandle {
     method: string,
     state: DeliveryState,
     onCancel: (delivery: Delivery, reason: unknown) => boolean,
+    owner?: unknown,
   ) {
     this.id = id;
     this.url = url;
     this.method = method;
     this.state = state;
     this.#onCancel = onCancel;
-    this.done = new Promise<DeliveryResult>((resolve) => {
-      this.#resolve = resolve;
-    });
+    this.owner = owner;
+  }
+
+  get done(): Promise<DeliveryResult> {
+    if (this.#done === undefined) {
+      this.#done = this.settled
+        ? Promise.resolve(this.#result())
+        : new Promise<DeliveryResult>((resolve) => {
+            this.#resolve = resolve;
+          });
+    }
+    return this.#done;
   }
 
   get settled(): boolean {
@@ -107,13 +121,18 @@ export class Delivery implements DeliveryHandle {
     if (this.settled) return false;
     this.state = state;
     if (error !== undefined) this.error = error;
-    this.#resolve({
+    this.#resolve?.(this.#result());
+    this.#resolve = undefined;
+    return true;
+  }
+
+  #result(): DeliveryResult {
+    return {
       id: this.id,
-      state,
+      state: this.state as FinalState,
       attempts: this.attempts,
       response: this.response,
       error: this.error,
-    });
-    return true;
+    };
   }
 }

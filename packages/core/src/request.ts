@@ -141,7 +141,9 @@ export function normalizeRequest(
   if (options !== EMPTY) {
     checkKeys('init', options as Record<string, unknown>, INIT_KEYS);
   }
-  const url = parseUrl(target);
+  const parsed = parseTarget(target);
+  // The cached URL is shared between requests, so anything that changes it works on a copy.
+  const url = options.query !== undefined || parsed.credentials ? new URL(parsed.url.href) : parsed.url;
   const method = normalizeMethod(options.method);
   const headers: string[] = [];
   if (options.headers !== undefined) addHeaders(headers, options.headers);
@@ -161,7 +163,7 @@ export function normalizeRequest(
   if (body !== null && (method === 'GET' || method === 'HEAD')) {
     throw new InvalidArgumentError(`a ${method} request cannot carry a body`);
   }
-  if (url.username !== '' || url.password !== '') {
+  if (parsed.credentials) {
     const credentials = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
     setDefault(headers, 'authorization', `Basic ${Buffer.from(credentials).toString('base64')}`);
     url.username = '';
@@ -191,8 +193,8 @@ export function normalizeRequest(
   return {
     id,
     url,
-    origin: url.origin,
-    path: `${url.pathname}${url.search}`,
+    origin: parsed.origin,
+    path: url === parsed.url ? parsed.path : `${url.pathname}${url.search}`,
     method,
     headers,
     body,
@@ -271,6 +273,39 @@ function setDefault(headers: string[], name: string, value: string): void {
     if (headers[i] === name) return;
   }
   headers.push(name, value);
+}
+
+interface ParsedTarget {
+  readonly url: URL;
+  readonly origin: string;
+  readonly path: string;
+  readonly credentials: boolean;
+}
+
+// Most apps send to a handful of URLs over and over; parsing one costs more than the rest of the
+// validation together, so recent parses are kept (bounded, oldest out first).
+const parsedTargets = new Map<string, ParsedTarget>();
+const PARSED_TARGETS_MAX = 256;
+
+function parseTarget(target: unknown): ParsedTarget {
+  if (typeof target === 'string') {
+    const hit = parsedTargets.get(target);
+    if (hit !== undefined) return hit;
+  }
+  const url = parseUrl(target);
+  const parsed: ParsedTarget = {
+    url,
+    origin: url.origin,
+    path: `${url.pathname}${url.search}`,
+    credentials: url.username !== '' || url.password !== '',
+  };
+  if (typeof target === 'string') {
+    if (parsedTargets.size >= PARSED_TARGETS_MAX) {
+      parsedTargets.delete(parsedTargets.keys().next().value as string);
+    }
+    parsedTargets.set(target, parsed);
+  }
+  return parsed;
 }
 
 function parseUrl(target: unknown): URL {

@@ -236,9 +236,13 @@ export class MemoryStore<TPayload = unknown> implements NotificationStore<TPaylo
         this.#waitingOrder.delete(entry.record.id);
         taken.push(entry.record);
         progress = true;
-        // Rotate: the origin just served goes to the back of the round.
-        this.#ready.delete(origin);
-        if (fifo.length > 0) this.#ready.set(origin, fifo);
+        // Rotate: the origin just served goes to the back of the round (with one origin there is
+        // no round, and no Map churn).
+        if (fifo.length === 0) this.#ready.delete(origin);
+        else if (this.#ready.size > 1) {
+          this.#ready.delete(origin);
+          this.#ready.set(origin, fifo);
+        }
       }
     }
     return taken;

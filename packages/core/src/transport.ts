@@ -61,6 +61,12 @@ export interface UndiciTransportOptions {
   guard?: AddressGuard;
   /** How long an idle keep-alive socket is kept. Default 4 000 ms. */
   keepAliveTimeout?: number;
+  /**
+   * Most sockets kept per origin. The dispatcher passes its `concurrencyPerOrigin`, which bounds
+   * what is in flight anyway; without a cap undici opens a new socket whenever a request is queued
+   * in the same tick another one finished, and ends up with twice the sockets. Default 16.
+   */
+  connectionsPerOrigin?: number;
 }
 
 type Connector = buildConnector.connector;
@@ -83,6 +89,7 @@ class UndiciTransport implements Transport {
   readonly #maxResponseBytes: number;
   readonly #guard: AddressGuard | undefined;
   readonly #keepAliveTimeout: number;
+  readonly #connections: number;
   // One pool per connect timeout: undici takes the connect timeout per connector, not per request.
   readonly #agents = new Map<number, Agent>();
   readonly #connectors = new Map<number, Connector>();
@@ -92,6 +99,7 @@ class UndiciTransport implements Transport {
     this.#maxResponseBytes = options.maxResponseBytes ?? 64 * 1024;
     this.#guard = options.guard;
     this.#keepAliveTimeout = options.keepAliveTimeout ?? 4_000;
+    this.#connections = options.connectionsPerOrigin ?? 16;
   }
 
   send(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
@@ -267,6 +275,7 @@ class UndiciTransport implements Transport {
         connect: this.#connectorFor(connectTimeout),
         keepAliveTimeout: this.#keepAliveTimeout,
         pipelining: 1,
+        connections: this.#connections,
       });
       this.#agents.set(connectTimeout, agent);
     }

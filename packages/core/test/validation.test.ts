@@ -289,6 +289,22 @@ describe('the request is built like an async-request object', () => {
     expect(url.hash).toBe('');
   });
 
+  it('parses a repeated URL once but never lets one send change it for the next', async () => {
+    const { dispatcher, transport } = createTestDispatcher();
+    const target = 'http://user:pw@127.0.0.1:9/same?x=1';
+    await dispatcher.send(target, { query: { x: '2', y: 'a' } }).done;
+    await dispatcher.send(target).done;
+    await dispatcher.send('http://127.0.0.1:9/same?x=1', { query: { z: 'b' } }).done;
+    await dispatcher.send('http://127.0.0.1:9/same?x=1').done;
+    const [first, second, third, fourth] = transport.requests;
+    expect(first?.url).toBe('http://127.0.0.1:9/same?x=2&y=a');
+    expect(second?.url).toBe('http://127.0.0.1:9/same?x=1');
+    expect(second?.headers['authorization']).toBe(`Basic ${Buffer.from('user:pw').toString('base64')}`);
+    expect(third?.url).toBe('http://127.0.0.1:9/same?x=1&z=b');
+    expect(fourth?.url).toBe('http://127.0.0.1:9/same?x=1');
+    expect(fourth?.headers['authorization']).toBeUndefined();
+  });
+
   it('takes body as a string, bytes (copied at the call) or URLSearchParams', async () => {
     const { dispatcher, transport } = createTestDispatcher();
     const bytes = new Uint8Array([1, 2, 3]);
