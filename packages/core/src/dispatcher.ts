@@ -12,7 +12,7 @@ import {
 } from './errors.js';
 import type { DeliveryEvent, DispatcherEventName, DispatcherEvents } from './events.js';
 import { createAddressGuard, type GuardSetting } from './guard.js';
-import { Delivery, type DeliveryHandle, type DeliveryState, type FinalState } from './handle.js';
+import { Delivery, type DeliveryHandle, type FinalState } from './handle.js';
 import { HookRunner } from './hooks.js';
 import { rateLimitLogger, stderrLogger, type Logger } from './logger.js';
 import {
