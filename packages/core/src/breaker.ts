@@ -142,6 +142,7 @@ export class OriginBreakers {
   #wakeAt = Infinity;
   /** The circuit last moved to the end of {@link #circuits}. */
   #last: Circuit | undefined;
+  #prunedAt = -Infinity;
 
   constructor(options: BreakerOptions, listener: BreakerListener, now: () => number = Date.now) {
     this.#options = options;
@@ -326,12 +327,15 @@ export class OriginBreakers {
    * turn half-open. Looks only at the least recently touched two, so it costs O(1) per outcome.
    */
   #prune(now: number): void {
-    let budget = 2;
+    // Quiet circuits only matter after a whole window; looking once a second is plenty, and keeps
+    // an iterator off every attempt. The Map is in recency order, so the quiet ones come first.
+    if (now - this.#prunedAt < 1_000) return;
+    this.#prunedAt = now;
     for (const [origin, circuit] of this.#circuits) {
-      if (budget-- === 0) return;
       this.#expire(circuit, now);
-      const quiet = now - circuit.touched >= this.#options.windowMs;
-      if (quiet && circuit.state !== 'open' && !circuit.probing) this.#forget(origin, circuit);
+      if (now - circuit.touched < this.#options.windowMs) return;
+      if (circuit.state !== 'open' && !circuit.probing) this.#forget(origin, circuit);
     }
   }
+
 }

@@ -628,10 +628,12 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     this.#schedulePump();
   }
 
+  readonly #pumpTask = (): void => this.#pump();
+
   #schedulePump(): void {
     if (this.#pumpScheduled) return;
     this.#pumpScheduled = true;
-    queueMicrotask(() => this.#pump());
+    queueMicrotask(this.#pumpTask);
   }
 
   #pump(): void {
@@ -699,19 +701,12 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     timer.unref();
     let result: TransportResult;
     try {
+      // The normalised request already has the transport's shape; only a signed attempt needs its
+      // own copy, with this attempt's timestamp and signature.
       result = await this.#transport.send(
-        {
-          id: request.id,
-          url: request.url,
-          origin: request.origin,
-          path: request.path,
-          method: request.method,
-          headers: this.#attemptHeaders(request),
-          body: request.body,
-          confirm: request.confirm,
-          keepBody: request.keepBody,
-          timeout: request.timeout,
-        },
+        request.sign && this.#signer !== undefined
+          ? { ...request, headers: this.#attemptHeaders(request) }
+          : request,
         controller,
       );
     } catch (error) {

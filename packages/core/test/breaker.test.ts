@@ -312,7 +312,7 @@ describe('OriginBreakers', () => {
     for (let i = 0; i < 50; i++) feed(`https://${i}.example`, 'failure');
     expect(breakers.size).toBe(50);
     clock.now += 10_000;
-    // Each outcome prunes a couple of the stalest circuits.
+    // The next outcome prunes every circuit that went quiet.
     for (let i = 0; i < 30; i++) feed(B, 'success');
     expect(breakers.size).toBe(1);
   });
