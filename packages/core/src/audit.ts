@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newId } from './id.js';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import {
   checkWhen,
@@ -275,7 +275,7 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
     const headers = res.req.headers;
     const query = info.url.indexOf('?');
     const record: AuditRecord = {
-      id: randomUUID(),
+      id: newId(),
       time: new Date(Date.now() - info.durationMs).toISOString(),
       method: info.method,
       path: query === -1 ? info.url : info.url.slice(0, query),

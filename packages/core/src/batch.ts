@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newId } from './id.js';
 import {
   internalsOf,
   isDispatcher,
@@ -207,7 +207,7 @@ class BatcherImpl implements Batcher {
     const cost = this.#cost(json);
     if (this.pending() >= this.#maxPending) return this.#drop();
     const entry: Item = {
-      delivery: new Delivery(randomUUID(), this.url, this.#method, 'pending', (_d, reason) =>
+      delivery: new Delivery(newId(), this.url, this.#method, 'pending', (_d, reason) =>
         this.#cancel(entry, reason),
       ),
       json,
@@ -373,11 +373,11 @@ class BatcherImpl implements Batcher {
     const error = new DroppedError(`batcher full: ${this.#maxPending} items already pending for ${this.url}`);
     try {
       // Through the dispatcher, so the drop is counted in stats(), evented and logged like any other.
-      const job = this.#internal.prepare(this.url, { method: this.#method, id: randomUUID() });
+      const job = this.#internal.prepare(this.url, { method: this.#method, id: newId() });
       this.#internal.discard(job, 'dropped', error);
       return job.delivery;
     } catch {
-      const delivery = new Delivery(randomUUID(), this.url, this.#method, 'pending', () => false);
+      const delivery = new Delivery(newId(), this.url, this.#method, 'pending', () => false);
       delivery.settle('dropped', error);
       this.#internal.logger.warn(
         { id: delivery.id, url: this.url, err: error },

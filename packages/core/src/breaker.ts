@@ -337,5 +337,4 @@ export class OriginBreakers {
       if (circuit.state !== 'open' && !circuit.probing) this.#forget(origin, circuit);
     }
   }
-
 }

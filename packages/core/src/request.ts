@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newId } from './id.js';
 import { InvalidArgumentError } from './errors.js';
 import {
   checkKeys,
@@ -148,7 +148,7 @@ export function normalizeRequest(
   const headers: string[] = [];
   if (options.headers !== undefined) addHeaders(headers, options.headers);
   if (options.query !== undefined) mergeQuery(url, options.query);
-  const id = options.id === undefined ? randomUUID() : checkId(options.id);
+  const id = options.id === undefined ? newId() : checkId(options.id);
 
   let body: Buffer | null = null;
   if (options.json !== undefined && options.body !== undefined) {
