@@ -161,6 +161,7 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
     }
     const { when = 'always', json, ...sendInit } = options ?? {};
     checkWhen(when);
+    this.#checkRoom();
     const lazy = typeof json === 'function' ? (json as (info: TInfo) => unknown) : undefined;
     // A lazy payload is validated for shape now (a placeholder body keeps GET/HEAD checks honest)
     // and serialised once the response has finished.
@@ -183,8 +184,16 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
       options.timeout === undefined
         ? this.#internal.hooks.defaultTimeout
         : checkInteger('after() timeout', options.timeout, 1);
+    this.#checkRoom();
     this.#park({ kind: 'hook', fn, timeout, when, held: false });
   };
+
+  /** Throws before anything is created, so a refused call leaves nothing behind. */
+  #checkRoom(): void {
+    if (this.#info === undefined && this.#parked !== undefined && this.#parked.length >= this.#max) {
+      throw new QueueFullError(`one response may park at most ${this.#max} items`);
+    }
+  }
 
   #park(item: Parked<TInfo>): void {
     if (this.#info !== undefined) {
@@ -196,11 +205,6 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
       this.#parked = [];
       // Attached on first use, so requests that park nothing cost nothing.
       onFinished(this.#res, () => this.#releaseAll());
-    }
-    if (this.#parked.length >= this.#max) {
-      if (item.kind === 'send')
-        this.#internal.discard(item.job, 'cancelled', new CancelledError('too much parked work'));
-      throw new QueueFullError(`one response may park at most ${this.#max} items`);
     }
     if (item.kind === 'hook') {
       item.held = true;

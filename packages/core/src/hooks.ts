@@ -34,6 +34,7 @@ export class HookRunner {
   #completed = 0;
   #failed = 0;
   #held = 0;
+  #closed: AfterwardError | undefined;
 
   constructor(options: HookRunnerOptions) {
     this.#options = options;
@@ -46,6 +47,12 @@ export class HookRunner {
 
   /** Queues a hook; over the bound it is dropped and reported. */
   run<TInfo>(fn: HookFn<TInfo>, info: TInfo, timeout = this.#options.timeout): void {
+    if (this.#closed !== undefined) {
+      // Parked on a response that finished after close(): like a notification then, not run.
+      this.#failed++;
+      this.#options.onError(new CancelledError(this.#closed), info);
+      return;
+    }
     if (this.#queue.length >= this.#options.maxQueued) {
       this.#failed++;
       this.#options.onError(new DroppedError('after-response hook dropped: the hook queue is full'), info);
@@ -81,6 +88,7 @@ export class HookRunner {
 
   /** Aborts running hooks and forgets queued ones; returns how many. */
   cancelAll(reason: AfterwardError): number {
+    this.#closed = reason;
     const count = this.#queue.length + this.#running.size;
     this.#queue.length = 0;
     for (const running of [...this.#running]) {

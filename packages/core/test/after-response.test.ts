@@ -412,7 +412,7 @@ describe('createAfterResponse with node:http', () => {
 
   it('bounds the work one response may park (maxPerResponse)', async () => {
     const errors: unknown[] = [];
-    const { url } = await app(
+    const { url, dispatcher, transport } = await app(
       (work, _req, res) => {
         work.fireAndForget('http://hooks.test/1');
         work.after(() => undefined);
@@ -421,13 +421,43 @@ describe('createAfterResponse with node:http', () => {
         } catch (error) {
           errors.push(error);
         }
+        try {
+          work.after(() => undefined);
+        } catch (error) {
+          errors.push(error);
+        }
         res.end();
       },
       { maxPerResponse: 2 },
     );
     await get(url);
-    expect(errors).toHaveLength(1);
-    expect(errors[0]).toBeInstanceOf(QueueFullError);
+    expect(errors).toHaveLength(2);
+    for (const error of errors) expect(error).toBeInstanceOf(QueueFullError);
+    await dispatcher.drain({ timeout: 2_000 });
+    // The refused calls left nothing behind: no handle made, nothing counted.
+    expect(transport.requests.map((r) => r.url)).toEqual(['http://hooks.test/1']);
+    expect(dispatcher.stats()).toMatchObject({ delivered: 1, cancelled: 0, dropped: 0 });
+    expect(dispatcher.stats().hooks).toMatchObject({ completed: 1, failed: 0 });
+  });
+
+  it('does not run hooks parked on a response that ends after close()', async () => {
+    let finish: (() => void) | undefined;
+    let ran = false;
+    const { url, dispatcher, hookErrors } = await app((work, _req, res) => {
+      work.after(() => {
+        ran = true;
+      });
+      res.write('partial');
+      finish = () => res.end();
+    });
+    const pending = get(url);
+    await waitUntil(() => finish !== undefined);
+    await dispatcher.close({ timeout: 0 });
+    finish?.();
+    await pending;
+    await waitUntil(() => hookErrors.length === 1);
+    expect(ran).toBe(false);
+    expect(hookErrors[0]?.error).toBeInstanceOf(CancelledError);
   });
 
   it('a throwing describe() does not lose the parked work', async () => {
