@@ -30,7 +30,7 @@ const sink = createServer((req, res) => {
     const slow = event.method === 'POST';
     line(
       'sink',
-      `✉ audit event arrived: ${what} in ${event.durationMs} ms${slow ? `  (sink will take ${SLOW_MS} ms to answer)` : ''}`,
+      `✉ audit event arrived: ${what} in ${Math.round(event.durationMs * 10) / 10} ms${slow ? `  (sink will take ${SLOW_MS} ms to answer)` : ''}`,
     );
     setTimeout(
       () => {
