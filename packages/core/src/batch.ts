@@ -17,7 +17,7 @@ import {
 import type { RetryEvent } from './events.js';
 import { Delivery, type DeliveryHandle, type DeliveryResult } from './handle.js';
 import { checkInteger, checkKeys, checkObject, DEFAULTS, show } from './options.js';
-import { addHeaders, normalizeRequest, type SendInit } from './request.js';
+import { addHeaders, isAbortSignal, normalizeRequest, stringifyJson, type SendInit } from './request.js';
 
 /** How a batch's body is laid out: a JSON array, or one JSON document per line. */
 export type BatchFormat = 'json' | 'ndjson';
@@ -203,7 +203,7 @@ class BatcherImpl implements Batcher {
     if (signal !== undefined && !isAbortSignal(signal)) {
       throw new InvalidArgumentError(`signal must be an AbortSignal, got ${show(signal)}`);
     }
-    const json = stringify(item);
+    const json = stringifyJson(item);
     const cost = this.#cost(json);
     if (this.pending() >= this.#maxPending) return this.#drop();
     const entry: Item = {
@@ -237,7 +237,7 @@ class BatcherImpl implements Batcher {
     if (this.#dispatcher.closed) {
       throw new ClosedError('add() after close(): the dispatcher no longer accepts notifications');
     }
-    const json = stringify(item);
+    const json = stringifyJson(item);
     const cost = this.#cost(json);
     if (this.pending() >= this.#maxPending) {
       this.#drop();
@@ -425,28 +425,4 @@ function mirrorRetry(batches: Map<DeliveryHandle, Item[]>, event: RetryEvent): v
 export function addUnobserved(batcher: Batcher, item: unknown): void {
   if (batcher instanceof BatcherImpl) batcher.addUnobserved(item);
   else batcher.add(item);
-}
-
-/** JSON.stringify with its failures turned into InvalidArgumentError, as for `send()`'s json. */
-function stringify(value: unknown): string {
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(value);
-  } catch (error) {
-    throw new InvalidArgumentError(`json cannot be serialised: ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
-  if (text === undefined)
-    throw new InvalidArgumentError(`json cannot be serialised: ${show(value)} has no JSON form`);
-  return text;
-}
-
-function isAbortSignal(value: unknown): value is AbortSignal {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as AbortSignal).aborted === 'boolean' &&
-    typeof (value as AbortSignal).addEventListener === 'function'
-  );
 }

@@ -207,8 +207,13 @@ export function normalizeRequest(
   };
 }
 
-/** JSON.stringify with the failures turned into InvalidArgumentError (circular, BigInt, nothing to send). */
+/** {@link stringifyJson}, as the bytes to send. */
 export function serializeJson(value: unknown): Buffer {
+  return Buffer.from(stringifyJson(value));
+}
+
+/** JSON.stringify with the failures turned into InvalidArgumentError (circular, BigInt, nothing to send). */
+export function stringifyJson(value: unknown): string {
   let text: string | undefined;
   try {
     text = JSON.stringify(value);
@@ -219,7 +224,7 @@ export function serializeJson(value: unknown): Buffer {
   }
   if (text === undefined)
     throw new InvalidArgumentError(`json cannot be serialised: ${show(value)} has no JSON form`);
-  return Buffer.from(text);
+  return text;
 }
 
 /** Normalises a headers input to a flat lower-case list, validating names and values. */
@@ -386,7 +391,8 @@ function checkId(id: unknown): string {
   return id;
 }
 
-function isAbortSignal(value: unknown): value is AbortSignal {
+/** True for an AbortSignal, from any realm. */
+export function isAbortSignal(value: unknown): value is AbortSignal {
   return (
     typeof value === 'object' &&
     value !== null &&

@@ -12,6 +12,7 @@ import {
   type ResolvedAfterwardOptions,
 } from '@afterward/core';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { responseInfo, routeOf } from './response-info.js';
 import type { ExpressResponseInfo } from './types.js';
 
 /**
@@ -54,25 +55,10 @@ function workOf(res: Response, method: string): AfterResponse<ExpressResponseInf
   slot.work ??= createAfterResponse<ExpressResponseInfo>(res, {
     ...slot.settings,
     startedAt: slot.startedAt,
-    describe: (outcome, durationMs) => ({
-      outcome,
-      statusCode: res.statusCode,
-      durationMs,
-      method: res.req.method,
-      url: res.req.originalUrl,
-      route: slot.route ?? routeOf(res.req),
-      req: res.req,
-      res,
-    }),
+    describe: (outcome, durationMs) =>
+      responseInfo(res.req, res, outcome, durationMs, slot.route ?? routeOf(res.req)),
   });
   return slot.work;
-}
-
-function routeOf(req: Request): string | undefined {
-  // A route's path may be a string, a RegExp or an array of them.
-  const path = (req.route as { path?: string | RegExp | Array<string | RegExp> } | undefined)?.path;
-  if (path === undefined) return undefined;
-  return `${req.baseUrl}${Array.isArray(path) ? path.join(',') : String(path)}`;
 }
 
 const methods = {

@@ -1,5 +1,6 @@
 import { createAuditLog, type AuditLogOptions, type Dispatcher } from '@afterward/core';
 import type { NextFunction, Request, Response } from 'express';
+import { responseInfo } from './response-info.js';
 import type { ExpressResponseInfo } from './types.js';
 
 // Re-exported so `redact: [...DEFAULT_REDACT, 'x-email']` needs no direct dependency on core.
@@ -39,16 +40,7 @@ export function auditLog(options: ExpressAuditLogOptions): AuditLogMiddleware {
     log.watch(res, {
       subject: req,
       startedAt: performance.now(),
-      describe: (outcome, durationMs) => ({
-        outcome,
-        statusCode: res.statusCode,
-        durationMs,
-        method: req.method,
-        url: req.originalUrl,
-        route: routeOf(req),
-        req,
-        res,
-      }),
+      describe: (outcome, durationMs) => responseInfo(req, res, outcome, durationMs),
       // req.ip applies the app's 'trust proxy' setting.
       ip: () => req.ip,
       body: (): unknown => req.body,
@@ -56,12 +48,4 @@ export function auditLog(options: ExpressAuditLogOptions): AuditLogMiddleware {
     next();
   }
   return Object.assign(auditLogMiddleware, { dispatcher: log.dispatcher });
-}
-
-// A route that answered (without calling next) leaves req.baseUrl at its router's mount path.
-function routeOf(req: Request): string | undefined {
-  // A route's path may be a string, a RegExp or an array of them.
-  const path = (req.route as { path?: string | RegExp | Array<string | RegExp> } | undefined)?.path;
-  if (path === undefined) return undefined;
-  return `${req.baseUrl}${Array.isArray(path) ? path.join(',') : String(path)}`;
 }

@@ -12,6 +12,7 @@ import {
 } from '@afterward/core';
 import Koa from 'koa';
 import type { Context, Next } from 'koa';
+import { responseInfo } from './response-info.js';
 import type { KoaResponseInfo } from './types.js';
 
 /**
@@ -51,25 +52,9 @@ function workOf(ctx: Context, method: string): AfterResponse<KoaResponseInfo> {
   slot.work ??= createAfterResponse<KoaResponseInfo>(ctx.res, {
     ...slot.settings,
     startedAt: slot.startedAt,
-    describe: (outcome, durationMs) => ({
-      outcome,
-      statusCode: ctx.res.statusCode,
-      durationMs,
-      method: ctx.method,
-      url: ctx.originalUrl,
-      route: routeOf(ctx),
-      req: ctx.req,
-      res: ctx.res,
-      ctx,
-    }),
+    describe: (outcome, durationMs) => responseInfo(ctx, outcome, durationMs),
   });
   return slot.work;
-}
-
-/** @koa/router leaves the matched pattern on the context; it is still there when the response ends. */
-function routeOf(ctx: Context): string | undefined {
-  const route = (ctx as { _matchedRoute?: string | RegExp })._matchedRoute;
-  return route === undefined ? undefined : String(route);
 }
 
 const contextMethods = {

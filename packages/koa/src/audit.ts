@@ -1,5 +1,6 @@
 import { createAuditLog, type AuditLogOptions, type Dispatcher } from '@afterward/core';
 import type { Context, Next } from 'koa';
+import { responseInfo } from './response-info.js';
 import type { KoaResponseInfo } from './types.js';
 
 // Re-exported so `redact: [...DEFAULT_REDACT, 'x-email']` needs no direct dependency on core.
@@ -39,17 +40,7 @@ export function auditLog(options: KoaAuditLogOptions): AuditLogMiddleware {
     log.watch(ctx.res, {
       subject: ctx,
       startedAt: performance.now(),
-      describe: (outcome, durationMs) => ({
-        outcome,
-        statusCode: ctx.res.statusCode,
-        durationMs,
-        method: ctx.method,
-        url: ctx.originalUrl,
-        route: routeOf(ctx),
-        req: ctx.req,
-        res: ctx.res,
-        ctx,
-      }),
+      describe: (outcome, durationMs) => responseInfo(ctx, outcome, durationMs),
       // ctx.ip applies the app's `proxy` setting.
       ip: () => ctx.ip,
       // Where body parsers (koa-body, @koa/bodyparser) leave the parsed body.
@@ -58,10 +49,4 @@ export function auditLog(options: KoaAuditLogOptions): AuditLogMiddleware {
     return next();
   }
   return Object.assign(auditLogMiddleware, { dispatcher: log.dispatcher });
-}
-
-// @koa/router leaves the matched pattern on the context; it is still there when the response ends.
-function routeOf(ctx: Context): string | undefined {
-  const route = (ctx as { _matchedRoute?: string | RegExp })._matchedRoute;
-  return route === undefined ? undefined : String(route);
 }
