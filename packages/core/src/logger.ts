@@ -49,22 +49,44 @@ function errorReplacer(_key: string, value: unknown): unknown {
  * notifications) costs one line per interval, plus a count of what was suppressed.
  */
 export function rateLimitLogger(logger: Logger, intervalMs = 1_000): Logger {
-  const windows = new Map<string, { until: number; suppressed: number }>();
+  interface Window {
+    until: number;
+    suppressed: number;
+    /** The newest suppressed line, reported with the count when the window closes. */
+    last: object | undefined;
+    timer: NodeJS.Timeout | undefined;
+  }
+  const windows = new Map<string, Window>();
+  const write = (level: Level, obj: object, msg: string | undefined): void => {
+    try {
+      logger[level](obj, msg);
+    } catch {
+      // A broken logger must not break delivery; there is nowhere left to report it.
+    }
+  };
+  const open = (key: string, now: number): void => {
+    windows.set(key, { until: now + intervalMs, suppressed: 0, last: undefined, timer: undefined });
+  };
   const emit = (level: Level, obj: object, msg?: string): void => {
     const key = `${level}:${msg ?? ''}`;
     const now = Date.now();
     const window = windows.get(key);
     if (window !== undefined && now < window.until) {
       window.suppressed++;
+      window.last = obj;
+      // A storm shorter than the window must still report its count: flush when it closes.
+      window.timer ??= setTimeout(() => {
+        const current = windows.get(key);
+        if (current === undefined || current.suppressed === 0 || current.last === undefined) return;
+        open(key, Date.now());
+        write(level, { ...current.last, suppressed: current.suppressed }, msg);
+      }, window.until - now).unref();
       return;
     }
+    if (window?.timer !== undefined) clearTimeout(window.timer);
     const suppressed = window?.suppressed ?? 0;
-    windows.set(key, { until: now + intervalMs, suppressed: 0 });
-    try {
-      logger[level](suppressed > 0 ? { ...obj, suppressed } : obj, msg);
-    } catch {
-      // A broken logger must not break delivery; there is nowhere left to report it.
-    }
+    open(key, now);
+    write(level, suppressed > 0 ? { ...obj, suppressed } : obj, msg);
   };
   const limited: Logger = {
     warn: (obj, msg) => emit('warn', obj, msg),
