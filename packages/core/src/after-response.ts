@@ -159,16 +159,14 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
       url = inner;
       options = rest;
     }
-    const { when = 'always', json, ...sendInit } = options ?? {};
+    const when = options?.when ?? 'always';
     checkWhen(when);
     this.#checkRoom();
+    const json = options?.json;
     const lazy = typeof json === 'function' ? (json as (info: TInfo) => unknown) : undefined;
-    // A lazy payload is validated for shape now (a placeholder body keeps GET/HEAD checks honest)
-    // and serialised once the response has finished.
-    const job = this.#internal.prepare(
-      url,
-      json === undefined ? sendInit : { ...sendInit, json: lazy ? null : json },
-    );
+    // Passed as is (no copy on the hot path): the dispatcher accepts `when` and a json function
+    // for parked work, validating the rest now.
+    const job = this.#internal.prepare(url, options, true);
     this.#park({ kind: 'send', job, json: lazy, when });
     return job.delivery;
   };

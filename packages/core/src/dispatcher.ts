@@ -183,7 +183,7 @@ export const kInternal = Symbol('afterward.dispatcher.internal');
 /** Internal surface used by after-response and batching; adapters never touch it. */
 export interface DispatcherInternal {
   /** Validates now and returns a parked job (state 'pending') that {@link submit} releases later. */
-  prepare(target: unknown, init: SendInit | undefined): Job;
+  prepare(target: unknown, init: SendInit | undefined, parked?: boolean): Job;
   /** Releases a parked job into the queue; never throws (overflow becomes 'dropped'). */
   submit(job: Job): void;
   /** Settles a parked job without sending it (a `when` filter, a client abort, a payload error, a batch overflow). */
@@ -415,7 +415,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       onIdle: () => this.#checkIdle(),
     });
     this[kInternal] = {
-      prepare: (target, init) => this.#prepare(target, init),
+      prepare: (target, init, parked) => this.#prepare(target, init, parked),
       submit: (job) => this.#submit(job),
       discard: (job, state, error) => this.#settle(job, state, error),
       hooks: this.#hooks,
@@ -547,8 +547,8 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     for (const waiter of [...this.#idleWaiters]) waiter();
   }
 
-  #prepare(target: unknown, init: SendInit | undefined): Job {
-    const request = normalizeRequest(target, init, this.#defaults);
+  #prepare(target: unknown, init: SendInit | undefined, parked = false): Job {
+    const request = normalizeRequest(target, init, this.#defaults, parked);
     if (this.#httpsOnly && request.url.protocol !== 'https:') {
       throw new InvalidArgumentError(`httpsOnly: refusing ${request.url.protocol} URL ${request.origin}`);
     }

@@ -110,6 +110,8 @@ const INIT_KEYS = [
   'id',
   'sign',
 ] as const;
+// res.fireAndForget's init also carries `when`, which the after-response machinery reads.
+const PARKED_KEYS = [...INIT_KEYS, 'when'] as const;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // RFC 9110 field-value: visible characters, spaces and tabs; no CR, LF or NUL, which would split headers.
 const BAD_VALUE = /[\r\n\0]/;
@@ -136,10 +138,11 @@ export function normalizeRequest(
   target: unknown,
   init: SendInit | undefined,
   defaults: RequestDefaults,
+  parked = false,
 ): NormalizedRequest {
   const options = init === undefined ? EMPTY : (checkObject('init', init) as SendInit);
   if (options !== EMPTY) {
-    checkKeys('init', options as Record<string, unknown>, INIT_KEYS);
+    checkKeys('init', options as Record<string, unknown>, parked ? PARKED_KEYS : INIT_KEYS);
   }
   const parsed = parseTarget(target);
   // The cached URL is shared between requests, so anything that changes it works on a copy.
@@ -151,11 +154,14 @@ export function normalizeRequest(
   const id = options.id === undefined ? newId() : checkId(options.id);
 
   let body: Buffer | null = null;
-  if (options.json !== undefined && options.body !== undefined) {
+  // Parked work (res.fireAndForget) may give json as a function of the finished response: it is
+  // checked for shape now with a placeholder, and serialised once the response has ended.
+  const json: unknown = parked && typeof options.json === 'function' ? null : options.json;
+  if (json !== undefined && options.body !== undefined) {
     throw new InvalidArgumentError('give either json or body, not both');
   }
-  if (options.json !== undefined) {
-    body = serializeJson(options.json);
+  if (json !== undefined) {
+    body = serializeJson(json);
     setDefault(headers, 'content-type', 'application/json');
   } else if (options.body !== undefined) {
     body = toBody(options.body, headers);
