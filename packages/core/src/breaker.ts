@@ -226,11 +226,17 @@ export class OriginBreakers {
     const now = this.#now();
     if (this.#wakeAt > now) return this.#wakeAt;
     let earliest = Infinity;
+    let turned = false;
     for (const circuit of this.#open) {
       this.#expire(circuit, now);
       if (circuit.state === 'open') earliest = Math.min(earliest, circuit.openUntil);
+      else turned = true;
     }
     this.#wakeAt = earliest;
+    // A circuit that turned half-open just now wants its probe: answer "now", once, so the caller
+    // pumps again. Answering nothing would leave its queued notifications waiting for a pump that
+    // no timer will bring (the scheduler may have been turned away a moment before).
+    if (turned) return now;
     return earliest === Infinity ? undefined : earliest;
   }
 

@@ -286,10 +286,12 @@ describe('OriginBreakers', () => {
     feed(B, 'failure', 10);
     expect(breakers.nextWakeAt()).toBe(t0 + 5_000);
     clock.now = t0 + 5_000;
-    // A turns half-open here; B is next.
-    expect(breakers.nextWakeAt()).toBe(t0 + 6_000);
+    // A turns half-open here: "now", once, so the scheduler pumps for its probe; then B is next.
+    expect(breakers.nextWakeAt()).toBe(t0 + 5_000);
     expect(breakers.state(A)).toBe('half-open');
+    expect(breakers.nextWakeAt()).toBe(t0 + 6_000);
     clock.now = t0 + 6_000;
+    expect(breakers.nextWakeAt()).toBe(t0 + 6_000);
     expect(breakers.nextWakeAt()).toBeUndefined();
   });
 
