@@ -12,33 +12,16 @@ import { afterward as koaAfterward } from '@afterward/koa';
 import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import Koa from 'koa';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { listen, originOf, ServerTracker, sleep, waitUntil } from '../helpers/net.js';
 import { startReceiver } from '../helpers/receiver.js';
 import type { Receiver } from '../helpers/receiver.js';
-import {
-  activeResources,
-  CancelledError,
-  faultDispatcher,
-  HookTimeoutError,
-  settledCount,
-} from './support.js';
+import { activeResources, CancelledError, cleanupScope, HookTimeoutError, settledCount } from './support.js';
 import type { DeliveryHandle, Dispatcher, HookErrorEvent, ResponseInfo } from './support.js';
 
 const CLIENTS = new URL('./fixtures/clients.mjs', import.meta.url);
 
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-function dispatcherFor(
-  options: Parameters<typeof faultDispatcher>[0] = {},
-): ReturnType<typeof faultDispatcher> {
-  const dispatcher = faultDispatcher(options);
-  cleanups.push(() => dispatcher.close({ timeout: 0 }));
-  return dispatcher;
-}
+const { cleanups, dispatcherFor } = cleanupScope();
 
 async function receiverFor(): Promise<Receiver> {
   const receiver = await startReceiver();

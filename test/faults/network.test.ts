@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { request as undiciRequest } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   hugeBody,
   hugeHeader,
@@ -24,7 +24,7 @@ import type { FaultServer } from '../helpers/faults.js';
 import { listen, originOf, ServerTracker, sleep, waitUntil } from '../helpers/net.js';
 import { startReceiver } from '../helpers/receiver.js';
 import {
-  faultDispatcher,
+  cleanupScope,
   HttpStatusError,
   isAfterwardError,
   NetworkError,
@@ -33,25 +33,12 @@ import {
 } from './support.js';
 import type { Dispatcher, RetryEvent } from './support.js';
 
-const cleanups: Array<() => Promise<unknown>> = [];
+const { cleanups, dispatcherFor } = cleanupScope();
 
 /** Registers something to close after the test, and returns it. */
 function track<T extends { close(): Promise<unknown> }>(thing: T): T {
   cleanups.push(() => thing.close());
   return thing;
-}
-
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-/** A dispatcher from {@link faultDispatcher}, closed after the test without waiting for leftovers. */
-function dispatcherFor(
-  options: Parameters<typeof faultDispatcher>[0] = {},
-): ReturnType<typeof faultDispatcher> {
-  const dispatcher = faultDispatcher(options);
-  cleanups.push(() => dispatcher.close({ timeout: 0 }));
-  return dispatcher;
 }
 
 function retriesOf(dispatcher: Dispatcher): RetryEvent[] {

@@ -5,6 +5,7 @@
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { afterEach } from 'vitest';
 import { createDispatcher } from '@afterward/core';
 import type { Dispatcher, DispatcherOptions, Logger } from '@afterward/core';
 
@@ -64,4 +65,24 @@ export function collectGarbage(): void {
 /** Sum of the final-state counters: every notification that settled, whichever way. */
 export function settledCount(stats: ReturnType<Dispatcher['stats']>): number {
   return stats.delivered + stats.sent + stats.failed + stats.dropped + stats.cancelled;
+}
+
+/**
+ * A file's cleanup list, run newest first after each test, with a fault dispatcher that is
+ * closed there without waiting for leftovers.
+ */
+export function cleanupScope(): {
+  cleanups: Array<() => Promise<unknown>>;
+  dispatcherFor: (options?: DispatcherOptions) => ReturnType<typeof faultDispatcher>;
+} {
+  const cleanups: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+  const dispatcherFor = (options: DispatcherOptions = {}): ReturnType<typeof faultDispatcher> => {
+    const dispatcher = faultDispatcher(options);
+    cleanups.push(() => dispatcher.close({ timeout: 0 }));
+    return dispatcher;
+  };
+  return { cleanups, dispatcherFor };
 }
