@@ -8,17 +8,11 @@ import { Bench } from 'tinybench';
 import { core } from './lib/packages.mjs';
 import { goal, median, ratio } from './lib/report.mjs';
 import { runTask } from './lib/task.mjs';
+import { PAYLOAD } from './lib/payload.mjs';
 
 export const title = '5. Cost of the call';
 
 const URL_STRING = 'https://hooks.example.com/orders?tenant=t1';
-const PAYLOAD = {
-  type: 'order.paid',
-  id: 'ord_0000000042',
-  amount: 4200,
-  currency: 'EUR',
-  at: 1700000000000,
-};
 const BODY = JSON.stringify(PAYLOAD);
 const INIT = { body: BODY, headers: { 'content-type': 'application/json' } };
 

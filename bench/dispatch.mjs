@@ -7,16 +7,10 @@ import { core } from './lib/packages.mjs';
 import { fmt, goal, median, ratio } from './lib/report.mjs';
 import { startReceiver } from './lib/receiver.mjs';
 import { runTask } from './lib/task.mjs';
+import { PAYLOAD } from './lib/payload.mjs';
 
 export const title = '1. Dispatcher throughput';
 
-const PAYLOAD = {
-  type: 'order.paid',
-  id: 'ord_0000000042',
-  amount: 4200,
-  currency: 'EUR',
-  at: 1700000000000,
-};
 const silent = { warn() {}, error() {} };
 
 /** Runs in a child process: one client, `concurrency` workers in a closed loop, for a fixed time. */
