@@ -712,7 +712,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     } catch (error) {
       result = {
         kind: 'error',
-        error: toAfterwardError(error, { ...request, headers: request.headers }, controller, true),
+        error: toAfterwardError(error, request, controller, true),
       };
     } finally {
       clearTimeout(timer);
@@ -804,17 +804,20 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     // against the bounds, until the attempt returns and frees the slot.
     if (job.controller === undefined) this.#store.settle(job.key);
     this.#counts[state]++;
-    const event: DeliveryEvent = {
-      handle: delivery,
-      id: delivery.id,
-      url: delivery.url,
-      method: delivery.method,
-      state,
-      attempts: delivery.attempts,
-      response: delivery.response,
-      error: delivery.error,
-    };
-    this.#emit(state, event);
+    // Built only when someone listens: this runs once per notification.
+    if (this.listenerCount(state) > 0) {
+      const event: DeliveryEvent = {
+        handle: delivery,
+        id: delivery.id,
+        url: delivery.url,
+        method: delivery.method,
+        state,
+        attempts: delivery.attempts,
+        response: delivery.response,
+        error: delivery.error,
+      };
+      this.#emit(state, event);
+    }
     if (state === 'failed' || state === 'dropped') {
       this.#logger.warn(
         { id: delivery.id, url: delivery.url, attempts: delivery.attempts, err: delivery.error },
