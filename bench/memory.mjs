@@ -39,7 +39,7 @@ function rssAfterGc() {
 export async function outage({ kind, total, maxSeconds, sampleEvery }) {
   const url = await deadUrl();
   let send;
-  let stats = () => ({});
+  let stats;
   let close = async () => {};
   if (kind === 'afterward') {
     const { createDispatcher } = await core();
