@@ -1,17 +1,62 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
+
+// Suites that start processes or worker threads (forked apps, SIGTERM, the examples, CommonJS, a
+// process's lifetime, 10,000 clients): the slowest to start, so `unit` and `integration` stay quick
+// without them. `pnpm test` runs every project.
+const slow = [
+  'packages/core/test/lifetime.test.ts',
+  'test/adapters/cjs.test.ts',
+  'test/adapters/examples.test.ts',
+  'test/faults/app-faults.test.ts',
+  'test/faults/sigterm.test.ts',
+];
+
+// Reserved for suites other branches add, each with its own project and `pnpm test:<name>` script
+// (CI runs them once, on Node 24): `crash` (SQLite, kill -9) and `fleet` (PostgreSQL).
+const reserved = ['test/crash/**', 'test/fleet/**'];
 
 export default defineConfig({
   test: {
-    include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     // Real sockets and timers: keep files apart, and keep the 2-core machine from thrashing.
     pool: 'forks',
     maxWorkers: 2,
-    typecheck: {
-      enabled: true,
-      include: ['packages/*/test/**/*.test-d.ts', 'test/**/*.test-d.ts'],
-      tsconfig: './tsconfig.json',
-    },
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'unit',
+          include: ['packages/*/test/**/*.test.ts', 'test/platform/**/*.test.ts'],
+          exclude: [...configDefaults.exclude, ...slow],
+        },
+      },
+      {
+        // Type tests (`*.test-d.ts`, checked by tsc against the built declarations): a project of
+        // their own, as tsc alone takes longer than the whole unit project.
+        extends: true,
+        test: {
+          name: 'types',
+          typecheck: {
+            enabled: true,
+            only: true,
+            include: ['packages/*/test/**/*.test-d.ts', 'test/**/*.test-d.ts'],
+            tsconfig: './tsconfig.json',
+          },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          include: ['test/**/*.test.ts'],
+          exclude: [...configDefaults.exclude, ...slow, ...reserved, 'test/platform/**'],
+        },
+      },
+      {
+        extends: true,
+        test: { name: 'slow', include: slow },
+      },
+    ],
   },
 });
