@@ -1,7 +1,7 @@
 import type { DeliveryHandle, ResponseInfo } from '@afterward/core';
 import { drain } from '@afterward/core/testing';
 import { describe, expect, it } from 'vitest';
-import { waitUntil } from '../helpers/net.js';
+import { waitUntil } from '../support/index.js';
 import { KITS, abortMidResponse } from './harness.js';
 import { testDispatcher, testReceiver, track } from './setup.js';
 

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { waitUntil } from '../helpers/net.js';
+import { waitUntil } from '../support/index.js';
 
 const EXAMPLES = [
   {

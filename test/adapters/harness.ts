@@ -23,7 +23,7 @@ import type { NextFunction, Request, Response } from 'express';
 import express4 from 'express4';
 import Koa3 from 'koa';
 import Koa2 from 'koa2';
-import { listen, originOf, ServerTracker } from '../helpers/net.js';
+import { listen, originOf, ServerTracker } from '../support/index.js';
 
 /** What a route handler gets, whatever the framework. */
 export interface Handle {

@@ -2,7 +2,7 @@ import { HookError, HookTimeoutError, type HookErrorEvent } from '@afterward/cor
 import { drain } from '@afterward/core/testing';
 import request from 'supertest';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { sleep, waitUntil } from '../helpers/net.js';
+import { sleep, waitUntil } from '../support/index.js';
 import { KITS } from './harness.js';
 import { testDispatcher, track } from './setup.js';
 

@@ -3,35 +3,21 @@
  * real receiver, and the apps a test started, all closed after each test.
  */
 import { createDispatcher } from '@afterward/core';
-import type { Dispatcher, DispatcherOptions, Logger } from '@afterward/core';
-import { afterEach } from 'vitest';
-import { startReceiver } from '../helpers/receiver.js';
-import type { Receiver, ReceiverHandler, ReceiverOptions } from '../helpers/receiver.js';
+import type { Dispatcher, DispatcherOptions } from '@afterward/core';
+import { cleanupScope, FAST_RETRY, recordingLogger, startReceiver } from '../support/index.js';
+import type { LogLine, Receiver, ReceiverHandler, ReceiverOptions } from '../support/index.js';
 import type { StartedApp } from './harness.js';
 
-export interface LogLine {
-  level: string;
-  obj: object;
-  msg: string | undefined;
-}
+export type { LogLine } from '../support/index.js';
 
-const cleanups: Array<() => Promise<unknown>> = [];
-
-afterEach(async () => {
-  const pending = cleanups.splice(0).reverse();
-  for (const cleanup of pending) await cleanup();
-});
+const { cleanups } = cleanupScope();
 
 /** A dispatcher with fast retries and an in-memory logger, closed after the test. */
 export function testDispatcher(options: DispatcherOptions = {}): Dispatcher & { logs: LogLine[] } {
-  const logs: LogLine[] = [];
-  const logger: Logger = {
-    warn: (obj, msg) => void logs.push({ level: 'warn', obj, msg }),
-    error: (obj, msg) => void logs.push({ level: 'error', obj, msg }),
-  };
-  const dispatcher = createDispatcher({ retry: { minDelay: 5, maxDelay: 20 }, logger, ...options });
+  const logger = recordingLogger();
+  const dispatcher = createDispatcher({ retry: FAST_RETRY, logger, ...options });
   cleanups.push(() => dispatcher.close({ timeout: 1_000 }));
-  return Object.assign(dispatcher, { logs });
+  return Object.assign(dispatcher, { logs: logger.lines });
 }
 
 /** A real receiver on 127.0.0.1, closed after the test. */

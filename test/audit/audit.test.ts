@@ -4,7 +4,7 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { abortMidResponse } from '../adapters/harness.js';
 import { testDispatcher, testReceiver, track } from '../adapters/setup.js';
-import type { Receiver } from '../helpers/receiver.js';
+import { type Receiver } from '../support/index.js';
 import { AUDIT_KITS } from './harness.js';
 
 /** Every record the receiver accepted (2xx answers only), batches unpacked. */

@@ -18,7 +18,7 @@ import Koa3 from 'koa';
 import type { Context, Next } from 'koa';
 import Koa2 from 'koa2';
 import type { StartedApp } from '../adapters/harness.js';
-import { listen, originOf, ServerTracker } from '../helpers/net.js';
+import { listen, originOf, ServerTracker } from '../support/index.js';
 
 /** What `fields` gets, whatever the framework: the Express request and the Koa context both have `get`. */
 export interface Subject {

@@ -13,9 +13,15 @@ import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import Koa from 'koa';
 import { describe, expect, it } from 'vitest';
-import { listen, originOf, ServerTracker, sleep, waitUntil } from '../helpers/net.js';
-import { startReceiver } from '../helpers/receiver.js';
-import type { Receiver } from '../helpers/receiver.js';
+import {
+  listen,
+  originOf,
+  ServerTracker,
+  sleep,
+  waitUntil,
+  startReceiver,
+  type Receiver,
+} from '../support/index.js';
 import { activeResources, CancelledError, cleanupScope, HookTimeoutError, settledCount } from './support.js';
 import type { DeliveryHandle, Dispatcher, HookErrorEvent, ResponseInfo } from './support.js';
 

@@ -5,7 +5,7 @@
  */
 import { Agent, createServer, request } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { listen, originOf, ServerTracker } from '../helpers/net.js';
+import { listen, originOf, ServerTracker } from '../support/index.js';
 import { createAfterResponse } from './support.js';
 import type { AfterResponse, Dispatcher, ResponseInfo } from './support.js';
 

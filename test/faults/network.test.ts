@@ -19,10 +19,14 @@ import {
   slowHeaders,
   statusSequence,
   trickle,
-} from '../helpers/faults.js';
-import type { FaultServer } from '../helpers/faults.js';
-import { listen, originOf, ServerTracker, sleep, waitUntil } from '../helpers/net.js';
-import { startReceiver } from '../helpers/receiver.js';
+  type FaultServer,
+  listen,
+  originOf,
+  ServerTracker,
+  sleep,
+  waitUntil,
+  startReceiver,
+} from '../support/index.js';
 import {
   cleanupScope,
   HttpStatusError,

@@ -3,15 +3,12 @@
  * Memory stays bounded, every drop is counted, evented and (rate-limited) logged, every
  * notification ends in a final state, and the app keeps answering.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { refusingPort } from '../helpers/faults.js';
+import { describe, expect, it } from 'vitest';
+import { cleanupScope, refusingPort } from '../support/index.js';
 import { Agent, startPlainApp, timedGet } from './app.js';
 import { collectGarbage, DroppedError, faultDispatcher, settledCount } from './support.js';
 
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const { cleanups } = cleanupScope();
 
 const SENDS = 100_000;
 const MAX_QUEUED = 1_000;

@@ -8,10 +8,8 @@ import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
-import { waitUntil } from '../helpers/net.js';
-import { startReceiver } from '../helpers/receiver.js';
-import type { Receiver } from '../helpers/receiver.js';
+import { describe, expect, it } from 'vitest';
+import { cleanupScope, waitUntil, startReceiver, type Receiver } from '../support/index.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/sigterm-app.mjs', import.meta.url));
 
@@ -35,10 +33,7 @@ interface RunningApp {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const { cleanups } = cleanupScope();
 
 async function startApp(env: Record<string, string>): Promise<RunningApp> {
   const child = fork(FIXTURE, [], {

@@ -5,32 +5,17 @@
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { afterEach } from 'vitest';
 import { createDispatcher } from '@afterward/core';
-import type { Dispatcher, DispatcherOptions, Logger } from '@afterward/core';
+import type { Dispatcher, DispatcherOptions } from '@afterward/core';
+import { cleanupScope as sharedCleanupScope, FAST_RETRY, recordingLogger } from '../support/index.js';
+import type { LogLine } from '../support/index.js';
 
 export * from '@afterward/core';
 
 /** Deadlines short enough that a fault costs well under a second per attempt. */
 export const SHORT_TIMEOUT = { connect: 500, response: 300, total: 1000 } as const;
 /** Backoff tiny enough that retries do not slow the suite, unless a row is about the delay. */
-export const TINY_RETRY = { minDelay: 5, maxDelay: 20 } as const;
-
-export interface LogLine {
-  level: 'warn' | 'error';
-  obj: object;
-  msg: string | undefined;
-}
-
-/** A pino-compatible logger that keeps lines in memory: failures stay visible to the test, not to CI logs. */
-export function recordingLogger(): Logger & { lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  return {
-    lines,
-    warn: (obj, msg) => void lines.push({ level: 'warn', obj, msg }),
-    error: (obj, msg) => void lines.push({ level: 'error', obj, msg }),
-  };
-}
+export const TINY_RETRY = FAST_RETRY;
 
 /** A dispatcher with the suite's short deadlines and tiny backoff; `options` override. */
 export function faultDispatcher(options: DispatcherOptions = {}): Dispatcher & { logs: LogLine[] } {
@@ -72,13 +57,10 @@ export function settledCount(stats: ReturnType<Dispatcher['stats']>): number {
  * closed there without waiting for leftovers.
  */
 export function cleanupScope(): {
-  cleanups: Array<() => Promise<unknown>>;
+  cleanups: Array<() => unknown>;
   dispatcherFor: (options?: DispatcherOptions) => ReturnType<typeof faultDispatcher>;
 } {
-  const cleanups: Array<() => Promise<unknown>> = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
+  const { cleanups } = sharedCleanupScope();
   const dispatcherFor = (options: DispatcherOptions = {}): ReturnType<typeof faultDispatcher> => {
     const dispatcher = faultDispatcher(options);
     cleanups.push(() => dispatcher.close({ timeout: 0 }));

@@ -5,9 +5,7 @@
  * while other origins carry on.
  */
 import { describe, expect, it } from 'vitest';
-import { statusSequence } from '../helpers/faults.js';
-import { sleep, waitUntil } from '../helpers/net.js';
-import { startReceiver } from '../helpers/receiver.js';
+import { statusSequence, sleep, waitUntil, startReceiver } from '../support/index.js';
 import {
   createDispatcher,
   HttpStatusError,

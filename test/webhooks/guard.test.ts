@@ -8,8 +8,7 @@ import { lookup } from 'node:dns/promises';
 import { hostname } from 'node:os';
 import { Agent, buildConnector, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { redirect } from '../helpers/faults.js';
-import { startReceiver } from '../helpers/receiver.js';
+import { redirect, startReceiver } from '../support/index.js';
 import {
   BlockedAddressError,
   countingListener,

@@ -4,9 +4,7 @@
  * slots again and again.
  */
 import { describe, expect, it } from 'vitest';
-import { neverAnswers } from '../helpers/faults.js';
-import { sleep, waitUntil } from '../helpers/net.js';
-import { startReceiver } from '../helpers/receiver.js';
+import { neverAnswers, sleep, waitUntil, startReceiver } from '../support/index.js';
 import {
   createDispatcher,
   createUndiciTransport,

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Webhook, WebhookVerificationError } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
-import { startReceiver, type ReceivedRequest } from '../helpers/receiver.js';
+import { startReceiver, type ReceivedRequest } from '../support/index.js';
 import {
   createDispatcher,
   recordingLogger,

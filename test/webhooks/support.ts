@@ -4,41 +4,19 @@
  * counts every TCP connection it is offered, and a cleanup list.
  */
 import { createServer } from 'node:net';
-import { afterEach } from 'vitest';
-import { listen, originOf, ServerTracker } from '../helpers/net.js';
-import type { Dispatcher, Logger } from '../../packages/core/dist/index.js';
+import { cleanupScope, listen, originOf, ServerTracker } from '../support/index.js';
+import type { Dispatcher } from '../../packages/core/dist/index.js';
 
 export * from '../../packages/core/dist/index.js';
 
-export interface LogLine {
-  level: 'warn' | 'error' | 'debug';
-  obj: Record<string, unknown>;
-  msg: string | undefined;
-}
+export { recordingLogger } from '../support/index.js';
+export type { LogLine } from '../support/index.js';
 
-/** A pino-compatible logger that keeps lines in memory: expected failures stay out of CI logs. */
-export function recordingLogger(): Logger & { lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const log =
-    (level: LogLine['level']) =>
-    (obj: object, msg?: string): void => {
-      lines.push({ level, obj: obj as Record<string, unknown>, msg });
-    };
-  return { lines, warn: log('warn'), error: log('error'), debug: log('debug') };
-}
-
-const cleanups: Array<() => Promise<unknown>> = [];
-
-afterEach(async () => {
-  const pending = cleanups.splice(0).reverse();
-  for (const cleanup of pending) await cleanup();
-});
+const scope = cleanupScope();
+const { cleanups } = scope;
 
 /** Closes `thing` after the current test (in reverse order of registration), and returns it. */
-export function track<T extends { close(): Promise<unknown> }>(thing: T): T {
-  cleanups.push(() => thing.close());
-  return thing;
-}
+export const track = scope.track;
 
 /**
  * Closes a dispatcher after the current test without the default 10 s drain: what is still held

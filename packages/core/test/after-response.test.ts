@@ -6,7 +6,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   CancelledError,
   createAfterResponse,
@@ -22,8 +22,13 @@ import {
   type ResponseInfo,
 } from '../src/index.js';
 import { createRecordingTransport, type RecordingTransport } from '../src/testing.js';
-import { sleep, waitUntil } from '../../../test/helpers/net.js';
-import { fakeLogger, guardUnhandledRejections } from './support.js';
+import {
+  cleanupScope,
+  sleep,
+  waitUntil,
+  recordingLogger,
+  guardUnhandledRejections,
+} from '../../../test/support/index.js';
 
 guardUnhandledRejections();
 
@@ -39,10 +44,7 @@ interface App {
   handlerErrors: unknown[];
 }
 
-const cleanup: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const fn of cleanup.splice(0).reverse()) await fn();
-});
+const { cleanups: cleanup } = cleanupScope();
 
 /** A plain node:http server whose handler gets the after-response machinery for its response. */
 async function app(
@@ -50,7 +52,12 @@ async function app(
   options: { onClientAbort?: ClientAbortPolicy; maxPerResponse?: number } = {},
 ): Promise<App> {
   const transport = createRecordingTransport();
-  const dispatcher = createDispatcher({ transport, logger: fakeLogger(), retry: false, hookTimeout: 2_000 });
+  const dispatcher = createDispatcher({
+    transport,
+    logger: recordingLogger(),
+    retry: false,
+    hookTimeout: 2_000,
+  });
   const hookErrors: HookErrorEvent[] = [];
   const handlerErrors: unknown[] = [];
   dispatcher.on('hook-error', (event) => hookErrors.push(event));
@@ -462,7 +469,7 @@ describe('createAfterResponse with node:http', () => {
 
   it('a throwing describe() does not lose the parked work', async () => {
     const transport = createRecordingTransport();
-    const logger = fakeLogger();
+    const logger = recordingLogger();
     const dispatcher = createDispatcher({ transport, logger });
     const server = createServer((_req, res) => {
       const work = createAfterResponse(res, {
@@ -482,6 +489,6 @@ describe('createAfterResponse with node:http', () => {
     await get(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
     await dispatcher.drain({ timeout: 2_000 });
     expect(transport.requests).toHaveLength(1);
-    expect(logger.calls.some((c) => /describing the response failed/.test(c.msg ?? ''))).toBe(true);
+    expect(logger.lines.some((c) => /describing the response failed/.test(c.msg ?? ''))).toBe(true);
   });
 });

@@ -1,6 +1,6 @@
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
-import { listen, waitUntil } from '../../../test/helpers/net.js';
+import { describe, expect, it } from 'vitest';
+import { cleanupScope, listen, waitUntil } from '../../../test/support/index.js';
 import type { ResponseInfo } from '../src/after-response.js';
 import {
   createAuditLog,
@@ -18,10 +18,7 @@ type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
 const quiet: Logger = { warn: () => {}, error: () => {} };
 const AUDIT_URL = 'http://audit.test/records';
-const cleanup: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const fn of cleanup.splice(0).reverse()) await fn();
-});
+const { cleanups: cleanup } = cleanupScope();
 
 interface Setup {
   url: string;

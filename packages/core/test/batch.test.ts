@@ -1,5 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { startReceiver, type Receiver } from '../../../test/helpers/receiver.js';
+import { describe, expect, it } from 'vitest';
+import { cleanupScope, startReceiver, type Receiver } from '../../../test/support/index.js';
 import { createBatcher } from '../src/batch.js';
 import { createDispatcher, type Dispatcher } from '../src/dispatcher.js';
 import {
@@ -16,10 +16,7 @@ import { createTestDispatcher } from '../src/testing.js';
 const URL_ = 'http://batch.test/ingest';
 const quiet: Logger = { warn: () => {}, error: () => {} };
 
-const cleanup: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const fn of cleanup.splice(0).reverse()) await fn();
-});
+const { cleanups: cleanup } = cleanupScope();
 
 function testDispatcher(): ReturnType<typeof createTestDispatcher> {
   const made = createTestDispatcher({ logger: quiet });

@@ -1,26 +1,27 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer as createNetServer, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createDispatcher, NetworkError, type Dispatcher, type RetryEvent } from '../src/index.js';
 import {
+  cleanupScope,
   refusingPort,
   resetMidRequest,
   statusSequence,
   type FaultServer,
-} from '../../../test/helpers/faults.js';
-import { sleep, waitUntil } from '../../../test/helpers/net.js';
-import { startReceiver } from '../../../test/helpers/receiver.js';
-import { FAST_RETRY, fakeLogger, guardUnhandledRejections } from './support.js';
+  sleep,
+  waitUntil,
+  startReceiver,
+  FAST_RETRY,
+  recordingLogger,
+  guardUnhandledRejections,
+} from '../../../test/support/index.js';
 
 guardUnhandledRejections();
 
-const cleanup: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const fn of cleanup.splice(0).reverse()) await fn();
-});
+const { cleanups: cleanup } = cleanupScope();
 
 function dispatcherFor(): { dispatcher: Dispatcher; retries: RetryEvent[] } {
-  const dispatcher = createDispatcher({ retry: { ...FAST_RETRY, attempts: 3 }, logger: fakeLogger() });
+  const dispatcher = createDispatcher({ retry: { ...FAST_RETRY, attempts: 3 }, logger: recordingLogger() });
   const retries: RetryEvent[] = [];
   dispatcher.on('retry', (event) => retries.push(event));
   cleanup.push(() => dispatcher.close({ timeout: 0 }));

@@ -8,8 +8,7 @@ import {
   type RetryEvent,
 } from '../src/index.js';
 import { createRecordingTransport } from '../src/testing.js';
-import { sleep } from '../../../test/helpers/net.js';
-import { FAST_RETRY, fakeLogger, guardUnhandledRejections } from './support.js';
+import { sleep, FAST_RETRY, recordingLogger, guardUnhandledRejections } from '../../../test/support/index.js';
 
 guardUnhandledRejections();
 
@@ -22,7 +21,7 @@ afterEach(() => {
 
 function setup(options: Omit<DispatcherOptions, 'transport'> = {}) {
   const transport = createRecordingTransport();
-  const logger = fakeLogger();
+  const logger = recordingLogger();
   const dispatcher = createDispatcher({ retry: FAST_RETRY, logger, ...options, transport });
   const events: Array<{ name: DispatcherEventName; payload: DeliveryEvent | RetryEvent }> = [];
   for (const name of names) {
@@ -70,7 +69,7 @@ describe('an event and a counter for every outcome', () => {
     expect(retry.delayMs).toBeGreaterThanOrEqual(0);
     expect(events[1]?.payload).toMatchObject({ state: 'failed', attempts: 2 });
     expect(dispatcher.stats()).toMatchObject({ failed: 1, retries: 1 });
-    const warn = logger.calls.find((c) => c.msg === 'afterward: notification failed');
+    const warn = logger.lines.find((c) => c.msg === 'afterward: notification failed');
     expect(warn?.level).toBe('warn');
     expect(warn?.obj).toMatchObject({ id: handle.id, url: URL_A, attempts: 2 });
     expect(warn?.obj['err']).toBeInstanceOf(HttpStatusError);
@@ -85,7 +84,7 @@ describe('an event and a counter for every outcome', () => {
     await first.done;
     expect(events.map((e) => e.name)).toEqual(['dropped', 'delivered']);
     expect(dispatcher.stats()).toMatchObject({ dropped: 1, delivered: 1 });
-    expect(logger.calls.some((c) => c.level === 'warn' && c.msg === 'afterward: notification dropped')).toBe(
+    expect(logger.lines.some((c) => c.level === 'warn' && c.msg === 'afterward: notification dropped')).toBe(
       true,
     );
   });
@@ -98,7 +97,7 @@ describe('an event and a counter for every outcome', () => {
     expect(events.map((e) => e.name)).toEqual(['cancelled']);
     expect(dispatcher.stats()).toMatchObject({ cancelled: 1 });
     // A cancel is the caller's own decision: not a warning.
-    expect(logger.calls.filter((c) => c.level === 'warn')).toHaveLength(0);
+    expect(logger.lines.filter((c) => c.level === 'warn')).toHaveLength(0);
   });
 
   it('once() listeners fire once; off() removes', async () => {
@@ -127,7 +126,7 @@ describe('listeners cannot break delivery', () => {
     const second = await dispatcher.send(URL_A).done;
     expect([first.state, second.state]).toEqual(['delivered', 'delivered']);
     expect(after).toHaveBeenCalledTimes(2);
-    const logged = logger.calls.find((c) => c.msg === 'afterward: an event listener threw');
+    const logged = logger.lines.find((c) => c.msg === 'afterward: an event listener threw');
     expect(logged?.level).toBe('error');
     expect(logged?.obj).toMatchObject({ event: 'delivered' });
   });
@@ -144,7 +143,7 @@ describe('listeners cannot break delivery', () => {
     dispatcher.on('failed', asyncListener);
     await dispatcher.send(URL_A).done;
     await sleep(20);
-    expect(logger.calls.some((c) => c.msg === 'afterward: an event listener threw')).toBe(true);
+    expect(logger.lines.some((c) => c.msg === 'afterward: an event listener threw')).toBe(true);
   });
 
   it('a logger that throws does not break delivery either', async () => {

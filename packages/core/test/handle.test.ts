@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   CancelledError,
   createDispatcher,
@@ -7,20 +7,25 @@ import {
   type Dispatcher,
   type DispatcherOptions,
 } from '../src/index.js';
-import { startReceiver, type Receiver } from '../../../test/helpers/receiver.js';
-import { neverAnswers, type FaultServer } from '../../../test/helpers/faults.js';
-import { sleep, waitUntil } from '../../../test/helpers/net.js';
-import { FAST_RETRY, fakeLogger, guardUnhandledRejections } from './support.js';
+import {
+  cleanupScope,
+  startReceiver,
+  type Receiver,
+  neverAnswers,
+  type FaultServer,
+  sleep,
+  waitUntil,
+  FAST_RETRY,
+  recordingLogger,
+  guardUnhandledRejections,
+} from '../../../test/support/index.js';
 
 guardUnhandledRejections();
 
-const cleanup: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const fn of cleanup.splice(0).reverse()) await fn();
-});
+const { cleanups: cleanup } = cleanupScope();
 
 function dispatcherFor(options: DispatcherOptions = {}): Dispatcher {
-  const dispatcher = createDispatcher({ retry: FAST_RETRY, logger: fakeLogger(), ...options });
+  const dispatcher = createDispatcher({ retry: FAST_RETRY, logger: recordingLogger(), ...options });
   cleanup.push(() => dispatcher.close({ timeout: 0 }));
   return dispatcher;
 }

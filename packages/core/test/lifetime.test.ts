@@ -1,13 +1,21 @@
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { ClosedError, CancelledError, createDispatcher } from '../src/index.js';
 import { createRecordingTransport } from '../src/testing.js';
-import { startReceiver, type Receiver } from '../../../test/helpers/receiver.js';
-import { neverAnswers, refusingPort, type FaultServer } from '../../../test/helpers/faults.js';
-import { sleep, waitUntil } from '../../../test/helpers/net.js';
-import { fakeLogger, guardUnhandledRejections } from './support.js';
+import {
+  cleanupScope,
+  startReceiver,
+  type Receiver,
+  neverAnswers,
+  refusingPort,
+  type FaultServer,
+  sleep,
+  waitUntil,
+  recordingLogger,
+  guardUnhandledRejections,
+} from '../../../test/support/index.js';
 
 guardUnhandledRejections();
 
@@ -71,10 +79,7 @@ function runChild(args: string[], limitMs = 10_000): Promise<ChildRun> {
   });
 }
 
-const cleanup: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const fn of cleanup.splice(0).reverse()) await fn();
-});
+const { cleanups: cleanup } = cleanupScope();
 async function receiverFor(...args: Parameters<typeof startReceiver>): Promise<Receiver> {
   const receiver = await startReceiver(...args);
   cleanup.push(() => receiver.close());
@@ -155,7 +160,7 @@ describe('close()', () => {
       res.statusCode = 204;
       res.end();
     });
-    const dispatcher = createDispatcher({ logger: fakeLogger() });
+    const dispatcher = createDispatcher({ logger: recordingLogger() });
     const handles = [dispatcher.send(receiver.url), dispatcher.send(receiver.url)];
     const result = await dispatcher.close();
     expect(result.drained).toBe(true);
@@ -174,7 +179,7 @@ describe('close()', () => {
   it('cancels what is left after the timeout, closing its socket, and says so', async () => {
     const silent: FaultServer = await neverAnswers();
     cleanup.push(() => silent.close());
-    const logger = fakeLogger();
+    const logger = recordingLogger();
     const dispatcher = createDispatcher({ logger, concurrency: 1 });
     const inFlight = dispatcher.send(silent.url);
     const queued = dispatcher.send(silent.url);
@@ -190,7 +195,7 @@ describe('close()', () => {
       expect((handle.error as CancelledError).reason).toBeInstanceOf(ClosedError);
     }
     await waitUntil(() => silent.openConnections() === 0, { message: 'socket closed by close()' });
-    expect(logger.calls.some((c) => c.level === 'warn' && /closed with work left/.test(c.msg ?? ''))).toBe(
+    expect(logger.lines.some((c) => c.level === 'warn' && /closed with work left/.test(c.msg ?? ''))).toBe(
       true,
     );
   });
@@ -198,7 +203,7 @@ describe('close()', () => {
   it('is safe to call twice and uses closeTimeout by default', async () => {
     const silent = await neverAnswers();
     cleanup.push(() => silent.close());
-    const dispatcher = createDispatcher({ logger: fakeLogger(), closeTimeout: 100 });
+    const dispatcher = createDispatcher({ logger: recordingLogger(), closeTimeout: 100 });
     dispatcher.send(silent.url);
     const first = dispatcher.close();
     const second = dispatcher.close();

@@ -1,31 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { rateLimitLogger, type Logger } from '../src/logger.js';
-import { waitUntil } from '../../../test/helpers/net.js';
-
-function recorder(): Logger & {
-  lines: Array<{ level: string; obj: Record<string, unknown>; msg?: string }>;
-} {
-  const lines: Array<{ level: string; obj: Record<string, unknown>; msg?: string }> = [];
-  return {
-    lines,
-    warn: (obj, msg) =>
-      lines.push({
-        level: 'warn',
-        obj: obj as Record<string, unknown>,
-        ...(msg === undefined ? {} : { msg }),
-      }),
-    error: (obj, msg) =>
-      lines.push({
-        level: 'error',
-        obj: obj as Record<string, unknown>,
-        ...(msg === undefined ? {} : { msg }),
-      }),
-  };
-}
+import { rateLimitLogger } from '../src/logger.js';
+import { recordingLogger, waitUntil } from '../../../test/support/index.js';
 
 describe('rateLimitLogger', () => {
   it('writes the first line of a storm at once and reports the rest by count when the window closes', async () => {
-    const target = recorder();
+    const target = recordingLogger();
     const logger = rateLimitLogger(target, 50);
     for (let i = 0; i < 100; i++) logger.warn({ i }, 'dropped');
     expect(target.lines).toEqual([{ level: 'warn', obj: { i: 0 }, msg: 'dropped' }]);
@@ -35,7 +14,7 @@ describe('rateLimitLogger', () => {
   });
 
   it('limits each message on its own, and a line after the window carries nothing stale', async () => {
-    const target = recorder();
+    const target = recordingLogger();
     const logger = rateLimitLogger(target, 30);
     logger.warn({}, 'a');
     logger.error({}, 'b');

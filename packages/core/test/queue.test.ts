@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   createDispatcher,
   DroppedError,
@@ -10,24 +10,28 @@ import {
 } from '../src/index.js';
 import { DEFAULTS } from '../src/options.js';
 import { createRecordingTransport, type RecordingTransport } from '../src/testing.js';
-import { startReceiver, type Receiver } from '../../../test/helpers/receiver.js';
-import { sleep, waitUntil } from '../../../test/helpers/net.js';
-import { FAST_RETRY, fakeLogger, guardUnhandledRejections } from './support.js';
+import {
+  cleanupScope,
+  startReceiver,
+  type Receiver,
+  sleep,
+  waitUntil,
+  FAST_RETRY,
+  recordingLogger,
+  guardUnhandledRejections,
+} from '../../../test/support/index.js';
 
 guardUnhandledRejections();
 
 const URL_A = 'http://a.test/hook';
-const cleanup: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const fn of cleanup.splice(0).reverse()) await fn();
-});
+const { cleanups: cleanup } = cleanupScope();
 
 /** A dispatcher on a recording transport whose answers wait until `release()`. */
 function held(options: DispatcherOptions = {}): {
   dispatcher: Dispatcher;
   transport: RecordingTransport;
   dropped: DeliveryEvent[];
-  logger: ReturnType<typeof fakeLogger>;
+  logger: ReturnType<typeof recordingLogger>;
   release: () => void;
 } {
   const transport = createRecordingTransport();
@@ -39,7 +43,7 @@ function held(options: DispatcherOptions = {}): {
     await gate;
     return 204;
   });
-  const logger = fakeLogger();
+  const logger = recordingLogger();
   const dispatcher = createDispatcher({ concurrency: 1, retry: FAST_RETRY, logger, ...options, transport });
   const dropped: DeliveryEvent[] = [];
   dispatcher.on('dropped', (event) => dropped.push(event));
@@ -69,7 +73,7 @@ describe('bounded queue', () => {
     expect([c.state, d.state]).toEqual(['queued', 'queued']);
     expect(dropped.map((e) => e.id)).toEqual([b.id]);
     expect(dispatcher.stats()).toMatchObject({ dropped: 1, queued: 2, inFlight: 1 });
-    expect(logger.calls.some((call) => call.level === 'warn' && /dropped/.test(call.msg ?? ''))).toBe(true);
+    expect(logger.lines.some((call) => call.level === 'warn' && /dropped/.test(call.msg ?? ''))).toBe(true);
 
     release();
     const results = await Promise.all([a.done, c.done, d.done]);
@@ -148,7 +152,7 @@ describe('bounded queue', () => {
     await inFlight(a);
     for (let i = 0; i < 50; i++) dispatcher.send(URL_A);
     expect(dispatcher.stats().dropped).toBe(50);
-    const drops = logger.calls.filter((call) => /dropped/.test(call.msg ?? ''));
+    const drops = logger.lines.filter((call) => /dropped/.test(call.msg ?? ''));
     expect(drops.length).toBeGreaterThanOrEqual(1);
     expect(drops.length).toBeLessThanOrEqual(2);
   });
@@ -206,7 +210,11 @@ describe('concurrency', () => {
 
   it('sends at most concurrencyPerOrigin at once to one origin', async () => {
     const receiver = await counting();
-    const dispatcher = createDispatcher({ concurrency: 10, concurrencyPerOrigin: 3, logger: fakeLogger() });
+    const dispatcher = createDispatcher({
+      concurrency: 10,
+      concurrencyPerOrigin: 3,
+      logger: recordingLogger(),
+    });
     cleanup.push(() => dispatcher.close());
     const handles = Array.from({ length: 12 }, (_v, i) => dispatcher.send(receiver.url, { json: { i } }));
     await waitUntil(() => dispatcher.stats().inFlight > 0);
@@ -221,7 +229,11 @@ describe('concurrency', () => {
     const shared = { active: 0, max: 0 };
     const one = await counting(shared);
     const two = await counting(shared);
-    const dispatcher = createDispatcher({ concurrency: 4, concurrencyPerOrigin: 3, logger: fakeLogger() });
+    const dispatcher = createDispatcher({
+      concurrency: 4,
+      concurrencyPerOrigin: 3,
+      logger: recordingLogger(),
+    });
     cleanup.push(() => dispatcher.close());
     const handles = [
       ...Array.from({ length: 8 }, () => dispatcher.send(one.url)),
@@ -248,7 +260,7 @@ describe('concurrency', () => {
       concurrency: 4,
       concurrencyPerOrigin: 2,
       transport,
-      logger: fakeLogger(),
+      logger: recordingLogger(),
     });
     cleanup.push(() => dispatcher.close({ timeout: 0 }));
     for (let i = 0; i < 6; i++) dispatcher.send('http://slow.test/x');

@@ -8,8 +8,15 @@ import {
 } from '../src/index.js';
 import { DEFAULTS } from '../src/options.js';
 import { backoffDelay, isRetryableStatus, parseRetryAfter, statusError } from '../src/retry.js';
-import { redirect, refusingPort, statusSequence, type FaultServer } from '../../../test/helpers/faults.js';
-import { FAST_RETRY, fakeLogger, guardUnhandledRejections } from './support.js';
+import {
+  redirect,
+  refusingPort,
+  statusSequence,
+  type FaultServer,
+  FAST_RETRY,
+  recordingLogger,
+  guardUnhandledRejections,
+} from '../../../test/support/index.js';
 
 guardUnhandledRejections();
 
@@ -119,7 +126,7 @@ describe('retries against a real server', () => {
     dispatcher: Dispatcher;
     retries: RetryEvent[];
   } {
-    const made = createDispatcher({ retry: FAST_RETRY, logger: fakeLogger(), ...options });
+    const made = createDispatcher({ retry: FAST_RETRY, logger: recordingLogger(), ...options });
     const retries: RetryEvent[] = [];
     made.on('retry', (event) => retries.push(event));
     dispatcher = made;

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { createAfterResponse, createDispatcher, NetworkError, TimeoutError } from '../src/index.js';
 import { createRecordingTransport, createTestDispatcher, drain } from '../src/testing.js';
-import { fakeLogger, guardUnhandledRejections } from './support.js';
+import { recordingLogger, guardUnhandledRejections } from '../../../test/support/index.js';
 
 guardUnhandledRejections();
 
@@ -41,7 +41,7 @@ describe('@afterward/core/testing', () => {
   it('answers as told: a status, a response with headers and body, an error, or per request', async () => {
     const { dispatcher, transport } = createTestDispatcher({
       retry: { attempts: 2, minDelay: 1, maxDelay: 2 },
-      logger: fakeLogger(),
+      logger: recordingLogger(),
     });
     transport.respondWith({ status: 202, headers: { 'x-id': 'r1' }, body: 'accepted' });
     const full = await dispatcher.send('https://a.example/', { keepBody: true }).done;

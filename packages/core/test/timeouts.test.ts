@@ -1,18 +1,23 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createDispatcher, TimeoutError, type Dispatcher, type DispatcherOptions } from '../src/index.js';
-import { neverAnswers, slowHeaders, trickle, type FaultServer } from '../../../test/helpers/faults.js';
-import { waitUntil } from '../../../test/helpers/net.js';
-import { blackhole, fakeLogger, guardUnhandledRejections } from './support.js';
+import {
+  cleanupScope,
+  neverAnswers,
+  slowHeaders,
+  trickle,
+  type FaultServer,
+  waitUntil,
+  blackhole,
+  recordingLogger,
+  guardUnhandledRejections,
+} from '../../../test/support/index.js';
 
 guardUnhandledRejections();
 
-const cleanup: Array<() => Promise<unknown> | void> = [];
-afterEach(async () => {
-  for (const fn of cleanup.splice(0).reverse()) await fn();
-});
+const { cleanups: cleanup } = cleanupScope();
 
 function dispatcherFor(options: DispatcherOptions): Dispatcher {
-  const dispatcher = createDispatcher({ retry: false, logger: fakeLogger(), ...options });
+  const dispatcher = createDispatcher({ retry: false, logger: recordingLogger(), ...options });
   cleanup.push(() => dispatcher.close({ timeout: 0 }));
   return dispatcher;
 }

@@ -8,8 +8,7 @@ import {
   type SendInit,
 } from '../src/index.js';
 import { createTestDispatcher } from '../src/testing.js';
-import { startReceiver } from '../../../test/helpers/receiver.js';
-import { guardUnhandledRejections } from './support.js';
+import { startReceiver, guardUnhandledRejections } from '../../../test/support/index.js';
 
 guardUnhandledRejections();
 

@@ -22,6 +22,7 @@ import {
   trickle,
 } from './faults.js';
 import type { FaultServer } from './faults.js';
+import { cleanupScope, recordingLogger } from './index.js';
 import { sleep, waitUntil } from './net.js';
 import { startReceiver } from './receiver.js';
 import type { Receiver } from './receiver.js';
@@ -360,5 +361,42 @@ describe('faults', () => {
     const outs = [];
     for (let i = 0; i < 4; i += 1) outs.push(await call(s.url, { body: 'x' }));
     expect(outs.map((o) => o.status ?? o.error?.code)).toEqual([204, 'ECONNRESET', 204, 'ECONNRESET']);
+  });
+});
+
+describe('cleanupScope', () => {
+  const order: string[] = [];
+  const { cleanups, defer, track } = cleanupScope();
+  const closable = { closed: false, close: () => void (closable.closed = true) };
+
+  it('collects cleanups during a test', () => {
+    cleanups.push(() => void order.push('first'));
+    defer(async () => {
+      await sleep(5);
+      order.push('second');
+    });
+    expect(track(closable)).toBe(closable);
+    expect(order).toEqual([]);
+    expect(closable.closed).toBe(false);
+  });
+
+  it('ran them after that test, newest first, one at a time, and emptied the list', () => {
+    expect(closable.closed).toBe(true);
+    expect(order).toEqual(['second', 'first']);
+    expect(cleanups).toHaveLength(0);
+  });
+});
+
+describe('recordingLogger', () => {
+  it('keeps every call in order with its level, object and message', () => {
+    const logger = recordingLogger();
+    logger.warn({ origin: 'a' }, 'afterward: one');
+    logger.error({ code: 'X' });
+    logger.debug({}, 'afterward: three');
+    expect(logger.lines).toEqual([
+      { level: 'warn', obj: { origin: 'a' }, msg: 'afterward: one' },
+      { level: 'error', obj: { code: 'X' }, msg: undefined },
+      { level: 'debug', obj: {}, msg: 'afterward: three' },
+    ]);
   });
 });

@@ -1,0 +1,2 @@
+/** Retries fast enough for tests, still exponential with jitter. */
+export const FAST_RETRY = { minDelay: 5, maxDelay: 20 } as const;
