@@ -11,8 +11,9 @@ const slow = [
   'test/faults/sigterm.test.ts',
 ];
 
-// Reserved for suites other branches add, each with its own project and `pnpm test:<name>` script
-// (CI runs them once, on Node 24): `crash` (SQLite, kill -9) and `fleet` (PostgreSQL).
+// Reserved for suites other branches add as projects of their own, with `pnpm test:<name>` scripts:
+// `crash` (SQLite, kill -9) and `fleet` (PostgreSQL). `pnpm test` runs them with everything else;
+// CI runs them once, on Node 24, and names only unit, integration and slow on Node 22 and 26.
 const reserved = ['test/crash/**', 'test/fleet/**'];
 
 export default defineConfig({
