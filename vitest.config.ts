@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { configDefaults, defineConfig } from 'vitest/config';
 
 // Suites that start processes or worker threads (forked apps, SIGTERM, the examples, CommonJS, a
@@ -10,6 +11,11 @@ const slow = [
   'test/faults/app-faults.test.ts',
   'test/faults/sigterm.test.ts',
 ];
+// A moved or renamed slow suite would silently join a fast project: say so instead.
+for (const file of slow) {
+  if (!existsSync(new URL(file, import.meta.url)))
+    throw new Error(`vitest.config.ts: slow suite ${file} does not exist`);
+}
 
 // Reserved for suites other branches add as projects of their own, with `pnpm test:<name>` scripts:
 // `crash` (SQLite, kill -9) and `fleet` (PostgreSQL). `pnpm test` runs them with everything else;
