@@ -204,6 +204,8 @@ describe('README code blocks', () => {
 
     it.each(byKind('js').map((b) => [b.where, b] as const))('%s runs', async (_where, block) => {
       const sent = receiver.requests.length;
+      // Only example.com URLs can be pointed at the receiver; any other would go unchecked.
+      expect(block.code.match(/https?:\/\/(?![a-z0-9.-]*example\.com)[^\s'"`]+/g) ?? []).toEqual([]);
       const rewritten = block.code.replace(EXAMPLE_URL, receiver.url);
       const notifies = rewritten !== block.code;
       const file = join(dir, 'run', `${block.readme.replaceAll('/', '_')}-${block.line}.mjs`);
@@ -214,8 +216,12 @@ describe('README code blocks', () => {
         stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       });
       let output = '';
+      let stderr = '';
       child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      child.stderr?.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+        stderr += chunk.toString();
+      });
       const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
         child.once('exit', (code, signal) => done({ code, signal })),
       );
@@ -236,6 +242,8 @@ describe('README code blocks', () => {
           // A script: it must finish by itself, successfully.
           expect((await exited).code, output).toBe(0);
         } else {
+          // A block that serves must say what to ask it (<!-- readme-test: request GET / -->).
+          expect(requestsOf(block).length, `${block.where}: add a request directive`).toBeGreaterThan(0);
           for (const [method, path] of requestsOf(block)) {
             const response = await fetch(`http://127.0.0.1:${port}${path}`, {
               method,
@@ -258,6 +266,8 @@ describe('README code blocks', () => {
           if (/SIGTERM/.test(block.code)) expect({ code, signal }, output).toEqual({ code: 0, signal: null });
           else expect(signal, output).toBe('SIGTERM');
         }
+        // afterward logs failed deliveries and hook errors on stderr by default: a clean run is silent.
+        expect(stderr).toBe('');
       } finally {
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       }
