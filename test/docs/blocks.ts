@@ -10,6 +10,8 @@
  *   listens, the test makes that request.
  * - `<!-- readme-test: file=name.ts -->` before a TypeScript block: written under that name, so
  *   later blocks can import it (`./name.js`).
+ * - `<!-- readme-test: same-as=@afterward/express#ExpressResponseInfo -->` before a TypeScript block
+ *   that spells out a type: the type it declares under that name must be the package's, both ways.
  * - ```sh / ```bash / ```shell: not run, counted.
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -135,6 +137,15 @@ export function fileNameOf(block: ReadmeBlock): string | undefined {
   for (const d of block.directives) {
     const m = /^file=([\w.-]+\.ts)$/.exec(d);
     if (m) return m[1];
+  }
+  return undefined;
+}
+
+/** `same-as=module#Name` of a block: the exported type its own `Name` must equal. */
+export function sameAsOf(block: ReadmeBlock): { module: string; name: string } | undefined {
+  for (const d of block.directives) {
+    const m = /^same-as=(\S+)#(\w+)$/.exec(d);
+    if (m) return { module: m[1] ?? '', name: m[2] ?? '' };
   }
   return undefined;
 }

@@ -19,6 +19,7 @@ import {
   fileNameOf,
   findReadmes,
   requestsOf,
+  sameAsOf,
   type ReadmeBlock,
 } from './blocks.js';
 
@@ -72,6 +73,9 @@ function format(d: ts.Diagnostic, checked: Checked): string {
   const message = ts.flattenDiagnosticMessageText(d.messageText, '\n');
   if (d.file === undefined || d.start === undefined) return `TS${d.code}: ${message}`;
   const { line } = d.file.getLineAndCharacterOfPosition(d.start);
+  if (line >= checked.block.code.split('\n').length) {
+    return `${checked.block.where}: the type this block spells out is not the package's (same-as): ${message}`;
+  }
   return `${checked.block.readme}:${checked.block.codeLine + line}: TS${d.code}: ${message}`;
 }
 
@@ -86,7 +90,15 @@ beforeAll(() => {
   blocks.forEach((block, i) => {
     if (block.kind === 'ts') {
       const file = join(dir, fileNameOf(block) ?? `block${i}.ts`);
-      writeFileSync(file, `${block.code}\nexport {};\n`);
+      const same = sameAsOf(block);
+      // Appended after the block's own lines, so its line numbers stay those of the README.
+      const check =
+        same === undefined
+          ? ''
+          : `import type { ${same.name} as SameAsReal } from '${same.module}';\n` +
+            `type SameAs<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;\n` +
+            `export const sameAsReal: SameAs<${same.name}, SameAsReal> = true;\n`;
+      writeFileSync(file, `${block.code}\nexport {};\n${check}`);
       typeChecked.push({ block, key: block.key, file });
     } else if (block.kind === 'js') {
       const file = join(dir, `block${i}-as-ts.ts`);
