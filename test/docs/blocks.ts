@@ -41,7 +41,8 @@ export interface ReadmeBlock {
 
 const TS = new Set(['ts', 'typescript']);
 const JS = new Set(['js', 'javascript', 'mjs']);
-const SHELL = new Set(['sh', 'bash', 'shell', 'console']);
+// 'text' blocks quote program output (compiler errors): counted with the shell blocks, nothing to run.
+const SHELL = new Set(['text', 'sh', 'bash', 'shell', 'console']);
 
 /** Every README.md under root, skipping node_modules, dist and dot-directories. */
 export function findReadmes(root: string): string[] {

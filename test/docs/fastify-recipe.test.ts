@@ -12,7 +12,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { abortMidResponse, timedGet } from '../adapters/harness.js';
 import { testDispatcher, testReceiver } from '../adapters/setup.js';
-import { waitUntil } from '../helpers/net.js';
+import { waitUntil } from '../support/net.js';
 import { afterward, type FastifyResponseInfo } from './fixtures/afterward-fastify.js';
 import { extractBlocks } from './blocks.js';
 

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startReceiver, type Receiver } from '../helpers/receiver.js';
+import { startReceiver, type Receiver } from '../support/receiver.js';
 import { extractBlocks } from './blocks.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
