@@ -273,6 +273,13 @@ export class OutboxDb {
     }
   }
 
+  /** Runs a write that changes pending rows, then refreshes the file's counts for the bounds. */
+  #write(doing: string, sql: string, ...params: SQLInputValue[]): number {
+    const changes = this.#run(doing, sql, ...params);
+    if (changes > 0) this.#file = this.#readCounts();
+    return changes;
+  }
+
   #all<T>(doing: string, sql: string, ...params: SQLInputValue[]): T[] {
     this.#assertOpen();
     try {
@@ -427,6 +434,8 @@ export class OutboxDb {
       limit,
     );
     rows.sort((a, b) => a.not_before - b.not_before);
+    // Claims are polled: a cheap moment to see what other processes added or settled.
+    this.#file = this.#readCounts();
     return rows.map(toNotification);
   }
 
@@ -509,7 +518,7 @@ export class OutboxDb {
    * ```
    */
   complete(key: string): boolean {
-    return this.#run('completing', 'DELETE FROM outbox WHERE key = ?', key) > 0;
+    return this.#write('completing', 'DELETE FROM outbox WHERE key = ?', key) > 0;
   }
 
   /**
@@ -524,7 +533,7 @@ export class OutboxDb {
   bury(key: string, info: BuryInfo): boolean {
     const message = info.errorMessage == null ? null : redactMessage(info.errorMessage);
     return (
-      this.#run(
+      this.#write(
         'burying',
         `UPDATE outbox SET state = 'dead', lease_owner = NULL, lease_until = NULL, status = ?, error_code = ?,
            error_message = ?, attempts = coalesce(?, attempts), failed_at = ?, reason = ?
@@ -640,7 +649,7 @@ export class OutboxDb {
    */
   replayDead(idOrKey: string, now = Date.now()): boolean {
     return (
-      this.#run(
+      this.#write(
         'replaying a dead letter',
         `UPDATE outbox SET state = 'pending', attempts = 0, not_before = ?, lease_owner = NULL, lease_until = NULL,
            status = NULL, error_code = NULL, error_message = NULL, failed_at = NULL, reason = NULL
