@@ -7,12 +7,13 @@ export interface Backend {
   valueName: string;
   /** The environment variable read when the flag is absent. */
   env: string;
-  open(target: string): OutboxAdmin | Promise<OutboxAdmin>;
+  /** Opens the admin; `env` is the command's environment (e.g. `AFTERWARD_BUSY_TIMEOUT`). */
+  open(target: string, env: Record<string, string | undefined>): OutboxAdmin | Promise<OutboxAdmin>;
 }
 
 /**
  * The backends by flag name. PostgreSQL joins as `postgres: { valueName: 'URL', env:
- * 'AFTERWARD_POSTGRES', open: (url) => openPostgresAdmin(url) }`: every command works through
+ * 'AFTERWARD_POSTGRES', open: (url, env) => openPostgresAdmin(url) }`: every command works through
  * {@link OutboxAdmin} only.
  *
  * @example
@@ -21,5 +22,16 @@ export interface Backend {
  * ```
  */
 export const backends: Record<string, Backend> = {
-  sqlite: { valueName: 'FILE', env: 'AFTERWARD_SQLITE', open: (file) => openSqliteAdmin(file) },
+  sqlite: {
+    valueName: 'FILE',
+    env: 'AFTERWARD_SQLITE',
+    open: (file, env) => {
+      // How long a write waits for the application's lock; the default suits a live app.
+      const ms = Number(env.AFTERWARD_BUSY_TIMEOUT);
+      return openSqliteAdmin(
+        file,
+        Number.isFinite(ms) && ms >= 0 && env.AFTERWARD_BUSY_TIMEOUT !== '' ? { busyTimeout: ms } : {},
+      );
+    },
+  },
 };

@@ -38,6 +38,8 @@ Filters:
   --code C             error code, e.g. AFTERWARD_ERR_HTTP_STATUS
   --since T, --until T failed at or after / before: ISO date, epoch ms, or ago (15m, 2h, 7d)
 
+Environment: AFTERWARD_BUSY_TIMEOUT=MS, how long a write waits for the app's lock (default 5000).
+
 Exit codes: 0 ok, 1 failure, 2 bad usage, 3 no outbox at that path, 4 unknown id,
 5 locked by another process, 6 read-only.
 `;
@@ -280,7 +282,7 @@ async function openBackend(values: Values, io: CommandIo): Promise<OutboxAdmin> 
   if (chosen.length > 1)
     throw new UsageError(`give one outbox, got ${chosen.map((c) => `--${c.name}`).join(' and ')}`);
   const { backend, target } = chosen[0]!;
-  return backend.open(target);
+  return backend.open(target, io.env);
 }
 
 function usage(io: CommandIo, message: string): number {
