@@ -29,18 +29,25 @@ export class BatchWriter {
   readonly #db: DatabaseSync;
   readonly #insert: StatementSync;
   readonly #counts: StatementSync;
+  readonly #add: StatementSync;
 
   constructor(db: DatabaseSync) {
     this.#db = db;
     this.#insert = db.prepare(INSERT);
     this.#counts = db.prepare('SELECT rows, bytes FROM outbox_meta WHERE one = 1');
+    this.#add = db.prepare('UPDATE outbox_meta SET rows = rows + ?, bytes = bytes + ? WHERE one = 1');
   }
 
   /** Inserts every row and commits; throws (after rolling back) if any row fails. */
   write(rows: readonly BatchRow[]): FileCounts {
     this.#db.exec('BEGIN IMMEDIATE');
     try {
-      for (const row of rows) this.#insert.run(...row);
+      let bytes = 0;
+      for (const row of rows) {
+        this.#insert.run(...row);
+        bytes += row[6];
+      }
+      this.#add.run(rows.length, bytes);
       const counts = this.#counts.get() as unknown as FileCounts;
       this.#db.exec('COMMIT');
       return { rows: counts.rows, bytes: counts.bytes };

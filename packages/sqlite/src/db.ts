@@ -3,11 +3,11 @@ import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
 import { ClosedError, InvalidArgumentError } from '@afterward/core';
 import { BatchWriter, type BatchRow, type FileCounts } from './commit.js';
-import type { CommitReply, CommitRequest, CommitWorkerData } from './commit-worker.js';
+import type { WorkerData, WorkerReply, WorkerRequest } from './commit-worker.js';
 import type { DeadLetter, DeadLetterFilter, NotificationJson } from './contract.js';
 import { OutboxError, toOutboxError } from './errors.js';
 import { redactMessage } from './redact.js';
-import { openOutboxFile, rollbackQuietly } from './schema.js';
+import { openOutboxFile } from './schema.js';
 
 /** Options of {@link OutboxDb}. */
 export interface OutboxDbOptions {
@@ -205,11 +205,15 @@ export class OutboxDb {
   #closed = false;
   #failure: OutboxError | undefined;
 
-  // 'full' only: the commit worker and its commits in flight.
+  // 'normal': commits on this thread; 'full': on the worker, one commit in flight at a time, the
+  // rows enqueued meanwhile forming the next one (classic group commit: the batch grows with the
+  // fsync time instead of queueing one commit per turn behind it).
   #writer: BatchWriter | undefined;
   #worker: Worker | undefined;
   #seq = 0;
-  readonly #inflight = new Map<number, { done: Deferred; rows: number; bytes: number }>();
+  #commit: { seq: number; done: Deferred; rows: number; bytes: number } | undefined;
+  #checkpoint: number | undefined;
+  #vacuum: { seq: number; resolve: (reply: WorkerReply) => void } | undefined;
 
   constructor(options: OutboxDbOptions) {
     if (typeof options?.path !== 'string' || options.path === '') {
@@ -240,13 +244,11 @@ export class OutboxDb {
       this.#db.close();
       throw toOutboxError(error, this.path, 'reading the counts');
     }
-    if (synchronous === 'normal') {
-      this.#writer = new BatchWriter(this.#db);
-    } else {
-      // The worker checkpoints the WAL on its commits; this connection never fsyncs the main file.
-      this.#db.exec('PRAGMA wal_autocheckpoint = 0');
-      this.#worker = this.#startWorker();
-    }
+    // Checkpoints run on the worker (see commit-worker.ts), never inside a commit on this thread.
+    this.#db.exec('PRAGMA wal_autocheckpoint = 0');
+    // 'normal' starts the worker at its first checkpoint: a short-lived admin never pays for it.
+    if (synchronous === 'normal') this.#writer = new BatchWriter(this.#db);
+    else this.#worker = this.#startWorker();
   }
 
   #stmt(sql: string): StatementSync {
@@ -335,7 +337,8 @@ export class OutboxDb {
 
   readonly #flush = (): void => {
     const done = this.#batchDone;
-    if (done === undefined) return;
+    // With a commit in flight on the worker, its reply sends this batch.
+    if (done === undefined || this.#commit !== undefined) return;
     const rows = this.#batch;
     const notifications = this.#batchNotifications;
     const bytes = this.#batchBytes;
@@ -352,61 +355,101 @@ export class OutboxDb {
       } catch (error) {
         done.reject(toOutboxError(error, this.path, 'committing a batch'));
       }
+      this.#maybeCheckpoint();
       return;
     }
-    const worker = this.#worker;
-    if (worker === undefined || this.#failure !== undefined) {
-      done.reject(this.#failure ?? new ClosedError(`the outbox ${this.path} is closed`));
+    if (this.#failure !== undefined) {
+      done.reject(this.#failure);
       return;
     }
     const seq = ++this.#seq;
-    this.#inflight.set(seq, { done, rows: rows.length, bytes });
+    this.#commit = { seq, done, rows: rows.length, bytes };
     this.#inflightRows += rows.length;
     this.#inflightBytes += bytes;
-    if (this.#inflight.size === 1) worker.ref();
-    const request: CommitRequest = { seq, rows };
+    // Referenced while a commit is in flight: an acknowledged-to-be batch keeps the process alive,
+    // an idle outbox never does.
+    const worker = (this.#worker ??= this.#startWorker());
+    worker.ref();
+    const request: WorkerRequest = { type: 'commit', seq, rows };
     worker.postMessage(request);
   };
 
+  // 'normal': asks the worker to checkpoint once the WAL passes 4 MiB (SQLite's own default point).
+  #maybeCheckpoint(): void {
+    if (this.#checkpoint !== undefined || this.#failure !== undefined) return;
+    if (fileSize(`${this.path}-wal`) < 4 * 1024 * 1024) return;
+    this.#checkpoint = ++this.#seq;
+    const request: WorkerRequest = { type: 'checkpoint', seq: this.#checkpoint };
+    (this.#worker ??= this.#startWorker()).postMessage(request);
+  }
+
   #startWorker(): Worker {
-    const data: CommitWorkerData = { path: this.path, busyTimeout: this.#busyTimeout };
+    const data: WorkerData = {
+      path: this.path,
+      busyTimeout: this.#busyTimeout,
+      synchronous: this.synchronous,
+    };
     const worker = new Worker(new URL('./commit-worker.js', import.meta.url), { workerData: data });
-    // Referenced only while commits are in flight: an idle outbox never keeps the process alive,
-    // and an acknowledged-but-uncommitted batch always does.
     worker.unref();
-    worker.on('message', (reply: CommitReply) => {
-      const entry = this.#inflight.get(reply.seq);
-      if (entry === undefined) return;
-      this.#inflight.delete(reply.seq);
-      this.#inflightRows -= entry.rows;
-      this.#inflightBytes -= entry.bytes;
-      if (this.#inflight.size === 0) worker.unref();
+    worker.on('message', (reply: WorkerReply) => {
+      if (reply.seq === this.#vacuum?.seq) {
+        const { resolve } = this.#vacuum;
+        this.#vacuum = undefined;
+        if (this.#commit === undefined) worker.unref();
+        resolve(reply);
+        return;
+      }
+      if (reply.seq === this.#checkpoint) {
+        // A failed checkpoint is retried at the next commit; the WAL only grows meanwhile.
+        this.#checkpoint = undefined;
+        return;
+      }
+      const commit = this.#commit;
+      if (commit === undefined || commit.seq !== reply.seq) return;
+      this.#commit = undefined;
+      this.#inflightRows -= commit.rows;
+      this.#inflightBytes -= commit.bytes;
+      if (this.#vacuum === undefined) worker.unref();
       if (reply.ok) {
         this.#file = { rows: reply.rows, bytes: reply.bytes };
         this.#commits++;
-        entry.done.resolve();
+        commit.done.resolve();
       } else {
-        entry.done.reject(
+        commit.done.reject(
           toOutboxError({ errcode: reply.errcode, message: reply.message }, this.path, 'committing a batch'),
         );
       }
+      // What was enqueued during that commit goes now, as one batch.
+      this.#flush();
+      if (this.#commit === undefined) this.#drained?.();
     });
     worker.on('error', (error) => {
-      this.#failWorker(toOutboxError(error, this.path, 'running the commit worker'));
+      this.#failWorker(toOutboxError(error, this.path, 'running the outbox worker'));
     });
     worker.on('exit', () => {
       if (!this.#closed)
-        this.#failWorker(new OutboxError('AFTERWARD_ERR_OUTBOX_IO', this.path, 'the commit worker exited'));
+        this.#failWorker(new OutboxError('AFTERWARD_ERR_OUTBOX_IO', this.path, 'the outbox worker exited'));
     });
     return worker;
   }
 
+  #drained: (() => void) | undefined;
+
   #failWorker(error: OutboxError): void {
     this.#failure ??= error;
-    for (const entry of this.#inflight.values()) entry.done.reject(error);
-    this.#inflight.clear();
+    const commit = this.#commit;
+    this.#commit = undefined;
     this.#inflightRows = 0;
     this.#inflightBytes = 0;
+    commit?.done.reject(error);
+    this.#vacuum?.resolve({ seq: this.#vacuum.seq, ok: false, errcode: undefined, message: error.message });
+    this.#vacuum = undefined;
+    this.#batchDone?.reject(error);
+    this.#batch = [];
+    this.#batchNotifications = [];
+    this.#batchBytes = 0;
+    this.#batchDone = undefined;
+    this.#drained?.();
   }
 
   /**
@@ -688,10 +731,10 @@ export class OutboxDb {
    *
    * @example
    * ```ts
-   * setInterval(() => db.housekeep(), 60_000).unref();
+   * setInterval(() => void db.housekeep().catch(log), 60_000).unref();
    * ```
    */
-  housekeep(now = Date.now()): HousekeepingReport {
+  async housekeep(now = Date.now()): Promise<HousekeepingReport> {
     const deadExpired = this.#run(
       'expiring dead letters',
       "DELETE FROM outbox WHERE state = 'dead' AND failed_at < ?",
@@ -703,21 +746,24 @@ export class OutboxDb {
          ORDER BY failed_at DESC, key LIMIT -1 OFFSET ?)`,
       this.#maxDead,
     );
-    let vacuumedPages = 0;
     const counts = this.#readCounts();
     this.#file = counts;
     const [free] = this.#all<{ freelist_count: number }>('reading the free list', 'PRAGMA freelist_count');
+    let vacuumedPages = 0;
     if (counts.rows === 0 && (free?.freelist_count ?? 0) > 0) {
-      try {
-        this.#db.exec('PRAGMA incremental_vacuum');
-        // Copy the vacuumed pages into the file and truncate the WAL, so the file on disk shrinks
-        // now; a reader in another process may keep part of the WAL, which is fine.
-        this.#db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
-      } catch (error) {
-        rollbackQuietly(this.#db);
-        throw toOutboxError(error, this.path, 'vacuuming');
+      // On the worker: the vacuum and the checkpoint write and fsync the whole file.
+      const seq = ++this.#seq;
+      const reply = await new Promise<WorkerReply>((resolve) => {
+        this.#vacuum = { seq, resolve };
+        const request: WorkerRequest = { type: 'vacuum', seq };
+        const worker = (this.#worker ??= this.#startWorker());
+        worker.ref();
+        worker.postMessage(request);
+      });
+      if (!reply.ok) {
+        throw toOutboxError({ errcode: reply.errcode, message: reply.message }, this.path, 'vacuuming');
       }
-      vacuumedPages = free?.freelist_count ?? 0;
+      vacuumedPages = reply.rows;
     }
     return { deadExpired, deadOverCount, vacuumedPages };
   }
@@ -762,7 +808,11 @@ export class OutboxDb {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#flush();
-    await Promise.allSettled([...this.#inflight.values()].map((entry) => entry.done.promise));
+    if (this.#commit !== undefined) {
+      // The reply of each commit sends the next batch; wait for the last one.
+      await new Promise<void>((resolve) => (this.#drained = resolve));
+      this.#drained = undefined;
+    }
     this.#closed = true;
     if (this.#worker !== undefined) await this.#worker.terminate();
     this.#db.close();
