@@ -20,6 +20,15 @@ export interface OutboxDbOptions {
    * event loop.
    */
   synchronous?: 'normal' | 'full';
+  /**
+   * Where group commits run. `'worker'` (default): on the outbox's worker thread, one commit in
+   * flight, the rows enqueued meanwhile forming the next group; no enqueue write ever runs on the
+   * event loop. `'main'`: on the calling thread, cheaper per row, but a `write()` the kernel blocks
+   * (a busy disk, dirty-page throttling) stalls the loop: measured on a shared ext4 disk, commit p99
+   * 6.9 ms and max 72 ms (0.4 ms on tmpfs); at 5,000 rows/s it added 25 ms to the loop's p99, the
+   * worker 0 ms, at the same acknowledgement latency (~0.3 ms p50).
+   */
+  writer?: 'main' | 'worker';
   /** Milliseconds a write waits for another process's lock before failing as locked. Default 5,000. */
   busyTimeout?: number;
   /** Open an existing file only (the `afterward` command); default `true` creates it. */
@@ -205,9 +214,9 @@ export class OutboxDb {
   #closed = false;
   #failure: OutboxError | undefined;
 
-  // 'normal': commits on this thread; 'full': on the worker, one commit in flight at a time, the
-  // rows enqueued meanwhile forming the next one (classic group commit: the batch grows with the
-  // fsync time instead of queueing one commit per turn behind it).
+  // writer 'main': commits on this thread; 'worker': one commit in flight at a time, the rows
+  // enqueued meanwhile forming the next one (classic group commit: the batch grows with the
+  // commit's time instead of queueing one commit per turn behind it).
   #writer: BatchWriter | undefined;
   #worker: Worker | undefined;
   #seq = 0;
@@ -222,6 +231,10 @@ export class OutboxDb {
     const synchronous = options.synchronous ?? 'normal';
     if (synchronous !== 'normal' && synchronous !== 'full') {
       throw new InvalidArgumentError(`synchronous must be 'normal' or 'full', got ${String(synchronous)}`);
+    }
+    const writer = options.writer ?? 'worker';
+    if (writer !== 'main' && writer !== 'worker') {
+      throw new InvalidArgumentError(`writer must be 'main' or 'worker', got ${String(writer)}`);
     }
     this.path = options.path;
     this.synchronous = synchronous;
@@ -246,9 +259,12 @@ export class OutboxDb {
     }
     // Checkpoints run on the worker (see commit-worker.ts), never inside a commit on this thread.
     this.#db.exec('PRAGMA wal_autocheckpoint = 0');
-    // 'normal' starts the worker at its first checkpoint: a short-lived admin never pays for it.
-    if (synchronous === 'normal') this.#writer = new BatchWriter(this.#db);
-    else this.#worker = this.#startWorker();
+    // The worker starts at the first commit or checkpoint: a short-lived admin never pays for it.
+    // With 'full' and a main-thread writer, this connection fsyncs its commits.
+    if (writer === 'main') {
+      if (synchronous === 'full') this.#db.exec('PRAGMA synchronous = FULL');
+      this.#writer = new BatchWriter(this.#db);
+    }
   }
 
   #stmt(sql: string): StatementSync {
