@@ -144,10 +144,10 @@ try {
     `1. enqueue() call: ${call.toFixed(0)} ns median (synchronous, no I/O; JSON is made at the commit)`,
   );
 
-  console.log('\n2. acknowledged rows/s (group commit, 200 rows per turn, 2 s each)');
+  console.log('\n2. acknowledged rows/s (group commit, 200 rows per turn, 1.5 s each)');
   const tp = {};
   for (const mode of Object.keys(MODES)) {
-    tp[mode] = await throughput(mode, 2, 200);
+    tp[mode] = await throughput(mode, 1.5, 200);
     console.log(
       `   ${mode.padEnd(13)}  ${Math.round(tp[mode].rowsPerSec).toLocaleString('en')} rows/s   ${tp[mode].cpuUsPerRow.toFixed(1)} µs CPU/row`,
     );

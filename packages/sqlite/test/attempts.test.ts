@@ -67,3 +67,36 @@ describe('attempts and backoff survive the process', () => {
     }
   });
 });
+
+describe('inTransaction', () => {
+  it('settles several rows in one transaction, and rolls all of them back on a throw', async () => {
+    const path = tempFile();
+    const db = new OutboxDb({ path });
+    try {
+      const r = ['a', 'b', 'c'].map((key) => db.enqueue(notification({ key })))[0]!;
+      if (r.accepted) await r.persisted;
+      const claimed = db.claim('A', Date.now(), 10, 30_000);
+      expect(() =>
+        db.inTransaction(() => {
+          db.complete('a');
+          db.recordAttempt('b', 1);
+          throw new Error('runner bug');
+        }),
+      ).toThrow('runner bug');
+      expect(db.pendingPage(undefined, 10).rows.map((n) => [n.key, n.attempts])).toEqual([
+        ['a', 0],
+        ['b', 0],
+        ['c', 0],
+      ]);
+      const done = db.inTransaction(() => claimed.filter((n) => n.key !== 'c' && db.complete(n.key)).length);
+      expect(done).toBe(2);
+      expect(db.stats()).toMatchObject({ pending: 0, leased: 1 });
+      // The file's counts follow, so the bound sees the room made.
+      const other = new OutboxDb({ path, maxRows: 2 });
+      expect(other.enqueue(notification()).accepted).toBe(true);
+      await other.close();
+    } finally {
+      await db.close();
+    }
+  });
+});
