@@ -722,13 +722,21 @@ export class OutboxDb {
    * ```
    */
   showDead(idOrKey: string): DeadLetter | undefined {
+    // By key first (the primary key), then by webhook id (a scan of the dead letters only).
     const [row] = this.#all<DeadRow>(
       'showing a dead letter',
-      `SELECT ${DEAD_COLUMNS} FROM outbox WHERE state = 'dead' AND (key = ? OR id = ?) ORDER BY failed_at DESC LIMIT 1`,
-      idOrKey,
+      `SELECT ${DEAD_COLUMNS} FROM outbox WHERE key = ? AND state = 'dead'`,
       idOrKey,
     );
-    return row === undefined ? undefined : toDeadLetter(row);
+    const [byId] =
+      row === undefined
+        ? this.#all<DeadRow>(
+            'showing a dead letter',
+            `SELECT ${DEAD_COLUMNS} FROM outbox WHERE id = ? AND state = 'dead' ORDER BY failed_at DESC LIMIT 1`,
+            idOrKey,
+          )
+        : [row];
+    return byId === undefined ? undefined : toDeadLetter(byId);
   }
 
   /**
@@ -741,16 +749,12 @@ export class OutboxDb {
    * ```
    */
   replayDead(idOrKey: string, now = Date.now()): boolean {
+    const set = `UPDATE outbox SET state = 'pending', attempts = 0, not_before = ?, lease_owner = NULL, lease_until = NULL,
+       status = NULL, error_code = NULL, error_message = NULL, failed_at = NULL, reason = NULL`;
+    // By key first (the primary key, what a bulk replay passes), then by webhook id.
     return (
-      this.#write(
-        'replaying a dead letter',
-        `UPDATE outbox SET state = 'pending', attempts = 0, not_before = ?, lease_owner = NULL, lease_until = NULL,
-           status = NULL, error_code = NULL, error_message = NULL, failed_at = NULL, reason = NULL
-         WHERE state = 'dead' AND (key = ? OR id = ?)`,
-        now,
-        idOrKey,
-        idOrKey,
-      ) > 0
+      this.#write('replaying a dead letter', `${set} WHERE key = ? AND state = 'dead'`, now, idOrKey) > 0 ||
+      this.#write('replaying a dead letter', `${set} WHERE id = ? AND state = 'dead'`, now, idOrKey) > 0
     );
   }
 
