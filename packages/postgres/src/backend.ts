@@ -304,7 +304,7 @@ class PgBackend extends EventEmitter implements PostgresBackend {
       schema: this.schema,
       schedule: false,
       superviseIntervalSeconds: this.#superviseIntervalSeconds,
-      monitorIntervalSeconds: Math.max(this.#superviseIntervalSeconds, 10),
+      monitorIntervalSeconds: this.#superviseIntervalSeconds,
       registerInstance: false,
     };
     const boss = new PgBoss(config);

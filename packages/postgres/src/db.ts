@@ -25,8 +25,7 @@ export function toDb(target: SqlTarget): Db {
   if (isDb(target)) return target;
   return {
     executeSql: async (text, values) => {
-      const result = await target.query(text, values);
-      return { rows: result.rows as Row[] };
+      return unwrap(await target.query(text, values));
     },
   };
 }
@@ -39,8 +38,7 @@ export function toDb(target: SqlTarget): Db {
 export function poolDatabase(pool: pg.Pool): PoolDatabase {
   const db: PoolDatabase = {
     executeSql: async (text, values) => {
-      const result = await pool.query(text, values);
-      return { rows: result.rows as Row[], rowCount: result.rowCount };
+      return unwrap(await pool.query(text, values));
     },
     beginTransaction: async () => {
       const client = await pool.connect();
@@ -66,8 +64,7 @@ export function poolDatabase(pool: pg.Pool): PoolDatabase {
       const tx: PoolDatabase = {
         executeSql: async (text, values) => {
           try {
-            const result = await client.query(text, values);
-            return { rows: result.rows as Row[], rowCount: result.rowCount };
+            return unwrap(await client.query(text, values));
           } catch (error) {
             broken = broken || isConnectionError(error);
             throw error;
@@ -115,6 +112,20 @@ export async function withTransaction<T>(db: PoolDatabase, fn: (tx: PoolDatabase
   }
   await tx.commit();
   return value;
+}
+
+/**
+ * A multi-statement query (pg-boss sends some) answers with one result per statement; pg-boss's own
+ * adapter flattens their rows the same way.
+ */
+function unwrap(result: pg.QueryResult | pg.QueryResult[]): { rows: Row[]; rowCount: number | null } {
+  if (Array.isArray(result)) {
+    return {
+      rows: result.flatMap((r) => (r.rows ?? []) as Row[]),
+      rowCount: result.at(-1)?.rowCount ?? null,
+    };
+  }
+  return { rows: result.rows as Row[], rowCount: result.rowCount };
 }
 
 function isConnectionError(error: unknown): boolean {
