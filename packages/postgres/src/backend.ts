@@ -258,7 +258,8 @@ class PgBackend extends EventEmitter implements PostgresBackend {
       return { key: n.key, id: n.id, persisted: Promise.resolve(this.#drop(n, 'buffer-full')) };
     }
     let batch = this.#open;
-    if (batch === undefined) {
+    // A turn that enqueues more than maxBatch fills several batches (one insert statement each).
+    if (batch === undefined || batch.items.length >= this.#maxBatch) {
       let settle!: (outcome: PersistOutcome) => void;
       const persisted = new Promise<PersistOutcome>((resolve) => (settle = resolve));
       batch = { items: [], bytes: 0, persisted, settle };

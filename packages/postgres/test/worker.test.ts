@@ -144,12 +144,13 @@ describe.skipIf(!available)('createWorker (PostgreSQL)', () => {
     );
     await tickets[0]!.persisted;
     const started = Date.now();
-    // A poll interval of 5 s: at polling speed 500 jobs would take minutes.
+    // A poll interval of 5 s: at polling speed (32 per poll) 500 jobs would take ~80 s. The bound is
+    // loose because the 2-core test machine is shared (a quiet run drains in ~1-4 s).
     const w = worker(backend, standInRunner(), { pollInterval: 5_000, concurrency: 32 });
     await waitUntil(() => w.stats().delivered === 500, '500 delivered', 20_000);
     const ms = Date.now() - started;
     process.stderr.write(`backlog of 500 drained in ${ms} ms by one worker\n`);
-    expect(ms).toBeLessThan(5_000);
+    expect(ms).toBeLessThan(15_000);
     expect(new Set(r.requests.map((x) => x.id)).size).toBe(500);
   });
 
