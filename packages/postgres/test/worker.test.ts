@@ -9,6 +9,7 @@ import {
   dropSchema,
   query,
   setupPostgres,
+  startProxy,
   startReceiver,
   uniqueSchema,
   waitUntil,
@@ -184,5 +185,28 @@ describe.skipIf(!available)('createWorker (PostgreSQL)', () => {
     const second = worker(backend, standInRunner());
     await waitUntil(() => second.stats().delivered === 3, 'delivered by the next worker');
     expect(new Set(r.requests.map((x) => x.id))).toEqual(new Set(ids));
+  });
+
+  it('rides out a PostgreSQL outage: fetch errors are retried, nothing crashes, the backlog goes out after', async () => {
+    const producer = await setup();
+    const proxy = await startProxy();
+    cleanup.push(() => proxy.close());
+    const viaProxy = postgresBackend({
+      connectionString: connectionString(proxy.port),
+      schema: producer.schema,
+      logger: quiet,
+    });
+    cleanup.push(() => viaProxy.close({ timeout: 500 }));
+    const r = await receiver();
+    const w = worker(viaProxy, standInRunner());
+    await w.ready();
+    proxy.cut();
+    for (let i = 0; i < 20; i++) producer.enqueue(notificationJson(`${r.url}?i=${i}`));
+    await producer.flush();
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    expect(r.requests).toHaveLength(0);
+    proxy.restore();
+    await waitUntil(() => w.stats().delivered === 20, '20 delivered after the outage');
+    expect(new Set(r.requests.map((x) => x.id)).size).toBe(20);
   });
 });
