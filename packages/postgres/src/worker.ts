@@ -360,6 +360,10 @@ class PgWorker extends EventEmitter implements Worker {
       if (!(await this.#settle(conn, tx, running))) return;
       await conn.boss.insert(this.#backend.queue, [toJobInsert(next, conn.shape, true)], { db: tx });
     });
+    // pg-boss sends no NOTIFY for a job due later: wake this worker when it is due rather than at
+    // the next poll (other workers still find it by polling).
+    const wait = next.notBefore - Date.now();
+    if (wait > 0 && wait < this.#pollInterval) setTimeout(() => this.#poke(), wait + 5).unref();
   }
 
   async #deadLetter(

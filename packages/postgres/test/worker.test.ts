@@ -114,7 +114,7 @@ describe.skipIf(!available)('createWorker (PostgreSQL)', () => {
     expect(await states(backend)).toEqual({ completed: 3 });
   });
 
-  it('holds without counting an attempt, and tries again at `until`', async () => {
+  it('holds without counting an attempt, and tries again at `until` (a local wake, not the poll)', async () => {
     const backend = await setup();
     const seen: { attempts: number; at: number }[] = [];
     let until = 0;
@@ -130,8 +130,9 @@ describe.skipIf(!available)('createWorker (PostgreSQL)', () => {
       close: () => Promise.resolve(),
     };
     backend.enqueue(notificationJson('https://held.example/x'));
-    const w = worker(backend, runner);
-    await waitUntil(() => w.stats().sent === 1, 'sent after the hold');
+    // A 5 s poll: the worker wakes itself when the re-scheduled job is due, not at the next poll.
+    const w = worker(backend, runner, { pollInterval: 5_000 });
+    await waitUntil(() => w.stats().sent === 1, 'sent after the hold', 4_000);
     expect(seen.map((s) => s.attempts)).toEqual([0, 0]);
     expect(seen[1]!.at).toBeGreaterThanOrEqual(until - 50);
     expect(w.stats().held).toBe(1);
