@@ -210,4 +210,26 @@ describe.skipIf(!available)('createWorker (PostgreSQL)', () => {
     await waitUntil(() => w.stats().delivered === 20, '20 delivered after the outage');
     expect(new Set(r.requests.map((x) => x.id)).size).toBe(20);
   });
+
+  it('holds a per-origin limit of 1 across four workers fetching at once (unserialised pg-boss fetches do not)', async () => {
+    const backend = await setup();
+    const r = await receiver(() => ({ delay: 20 }));
+    for (let i = 0; i < 40; i++) backend.enqueue(notificationJson(`${r.url}?i=${i}`));
+    await backend.flush();
+    const workers = Array.from({ length: 4 }, () => {
+      const own = postgresBackend({
+        connectionString: connectionString(),
+        schema: backend.schema,
+        logger: quiet,
+      });
+      cleanup.push(() => own.close({ timeout: 500 }));
+      return worker(own, standInRunner(), { concurrencyPerOrigin: 1, concurrency: 8 });
+    });
+    await waitUntil(
+      () => workers.reduce((n, w) => n + w.stats().delivered, 0) === 40,
+      '40 delivered',
+      20_000,
+    );
+    expect(r.maxConcurrent).toBe(1);
+  });
 });
