@@ -63,9 +63,12 @@ describe.skipIf(!available)('a fleet of worker processes (PostgreSQL)', () => {
       await startReceiver(() => ({ delay: 30 })),
     ];
     for (const r of receivers) cleanup.push(() => r.close());
+    // Two slots per worker, two per origin, two origins: each worker alone could put both of its
+    // attempts on one origin, so together they could put four there without the fleet-wide limit;
+    // and neither can take all four slots, so both must work.
     const config = {
       backend: backendOptions,
-      worker: { concurrency: 8, concurrencyPerOrigin: 2, pollInterval: 200 },
+      worker: { concurrency: 2, concurrencyPerOrigin: 2, pollInterval: 200 },
     };
     const workers = [spawnWorker(config), spawnWorker(config)];
     children.push(...workers);
