@@ -1,0 +1,28 @@
+export { postgresBackend } from './backend.js';
+export type {
+  BackendCloseResult,
+  BackendConnection,
+  DroppedEvent,
+  EnqueueTicket,
+  PersistOutcome,
+  PostgresBackend,
+  PostgresBackendEvents,
+  PostgresBackendOptions,
+  PostgresBackendStats,
+} from './backend.js';
+export { createWorker } from './worker.js';
+export type { Worker, WorkerCloseResult, WorkerEvent, WorkerOptions, WorkerStats } from './worker.js';
+export { postgresAdmin } from './admin.js';
+export type { PostgresAdminOptions } from './admin.js';
+export { notificationJson } from './notification.js';
+export type { NotificationInit } from './notification.js';
+export type { SqlTarget } from './db.js';
+export type {
+  AttemptReport,
+  AttemptRunnerLike,
+  DeadLetter,
+  DeadLetterFilter,
+  Decision,
+  NotificationJson,
+  OutboxAdmin,
+} from './contract.js';
