@@ -20,7 +20,14 @@ for (const file of slow) {
 // Reserved for suites other branches add as projects of their own, with `pnpm test:<name>` scripts:
 // `crash` (SQLite, kill -9) and `fleet` (PostgreSQL). `pnpm test` runs them with everything else;
 // CI runs them once, on Node 24, and names only unit, integration and slow on Node 22 and 26.
-const reserved = ['test/crash/**', 'test/fleet/**'];
+const crash = [
+  'test/crash/**/*.test.ts',
+  'packages/sqlite/test/kill.test.ts',
+  'packages/sqlite/test/leases.test.ts',
+  'packages/sqlite/test/attempts.test.ts',
+];
+const fleet = ['test/fleet/**/*.test.ts', 'packages/postgres/test/**/*.test.ts'];
+const reserved = [...crash, ...fleet];
 
 export default defineConfig({
   test: {
@@ -35,7 +42,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['packages/*/test/**/*.test.ts', 'test/platform/**/*.test.ts'],
-          exclude: [...configDefaults.exclude, ...slow],
+          exclude: [...configDefaults.exclude, ...slow, ...reserved],
         },
       },
       {
@@ -63,6 +70,16 @@ export default defineConfig({
       {
         extends: true,
         test: { name: 'slow', include: slow },
+      },
+      {
+        // SQLite outbox processes killed with SIGKILL: run once, on one Node line.
+        extends: true,
+        test: { name: 'crash', include: crash },
+      },
+      {
+        // PostgreSQL (pg-boss) backend, workers and fleets: run once, on one Node line.
+        extends: true,
+        test: { name: 'fleet', include: fleet },
       },
     ],
   },
