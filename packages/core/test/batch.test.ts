@@ -1,16 +1,16 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startReceiver, type Receiver } from '../../../test/helpers/receiver.js';
-import { createBatcher } from '../src/batch.js';
-import { createDispatcher, type Dispatcher } from '../src/dispatcher.js';
+import { createBatcher } from '../src/batch/batcher.js';
+import { createDispatcher, type Dispatcher } from '../src/dispatcher/dispatcher.js';
 import {
   CancelledError,
   ClosedError,
   DroppedError,
   HttpStatusError,
   InvalidArgumentError,
-} from '../src/errors.js';
-import type { DeliveryEvent } from '../src/events.js';
-import type { Logger } from '../src/logger.js';
+} from '../src/util/errors.js';
+import type { DeliveryEvent } from '../src/dispatcher/events.js';
+import type { Logger } from '../src/util/logger.js';
 import { createTestDispatcher } from '../src/testing.js';
 
 const URL_ = 'http://batch.test/ingest';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { rateLimitLogger, type Logger } from '../src/logger.js';
+import { rateLimitLogger, type Logger } from '../src/util/logger.js';
 import { waitUntil } from '../../../test/helpers/net.js';
 
 function recorder(): Logger & {

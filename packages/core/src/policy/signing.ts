@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { InvalidArgumentError } from './errors.js';
+import { InvalidArgumentError } from '../util/errors.js';
 
 /**
  * Secrets for Standard Webhooks signatures. Give exactly one of `secret` or `secrets`.

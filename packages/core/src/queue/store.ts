@@ -1,4 +1,4 @@
-import type { OverflowPolicy } from './options.js';
+import type { OverflowPolicy } from '../options/options.js';
 
 /**
  * One notification as the store keeps it. `payload` is whatever the dispatcher needs to send it

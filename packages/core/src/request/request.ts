@@ -1,5 +1,5 @@
-import { newId } from './id.js';
-import { InvalidArgumentError } from './errors.js';
+import { newId } from '../util/id.js';
+import { InvalidArgumentError } from '../util/errors.js';
 import {
   checkKeys,
   checkObject,
@@ -9,7 +9,7 @@ import {
   show,
   type RetryOptions,
   type TimeoutOptions,
-} from './options.js';
+} from '../options/options.js';
 
 /** Headers as a record (an array value repeats the header) or as a list of name/value pairs. */
 export type HeadersInput =

@@ -3,11 +3,11 @@ import type { Socket } from 'node:net';
 import { Agent, buildConnector, Client } from 'undici';
 import type { Dispatcher } from 'undici';
 import { abortSourceOf } from './attempt-abort.js';
-import { isAfterwardError, NetworkError, TimeoutError, type AfterwardError } from './errors.js';
-import type { AddressGuard } from './guard.js';
-import type { DeliveryResponse } from './handle.js';
-import type { ConfirmMode } from './request.js';
-import type { TimeoutOptions } from './options.js';
+import { isAfterwardError, NetworkError, TimeoutError, type AfterwardError } from '../util/errors.js';
+import type { AddressGuard } from '../policy/guard.js';
+import type { DeliveryResponse } from '../notification/handle.js';
+import type { ConfirmMode } from '../request/request.js';
+import type { TimeoutOptions } from '../options/options.js';
 
 /** One attempt as the transport sees it: final headers (signature included), nothing left to decide. */
 export interface TransportRequest {

@@ -1,5 +1,5 @@
-import type { AfterwardError } from './errors.js';
-import type { DeliveryHandle, DeliveryResult } from './handle.js';
+import type { AfterwardError } from '../util/errors.js';
+import type { DeliveryHandle, DeliveryResult } from '../notification/handle.js';
 
 /** Payload of the `delivered`, `sent`, `failed`, `dropped` and `cancelled` events. */
 export interface DeliveryEvent extends DeliveryResult {

@@ -1,11 +1,11 @@
-import { newId } from './id.js';
+import { newId } from '../util/id.js';
 import {
   internalsOf,
   isDispatcher,
   type Dispatcher,
   type DispatcherInternal,
   type DrainParticipant,
-} from './dispatcher.js';
+} from '../dispatcher/dispatcher.js';
 import {
   CancelledError,
   ClosedError,
@@ -13,11 +13,11 @@ import {
   HttpStatusError,
   InvalidArgumentError,
   isAfterwardError,
-} from './errors.js';
-import type { RetryEvent } from './events.js';
-import { Delivery, type DeliveryHandle, type DeliveryResult } from './handle.js';
-import { checkInteger, checkKeys, checkObject, DEFAULTS, show } from './options.js';
-import { addHeaders, isAbortSignal, normalizeRequest, stringifyJson, type SendInit } from './request.js';
+} from '../util/errors.js';
+import type { RetryEvent } from '../dispatcher/events.js';
+import { Delivery, type DeliveryHandle, type DeliveryResult } from '../notification/handle.js';
+import { checkInteger, checkKeys, checkObject, DEFAULTS, show } from '../options/options.js';
+import { addHeaders, isAbortSignal, normalizeRequest, stringifyJson, type SendInit } from '../request/request.js';
 
 /** How a batch's body is laid out: a JSON array, or one JSON document per line. */
 export type BatchFormat = 'json' | 'ndjson';

@@ -1,11 +1,11 @@
 import type { ServerResponse } from 'node:http';
 import onFinished from 'on-finished';
-import { internalsOf, type Dispatcher, type DispatcherInternal, type Job } from './dispatcher.js';
-import { CancelledError, InvalidArgumentError, isAfterwardError, QueueFullError } from './errors.js';
-import type { DeliveryHandle } from './handle.js';
+import { internalsOf, type Dispatcher, type DispatcherInternal, type Job } from '../dispatcher/dispatcher.js';
+import { CancelledError, InvalidArgumentError, isAfterwardError, QueueFullError } from '../util/errors.js';
+import type { DeliveryHandle } from '../notification/handle.js';
 import type { HookFn } from './hooks.js';
-import { checkInteger, show } from './options.js';
-import { serializeJson, type SendInit } from './request.js';
+import { checkInteger, show } from '../options/options.js';
+import { serializeJson, type SendInit } from '../request/request.js';
 
 /** How the client response ended: fully handed to the socket, or cut off by the client. */
 export type ResponseOutcome = 'finished' | 'aborted';

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { HttpStatusError } from './errors.js';
-import type { RetryOptions } from './options.js';
+import { HttpStatusError } from '../util/errors.js';
+import type { RetryOptions } from '../options/options.js';
 
 /**
  * Backoff before retry number `retry` (1 for the first retry): full jitter over an exponential

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
-import { AttemptAbort } from './attempt-abort.js';
-import { breakerOutcome, OriginBreakers, resolveBreaker, type BreakerOptions } from './breaker.js';
+import { AttemptAbort } from '../transport/attempt-abort.js';
+import { breakerOutcome, OriginBreakers, resolveBreaker, type BreakerOptions } from '../policy/breaker.js';
 import {
   CancelledError,
   ClosedError,
@@ -9,12 +9,12 @@ import {
   QueueFullError,
   TimeoutError,
   type AfterwardError,
-} from './errors.js';
+} from '../util/errors.js';
 import type { DeliveryEvent, DispatcherEventName, DispatcherEvents } from './events.js';
-import { createAddressGuard, type GuardSetting } from './guard.js';
-import { Delivery, type DeliveryHandle, type FinalState } from './handle.js';
-import { HookRunner } from './hooks.js';
-import { rateLimitLogger, stderrLogger, type Logger } from './logger.js';
+import { createAddressGuard, type GuardSetting } from '../policy/guard.js';
+import { Delivery, type DeliveryHandle, type FinalState } from '../notification/handle.js';
+import { HookRunner } from '../after-response/hooks.js';
+import { rateLimitLogger, stderrLogger, type Logger } from '../util/logger.js';
 import {
   checkInteger,
   checkKeys,
@@ -26,7 +26,7 @@ import {
   type OverflowPolicy,
   type RetryOptions,
   type TimeoutOptions,
-} from './options.js';
+} from '../options/options.js';
 import {
   addHeaders,
   normalizeRequest,
@@ -34,16 +34,16 @@ import {
   type NormalizedRequest,
   type SendInit,
   type SendRequest,
-} from './request.js';
-import { backoffDelay, statusError } from './retry.js';
-import { createSigner, type SigningOptions, type Signer } from './signing.js';
-import { createMemoryStore, type NotificationStore, type StoredRecord } from './store.js';
+} from '../request/request.js';
+import { backoffDelay, statusError } from '../policy/retry.js';
+import { createSigner, type SigningOptions, type Signer } from '../policy/signing.js';
+import { createMemoryStore, type NotificationStore, type StoredRecord } from '../queue/store.js';
 import {
   createUndiciTransport,
   toAfterwardError,
   type Transport,
   type TransportResult,
-} from './transport.js';
+} from '../transport/undici.js';
 
 /**
  * Options of {@link createDispatcher}. Every one is optional; the defaults are in the README.

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { AfterwardError } from './errors.js';
+import type { AfterwardError } from '../util/errors.js';
 
 /** Where a notification is in its life. The last five are final. */
 export type DeliveryState =

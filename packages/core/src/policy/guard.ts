@@ -2,7 +2,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { isIP, type LookupFunction, type Socket } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { buildConnector } from 'undici';
-import { BlockedAddressError, InvalidArgumentError, NetworkError } from './errors.js';
+import { BlockedAddressError, InvalidArgumentError, NetworkError } from '../util/errors.js';
 
 /**
  * One entry of an allowlist: a CIDR (`"10.0.0.0/8"`, `"fd00::/8"`, `"::1/128"`) or a single IP

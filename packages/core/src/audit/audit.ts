@@ -1,4 +1,4 @@
-import { newId } from './id.js';
+import { newId } from '../util/id.js';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import {
   checkWhen,
@@ -6,7 +6,7 @@ import {
   type ResponseInfo,
   type ResponseOutcome,
   type When,
-} from './after-response.js';
+} from '../after-response/after-response.js';
 import {
   addUnobserved,
   checkTarget,
@@ -14,11 +14,11 @@ import {
   type BatcherOptions,
   type BatchInit,
   type Batcher,
-} from './batch.js';
-import { createDispatcher, internalsOf, isDispatcher, type Dispatcher } from './dispatcher.js';
-import { InvalidArgumentError } from './errors.js';
-import type { Logger } from './logger.js';
-import { checkInteger, checkKeys, checkObject, show } from './options.js';
+} from '../batch/batcher.js';
+import { createDispatcher, internalsOf, isDispatcher, type Dispatcher } from '../dispatcher/dispatcher.js';
+import { InvalidArgumentError } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
+import { checkInteger, checkKeys, checkObject, show } from '../options/options.js';
 
 /**
  * Header and query-parameter names whose values never leave the process: the credential headers,

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from './errors.js';
+import { InvalidArgumentError } from '../util/errors.js';
 
 /** Per-attempt deadlines, in milliseconds. */
 export interface TimeoutOptions {

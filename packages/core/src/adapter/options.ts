@@ -1,7 +1,7 @@
-import type { ClientAbortPolicy } from './after-response.js';
-import { createDispatcher, isDispatcher, type Dispatcher } from './dispatcher.js';
-import { InvalidArgumentError } from './errors.js';
-import { checkInteger, checkKeys, checkObject, show } from './options.js';
+import type { ClientAbortPolicy } from '../after-response/after-response.js';
+import { createDispatcher, isDispatcher, type Dispatcher } from '../dispatcher/dispatcher.js';
+import { InvalidArgumentError } from '../util/errors.js';
+import { checkInteger, checkKeys, checkObject, show } from '../options/options.js';
 
 /**
  * Options of a framework adapter's `afterward()` middleware (Express, Koa, or one you write).
