@@ -32,7 +32,15 @@ export type {
   DeliveryState,
   FinalState,
 } from './notification/handle.js';
-export type { ConfirmMode, HeadersInput, QueryInput, QueryValue, SendInit, SendRequest } from './request/request.js';
+export type { NotificationJson } from './notification/json.js';
+export type {
+  ConfirmMode,
+  HeadersInput,
+  QueryInput,
+  QueryValue,
+  SendInit,
+  SendRequest,
+} from './request/request.js';
 export type { OverflowPolicy, RetryOptions, TimeoutOptions } from './options/options.js';
 export type { BreakerOptions } from './policy/breaker.js';
 export type {
@@ -45,16 +53,24 @@ export type {
 } from './dispatcher/events.js';
 export type { HookFn } from './after-response/hooks.js';
 export type { Logger } from './util/logger.js';
-export { createMemoryStore, MemoryStore } from './queue/store.js';
-export type { Admit, NotificationStore, PutResult, StoreLimits, StoredRecord } from './queue/store.js';
+export { createMemoryStore, MemoryStore } from './queue/memory-store.js';
+export type {
+  Admit,
+  NotificationStore,
+  PutResult,
+  SettleOutcome,
+  StoreHost,
+  StoredRecord,
+  StoreLimits,
+} from './queue/store.js';
 export { createUndiciTransport } from './transport/undici.js';
+export type { UndiciTransportOptions } from './transport/undici.js';
 export type {
   Transport,
   TransportAttempt,
   TransportRequest,
   TransportResult,
-  UndiciTransportOptions,
-} from './transport/undici.js';
+} from './transport/transport.js';
 export { createSigner } from './policy/signing.js';
 export type { Signer, SigningOptions } from './policy/signing.js';
 export { createAddressGuard, refusedReason } from './policy/guard.js';

@@ -16,7 +16,7 @@ import {
   TimeoutError,
   type AfterwardError,
 } from '../src/util/errors.js';
-import type { TransportResult } from '../src/transport/undici.js';
+import type { TransportResult } from '../src/transport/transport.js';
 
 const A = 'https://a.example.com';
 const B = 'https://b.example.com';

@@ -1,6 +1,8 @@
 import type { ServerResponse } from 'node:http';
 import onFinished from 'on-finished';
-import { internalsOf, type Dispatcher, type DispatcherInternal, type Job } from '../dispatcher/dispatcher.js';
+import { internalsOf, type DispatcherInternal } from '../dispatcher/dispatcher.js';
+import type { Dispatcher } from '../dispatcher/types.js';
+import type { Notification } from '../notification/notification.js';
 import { CancelledError, InvalidArgumentError, isAfterwardError, QueueFullError } from '../util/errors.js';
 import type { DeliveryHandle } from '../notification/handle.js';
 import type { HookFn } from './hooks.js';
@@ -100,7 +102,12 @@ export interface AfterResponse<TInfo extends ResponseInfo> {
 }
 
 type Parked<TInfo> =
-  | { kind: 'send'; job: Job; json: ((info: TInfo) => unknown) | undefined; when: When<TInfo> }
+  | {
+      kind: 'send';
+      notification: Notification;
+      json: ((info: TInfo) => unknown) | undefined;
+      when: When<TInfo>;
+    }
   | { kind: 'hook'; fn: HookFn<TInfo>; timeout: number; when: When<TInfo>; held: boolean };
 
 const WHEN_VALUES = ['always', 'ok', 'error', 'aborted'];
@@ -166,9 +173,9 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
     const lazy = typeof json === 'function' ? (json as (info: TInfo) => unknown) : undefined;
     // Passed as is (no copy on the hot path): the dispatcher accepts `when` and a json function
     // for parked work, validating the rest now.
-    const job = this.#internal.prepare(url, options, true);
-    this.#park({ kind: 'send', job, json: lazy, when });
-    return job.delivery;
+    const notification = this.#internal.prepare(url, options, true);
+    this.#park({ kind: 'send', notification, json: lazy, when });
+    return notification;
   };
 
   readonly after: After<TInfo> = (fn, options = {}) => {
@@ -241,15 +248,14 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
       if (item.held) this.#internal.hooks.unhold();
       return;
     }
-    const { job } = item;
+    const { notification } = item;
     if (skip !== undefined) {
-      this.#internal.discard(job, 'cancelled', new CancelledError(skip));
+      notification.settle('cancelled', new CancelledError(skip));
       return;
     }
-    if (item.json !== undefined && !job.delivery.settled) {
+    if (item.json !== undefined && !notification.settled) {
       try {
-        const body = serializeJson(item.json(info));
-        job.request = { ...job.request, body };
+        notification.setBody(serializeJson(item.json(info)));
       } catch (error) {
         const typed = isAfterwardError(error)
           ? error
@@ -257,11 +263,11 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
               `the json function threw: ${(error as Error)?.message ?? String(error)}`,
               { cause: error },
             );
-        this.#internal.discard(job, 'failed', typed);
+        notification.settle('failed', typed);
         return;
       }
     }
-    this.#internal.submit(job);
+    this.#internal.submit(notification);
   }
 }
 

@@ -1,4 +1,10 @@
-import { CancelledError, DroppedError, HookError, HookTimeoutError, type AfterwardError } from '../util/errors.js';
+import {
+  CancelledError,
+  DroppedError,
+  HookError,
+  HookTimeoutError,
+  type AfterwardError,
+} from '../util/errors.js';
 
 /** A unit of after-response work: gets what happened and a signal that aborts on timeout or shutdown. */
 export type HookFn<TInfo> = (info: TInfo, signal: AbortSignal) => unknown;

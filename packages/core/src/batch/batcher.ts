@@ -2,10 +2,10 @@ import { newId } from '../util/id.js';
 import {
   internalsOf,
   isDispatcher,
-  type Dispatcher,
   type DispatcherInternal,
   type DrainParticipant,
 } from '../dispatcher/dispatcher.js';
+import type { Dispatcher } from '../dispatcher/types.js';
 import {
   CancelledError,
   ClosedError,
@@ -14,10 +14,16 @@ import {
   InvalidArgumentError,
   isAfterwardError,
 } from '../util/errors.js';
-import type { RetryEvent } from '../dispatcher/events.js';
-import { Delivery, type DeliveryHandle, type DeliveryResult } from '../notification/handle.js';
+import type { DeliveryHandle, DeliveryResult } from '../notification/handle.js';
+import { Notification, type NotificationLifecycle } from '../notification/notification.js';
 import { checkInteger, checkKeys, checkObject, DEFAULTS, show } from '../options/options.js';
-import { addHeaders, isAbortSignal, normalizeRequest, stringifyJson, type SendInit } from '../request/request.js';
+import {
+  addHeaders,
+  isAbortSignal,
+  normalizeRequest,
+  stringifyJson,
+  type SendInit,
+} from '../request/request.js';
 
 /** How a batch's body is laid out: a JSON array, or one JSON document per line. */
 export type BatchFormat = 'json' | 'ndjson';
@@ -79,7 +85,7 @@ export interface Batcher {
 
 interface Item {
   /** The item's handle; none for records added through {@link addUnobserved}. */
-  readonly delivery: Delivery | undefined;
+  readonly notification: Notification | undefined;
   readonly json: string;
   /** UTF-8 bytes of `json` plus its separator. */
   readonly cost: number;
@@ -87,7 +93,6 @@ interface Item {
   attempts: number;
   /** Set once the item left in a batch: from then on it can no longer be taken out. */
   sent: boolean;
-  detach: (() => void) | undefined;
 }
 
 const OPTION_KEYS = ['url', 'init', 'maxItems', 'maxWaitMs', 'maxBytes', 'format', 'maxPending'] as const;
@@ -97,8 +102,12 @@ const CONTENT_TYPE: Record<BatchFormat, string> = {
   ndjson: 'application/x-ndjson',
 };
 
-/** Batches in flight per dispatcher, so one `retry` listener per dispatcher serves every batcher. */
-const inFlightBatches = new WeakMap<Dispatcher, Map<DeliveryHandle, Item[]>>();
+/** The lifecycle of a handle made outside any batcher's queue (a drop the dispatcher refused to count). */
+const DETACHED: NotificationLifecycle = {
+  settled: () => undefined,
+  retried: () => undefined,
+  cancelling: () => false,
+};
 
 /**
  * Creates a batcher that sends items to one URL in batches: when `maxItems` is reached, when
@@ -130,8 +139,13 @@ class BatcherImpl implements Batcher {
   readonly #maxBytes: number;
   readonly #maxPending: number;
   readonly #ndjson: boolean;
-  readonly #batches: Map<DeliveryHandle, Item[]>;
   readonly #changed: () => void;
+  /** The lifecycle of every item handle: items are counted by their batch, not on their own. */
+  readonly #items: NotificationLifecycle = {
+    settled: () => this.#changed(),
+    retried: () => undefined,
+    cancelling: (notification) => this.#unhold(notification),
+  };
   #held: Item[] = [];
   /** Body bytes of the held items, one separator each included. */
   #heldBytes = 0;
@@ -182,14 +196,6 @@ class BatcherImpl implements Batcher {
 
     this.#dispatcher = dispatcher;
     this.#internal = internalsOf(dispatcher);
-    let batches = inFlightBatches.get(dispatcher);
-    if (batches === undefined) {
-      const created = new Map<DeliveryHandle, Item[]>();
-      batches = created;
-      inFlightBatches.set(dispatcher, created);
-      dispatcher.on('retry', (event) => mirrorRetry(created, event));
-    }
-    this.#batches = batches;
     const participant: DrainParticipant = { flush: () => this.flush(), pending: () => this.pending() };
     this.#changed = this.#internal.addDrainParticipant(participant);
   }
@@ -206,30 +212,21 @@ class BatcherImpl implements Batcher {
     const json = stringifyJson(item);
     const cost = this.#cost(json);
     if (this.pending() >= this.#maxPending) return this.#drop();
-    const entry: Item = {
-      delivery: new Delivery(newId(), this.url, this.#method, 'pending', (_d, reason) =>
-        this.#cancel(entry, reason),
-      ),
-      json,
-      cost,
-      attempts: 0,
-      sent: false,
-      detach: undefined,
-    };
-    const delivery = entry.delivery as Delivery;
+    const id = newId();
+    const notification = new Notification(id, undefined, this.#items, {
+      id,
+      url: this.url,
+      method: this.#method,
+    });
     if (signal !== undefined) {
       if (signal.aborted) {
-        delivery.settle('cancelled', new CancelledError(signal.reason));
-        return delivery;
+        notification.settle('cancelled', new CancelledError(signal.reason));
+        return notification;
       }
-      const onAbort = (): void => {
-        delivery.cancel(signal.reason);
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      entry.detach = () => signal.removeEventListener('abort', onAbort);
+      notification.watch(signal);
     }
-    this.#hold(entry);
-    return delivery;
+    this.#hold({ notification, json, cost, attempts: 0, sent: false });
+    return notification;
   }
 
   /** {@link add} without a handle: for records nobody awaits, at a fraction of the cost. */
@@ -243,7 +240,7 @@ class BatcherImpl implements Batcher {
       this.#drop();
       return;
     }
-    this.#hold({ delivery: undefined, json, cost, attempts: 0, sent: false, detach: undefined });
+    this.#hold({ notification: undefined, json, cost, attempts: 0, sent: false });
   }
 
   /** Bytes an item takes in a batch; throws when it could never fit. */
@@ -282,8 +279,8 @@ class BatcherImpl implements Batcher {
     this.#heldBytes = 0;
     for (const item of items) {
       item.sent = true;
-      item.detach?.();
-      item.detach = undefined;
+      // From here on the item is part of a request body: its signal can no longer take it out.
+      item.notification?.forget();
     }
     this.#send(items);
   }
@@ -300,32 +297,30 @@ class BatcherImpl implements Batcher {
   #send(items: Item[]): void {
     const jsons = items.map((item) => item.json);
     const body = this.#ndjson ? `${jsons.join('\n')}\n` : `[${jsons.join(',')}]`;
-    let job;
+    let batch: Notification;
     try {
-      job = this.#internal.prepare(this.url, { ...this.#init, body });
+      batch = this.#internal.prepare(this.url, { ...this.#init, body });
     } catch (error) {
       // Only dispatcher-wide settings (httpsOnly, signing) can refuse a batch the constructor accepted.
       const typed = isAfterwardError(error)
         ? error
         : new InvalidArgumentError(String(error), { cause: error });
-      for (const item of items) item.delivery?.settle('failed', typed);
+      for (const item of items) item.notification?.settle('failed', typed);
       this.#changed();
       return;
     }
-    const batch = job.delivery;
     this.#inFlight += items.length;
-    this.#batches.set(batch, items);
-    this.#internal.submit(job);
-    if (!batch.settled) for (const { delivery } of items) if (delivery) delivery.state = batch.state;
+    // Each item reads its batch's state while the batch is on its way ('queued', 'sending', ...).
+    for (const item of items) item.notification?.follow(batch, item.attempts);
+    this.#internal.submit(batch);
     batch.done
-      .then((result) => this.#settle(items, batch, result))
+      .then((result) => this.#settle(items, result))
       .catch((error: unknown) => {
         this.#internal.logger.error({ err: error }, 'afterward: settling a batch failed');
       });
   }
 
-  #settle(items: Item[], batch: DeliveryHandle, result: DeliveryResult): void {
-    this.#batches.delete(batch);
+  #settle(items: Item[], result: DeliveryResult): void {
     this.#inFlight -= items.length;
     for (const item of items) item.attempts += result.attempts;
     const { error } = result;
@@ -341,31 +336,22 @@ class BatcherImpl implements Batcher {
       this.#send(items.slice(half));
       return;
     }
-    for (const { delivery, attempts } of items) {
-      if (delivery === undefined) continue;
-      delivery.attempts = attempts;
-      delivery.response = result.response;
-      delivery.error = error;
-      delivery.settle(result.state);
-    }
+    for (const { notification, attempts } of items) notification?.settleAs(result, attempts);
+    // Items nobody observes (audit records) settle no handle that would tell.
     this.#changed();
   }
 
-  #cancel(item: Item, reason: unknown): boolean {
+  /** Takes a held item out, for its cancel(); false once its batch has left. */
+  #unhold(notification: Notification): boolean {
     // Once its batch has left, the item is part of a request body and cannot be taken back.
-    if (item.sent) return false;
-    const index = this.#held.indexOf(item);
+    const index = this.#held.findIndex((item) => item.notification === notification);
     if (index === -1) return false;
-    this.#held.splice(index, 1);
-    this.#heldBytes -= item.cost;
-    item.detach?.();
-    item.detach = undefined;
+    const [item] = this.#held.splice(index, 1);
+    this.#heldBytes -= (item as Item).cost;
     if (this.#held.length === 0 && this.#timer !== undefined) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
-    item.delivery?.settle('cancelled', new CancelledError(reason));
-    this.#changed();
     return true;
   }
 
@@ -373,17 +359,19 @@ class BatcherImpl implements Batcher {
     const error = new DroppedError(`batcher full: ${this.#maxPending} items already pending for ${this.url}`);
     try {
       // Through the dispatcher, so the drop is counted in stats(), evented and logged like any other.
-      const job = this.#internal.prepare(this.url, { method: this.#method, id: newId() });
-      this.#internal.discard(job, 'dropped', error);
-      return job.delivery;
+      const notification = this.#internal.prepare(this.url, { method: this.#method, id: newId() });
+      notification.settle('dropped', error);
+      return notification;
     } catch {
-      const delivery = new Delivery(newId(), this.url, this.#method, 'pending', () => false);
-      delivery.settle('dropped', error);
-      this.#internal.logger.warn(
-        { id: delivery.id, url: this.url, err: error },
-        'afterward: notification dropped',
-      );
-      return delivery;
+      const id = newId();
+      const notification = new Notification(id, undefined, DETACHED, {
+        id,
+        url: this.url,
+        method: this.#method,
+      });
+      notification.settle('dropped', error);
+      this.#internal.logger.warn({ id, url: this.url, err: error }, 'afterward: notification dropped');
+      return notification;
     }
   }
 }
@@ -405,17 +393,6 @@ export function checkTarget(url: unknown, init: SendInit): { url: string; method
     },
   );
   return { url: checked.url.href, method: checked.method };
-}
-
-function mirrorRetry(batches: Map<DeliveryHandle, Item[]>, event: RetryEvent): void {
-  const items = batches.get(event.handle);
-  if (items === undefined) return;
-  for (const { delivery, attempts } of items) {
-    if (delivery === undefined) continue;
-    delivery.state = 'retrying';
-    delivery.attempts = attempts + event.attempt;
-    delivery.error = event.error;
-  }
 }
 
 /**

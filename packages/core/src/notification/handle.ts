@@ -49,90 +49,26 @@ export interface DeliveryHandle {
   /** The last error, typed. */
   readonly error: AfterwardError | undefined;
   readonly done: Promise<DeliveryResult>;
+  /**
+   * Resolves once the notification is committed to its store: at once with the in-memory store,
+   * after the write with a durable one. Never rejects (a notification that never reached the
+   * store resolves too, once it settled).
+   */
+  readonly persisted: Promise<void>;
   /** Cancels at any state: unqueues, or destroys the socket mid-request. False if already final. */
   cancel(reason?: unknown): boolean;
 }
 
-const FINAL: ReadonlySet<DeliveryState> = new Set(['delivered', 'sent', 'failed', 'cancelled', 'dropped']);
+/** The final states. */
+export const FINAL: ReadonlySet<DeliveryState> = new Set([
+  'delivered',
+  'sent',
+  'failed',
+  'cancelled',
+  'dropped',
+]);
 
 /** True for the final states. */
 export function isFinal(state: DeliveryState): state is FinalState {
   return FINAL.has(state);
-}
-
-/**
- * The dispatcher's side of a handle: the same object, with the setters the scheduler uses.
- * Users see it through the read-only {@link DeliveryHandle} interface.
- */
-export class Delivery implements DeliveryHandle {
-  readonly id: string;
-  readonly url: string;
-  readonly method: string;
-  state: DeliveryState;
-  attempts = 0;
-  response: DeliveryResponse | undefined = undefined;
-  error: AfterwardError | undefined = undefined;
-  /** Whatever the owner needs to find its own record again on cancel (the dispatcher's job). */
-  readonly owner: unknown;
-  readonly #onCancel: (delivery: Delivery, reason: unknown) => boolean;
-  // Made on first read of `done`: most fire-and-forget handles are never awaited, and a promise
-  // plus its resolver per notification is measurable garbage on the hot path.
-  #done: Promise<DeliveryResult> | undefined;
-  #resolve: ((result: DeliveryResult) => void) | undefined;
-
-  constructor(
-    id: string,
-    url: string,
-    method: string,
-    state: DeliveryState,
-    onCancel: (delivery: Delivery, reason: unknown) => boolean,
-    owner?: unknown,
-  ) {
-    this.id = id;
-    this.url = url;
-    this.method = method;
-    this.state = state;
-    this.#onCancel = onCancel;
-    this.owner = owner;
-  }
-
-  get done(): Promise<DeliveryResult> {
-    if (this.#done === undefined) {
-      this.#done = this.settled
-        ? Promise.resolve(this.#result())
-        : new Promise<DeliveryResult>((resolve) => {
-            this.#resolve = resolve;
-          });
-    }
-    return this.#done;
-  }
-
-  get settled(): boolean {
-    return FINAL.has(this.state);
-  }
-
-  cancel(reason?: unknown): boolean {
-    if (this.settled) return false;
-    return this.#onCancel(this, reason);
-  }
-
-  /** Moves to a final state once; later calls are ignored and return false. */
-  settle(state: FinalState, error?: AfterwardError): boolean {
-    if (this.settled) return false;
-    this.state = state;
-    if (error !== undefined) this.error = error;
-    this.#resolve?.(this.#result());
-    this.#resolve = undefined;
-    return true;
-  }
-
-  #result(): DeliveryResult {
-    return {
-      id: this.id,
-      state: this.state as FinalState,
-      attempts: this.attempts,
-      response: this.response,
-      error: this.error,
-    };
-  }
 }

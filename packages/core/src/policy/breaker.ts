@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from '../util/errors.js';
 import { checkInteger, checkKeys, checkNumber, checkObject } from '../options/options.js';
 import { isRetryableStatus } from './retry.js';
-import type { TransportResult } from '../transport/undici.js';
+import type { TransportResult } from '../transport/transport.js';
 
 /**
  * The per-origin circuit breaker's settings. An origin's circuit opens when, within `windowMs`,

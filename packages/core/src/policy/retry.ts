@@ -7,10 +7,15 @@ import type { RetryOptions } from '../options/options.js';
  * window, so a crowd of failures spreads out instead of retrying in lockstep. A Retry-After the
  * receiver sent wins, clamped.
  */
-export function backoffDelay(retry: number, options: RetryOptions, retryAfterMs?: number): number {
+export function backoffDelay(
+  retry: number,
+  options: RetryOptions,
+  retryAfterMs?: number,
+  random: () => number = Math.random,
+): number {
   if (retryAfterMs !== undefined) return Math.min(retryAfterMs, options.maxRetryAfter);
   const window = Math.min(options.maxDelay, options.minDelay * options.factor ** (retry - 1));
-  return Math.round(Math.random() * window);
+  return Math.round(random() * window);
 }
 
 /** Whether an HTTP status is worth trying again: 408, 429 and 5xx other than 501 and 505. */
@@ -47,11 +52,12 @@ export function statusError(
   statusText: string,
   headers: IncomingHttpHeaders,
   options: RetryOptions,
+  now = Date.now(),
 ): HttpStatusError {
   const retryable = isRetryableStatus(status);
   const retryAfterMs =
     retryable && (status === 429 || status === 503 || status === 408)
-      ? parseRetryAfter(headers['retry-after'], options.maxRetryAfter)
+      ? parseRetryAfter(headers['retry-after'], options.maxRetryAfter, now)
       : undefined;
   return new HttpStatusError(
     status,

@@ -2,7 +2,12 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { createDispatcher, type Dispatcher, type DispatcherOptions } from '../dispatcher/dispatcher.js';
 import { isAfterwardError, NetworkError, type AfterwardError } from '../util/errors.js';
 import type { ConfirmMode } from '../request/request.js';
-import type { Transport, TransportAttempt, TransportRequest, TransportResult } from '../transport/undici.js';
+import type {
+  Transport,
+  TransportAttempt,
+  TransportRequest,
+  TransportResult,
+} from '../transport/transport.js';
 
 /** One outbound attempt, as the recording transport saw it. */
 export interface RecordedRequest {

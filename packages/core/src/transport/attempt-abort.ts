@@ -1,4 +1,4 @@
-import type { TransportAttempt } from './undici.js';
+import type { TransportAttempt } from './transport.js';
 
 /**
  * The abort switch of one attempt, handed to the transport as its {@link TransportAttempt}.
