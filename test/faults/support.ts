@@ -10,6 +10,7 @@ import { createDispatcher } from '@afterward/core';
 import type { Dispatcher, DispatcherOptions, Logger } from '@afterward/core';
 
 export * from '@afterward/core';
+export { createAfterResponse, type AfterResponse } from '@afterward/core/adapter';
 
 /** Deadlines short enough that a fault costs well under a second per attempt. */
 export const SHORT_TIMEOUT = { connect: 500, response: 300, total: 1000 } as const;

@@ -10,14 +10,10 @@ export { createBatcher } from './batch/batcher.js';
 export type { BatchAddOptions, Batcher, BatcherOptions, BatchFormat, BatchInit } from './batch/batcher.js';
 export { createAuditLog, DEFAULT_REDACT, REDACTED } from './audit/audit.js';
 export type { AuditLog, AuditLogOptions, AuditRecord, AuditTarget } from './audit/audit.js';
-export { createAfterResponse } from './after-response/after-response.js';
-export { resolveAfterwardOptions } from './adapter/options.js';
-export type { AfterwardOptions, ResolvedAfterwardOptions } from './adapter/options.js';
+export type { AfterwardOptions } from './adapter/options.js';
 export type {
   After,
   AfterOptions,
-  AfterResponse,
-  AfterResponseOptions,
   ClientAbortPolicy,
   FireAndForget,
   FireAndForgetInit,
