@@ -18,8 +18,9 @@ export type AfterwardErrorCode =
   | 'AFTERWARD_ERR_NOT_INSTALLED';
 
 /**
- * Base class of every error afterward produces. Check with {@link isAfterwardError}, which works
- * across realms and duplicate installs, rather than `instanceof`.
+ * Base class of every error afterward produces. `instanceof` works across duplicate installs (two
+ * copies of the package in one app), as undici's errors do: it checks a `Symbol.for` brand and the
+ * class names on the prototype chain, not object identity. {@link isAfterwardError} does the same.
  *
  * @example
  * ```ts
@@ -40,6 +41,20 @@ export class AfterwardError extends Error {
 
   override get name(): string {
     return this.constructor.name;
+  }
+
+  /** `error instanceof HttpStatusError` is true for an HttpStatusError from any copy of the package. */
+  static override [Symbol.hasInstance](instance: unknown): boolean {
+    if (!isAfterwardError(instance)) return false;
+    for (
+      let proto: unknown = Object.getPrototypeOf(instance);
+      proto !== null;
+      proto = Object.getPrototypeOf(proto)
+    ) {
+      if (proto === this.prototype) return true;
+      if ((proto as { constructor?: { name?: unknown } }).constructor?.name === this.name) return true;
+    }
+    return false;
   }
 }
 
