@@ -23,6 +23,7 @@ let twoAdapter: Adapter;
 beforeAll(async () => {
   // Inside the package, so the copy resolves undici and on-finished from the same node_modules.
   copyDir = mkdtempSync(join(pkg, '.copy-'));
+  cpSync(join(pkg, 'package.json'), join(copyDir, 'package.json'));
   cpSync(join(pkg, 'dist'), join(copyDir, 'dist'), {
     recursive: true,
     filter: (path) => !path.endsWith('.map'),

@@ -1,7 +1,7 @@
 import type { ClientAbortPolicy } from '../after-response/after-response.js';
 import { createDispatcher, isDispatcher, type Dispatcher } from '../dispatcher/dispatcher.js';
 import { InvalidArgumentError } from '../util/errors.js';
-import { checkInteger, checkKeys, checkObject, show } from '../options/options.js';
+import { checkInteger, checkKeys, checkObject, DEFAULTS, show } from '../options/options.js';
 
 /**
  * Options of a framework adapter's `afterward()` middleware (Express, Koa, or one you write).
@@ -27,7 +27,12 @@ export interface ResolvedAfterwardOptions {
   maxPerResponse: number;
 }
 
-const ADAPTER_KEYS = ['dispatcher', 'onClientAbort', 'maxPerResponse'] as const;
+// `satisfies` makes a new option in AfterwardOptions a compile error here until it is listed.
+const ADAPTER_KEYS = Object.keys({
+  dispatcher: true,
+  onClientAbort: true,
+  maxPerResponse: true,
+} satisfies Record<keyof AfterwardOptions, true>);
 
 /**
  * Validates an adapter's options (unknown keys included) and fills in the defaults, creating a
@@ -44,7 +49,11 @@ const ADAPTER_KEYS = ['dispatcher', 'onClientAbort', 'maxPerResponse'] as const;
 export function resolveAfterwardOptions(options: unknown): ResolvedAfterwardOptions {
   const obj = checkObject('afterward() options', options);
   checkKeys('afterward() options', obj, ADAPTER_KEYS);
-  const { dispatcher, onClientAbort = 'send', maxPerResponse = 1_000 } = obj;
+  const {
+    dispatcher,
+    onClientAbort = DEFAULTS.adapter.onClientAbort,
+    maxPerResponse = DEFAULTS.adapter.maxPerResponse,
+  } = obj;
   if (dispatcher !== undefined && !isDispatcher(dispatcher)) {
     throw new InvalidArgumentError(`dispatcher must come from createDispatcher(), got ${show(dispatcher)}`);
   }

@@ -6,7 +6,7 @@ import type { Notification } from '../notification/notification.js';
 import { CancelledError, InvalidArgumentError, isAfterwardError, QueueFullError } from '../util/errors.js';
 import type { DeliveryHandle } from '../notification/handle.js';
 import type { HookFn } from './hooks.js';
-import { checkInteger, show } from '../options/options.js';
+import { checkInteger, DEFAULTS, show } from '../options/options.js';
 import { serializeJson, type SendInit } from '../request/request.js';
 
 /** How the client response ended: fully handed to the socket, or cut off by the client. */
@@ -146,7 +146,7 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
     this.#internal = internalsOf(options.dispatcher);
     this.#options = options;
     this.#startedAt = options.startedAt ?? performance.now();
-    this.#max = options.maxPerResponse ?? 1_000;
+    this.#max = options.maxPerResponse ?? DEFAULTS.adapter.maxPerResponse;
   }
 
   get released(): boolean {

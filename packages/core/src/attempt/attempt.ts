@@ -22,6 +22,10 @@ export async function attemptOnce(
   request: TransportRequest,
   abort: AttemptAbort,
 ): Promise<TransportResult> {
+  // Aborted before it started (a worker shutting down): no request at all.
+  if (abort.reason !== undefined) {
+    return { kind: 'error', error: toAfterwardError(abort.reason, request, abort, true) };
+  }
   const timer = setTimeout(
     () => abort.abort(new TimeoutError('total', request.timeout.total)),
     request.timeout.total,

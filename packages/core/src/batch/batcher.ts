@@ -95,8 +95,70 @@ interface Item {
   sent: boolean;
 }
 
-const OPTION_KEYS = ['url', 'init', 'maxItems', 'maxWaitMs', 'maxBytes', 'format', 'maxPending'] as const;
+// `satisfies` makes a new option in BatcherOptions a compile error here until it is listed.
+const OPTION_KEYS = Object.keys({
+  url: true,
+  init: true,
+  maxItems: true,
+  maxWaitMs: true,
+  maxBytes: true,
+  format: true,
+  maxPending: true,
+} satisfies Record<keyof BatcherOptions, true>);
 const OWNED_KEYS = ['json', 'body', 'id', 'signal'] as const;
+
+/** {@link BatcherOptions} with the defaults filled in (the URL is checked by the batcher). */
+export interface ResolvedBatcherOptions {
+  init: BatchInit;
+  format: BatchFormat;
+  maxItems: number;
+  maxWaitMs: number;
+  maxBytes: number;
+  maxPending: number;
+}
+
+/**
+ * Validates a batcher's options (typos included) and fills in the defaults. Pure; throws
+ * InvalidArgumentError.
+ *
+ * @example
+ * ```ts
+ * resolveBatcherOptions({ url: 'https://logs.example.com', maxItems: 500 }).maxWaitMs; // 1000
+ * ```
+ */
+export function resolveBatcherOptions(options: BatcherOptions): ResolvedBatcherOptions {
+  const opts = checkObject('createBatcher options', options);
+  checkKeys('createBatcher options', opts, OPTION_KEYS);
+  const init = options.init === undefined ? {} : (checkObject('init', options.init) as BatchInit);
+  for (const key of OWNED_KEYS) {
+    if (key in init) {
+      throw new InvalidArgumentError(
+        `batch init cannot set ${key}: the batcher makes each batch's body and id`,
+      );
+    }
+  }
+  const defaults = DEFAULTS.batch;
+  const format = options.format ?? defaults.format;
+  if (format !== 'json' && format !== 'ndjson') {
+    throw new InvalidArgumentError(`format must be 'json' or 'ndjson', got ${show(format)}`);
+  }
+  return {
+    init,
+    format,
+    maxItems:
+      options.maxItems === undefined ? defaults.maxItems : checkInteger('maxItems', options.maxItems, 1),
+    maxWaitMs:
+      options.maxWaitMs === undefined
+        ? defaults.maxWaitMs
+        : checkInteger('maxWaitMs', options.maxWaitMs, 0, 2 ** 31 - 1),
+    maxBytes:
+      options.maxBytes === undefined ? defaults.maxBytes : checkInteger('maxBytes', options.maxBytes, 3),
+    maxPending:
+      options.maxPending === undefined
+        ? defaults.maxPending
+        : checkInteger('maxPending', options.maxPending, 1),
+  };
+}
 const CONTENT_TYPE: Record<BatchFormat, string> = {
   json: 'application/json',
   ndjson: 'application/x-ndjson',
@@ -158,28 +220,12 @@ class BatcherImpl implements Batcher {
         `createBatcher needs a dispatcher from createDispatcher(), got ${show(dispatcher)}`,
       );
     }
-    const opts = checkObject('createBatcher options', options);
-    checkKeys('createBatcher options', opts, OPTION_KEYS);
-    const init = options.init === undefined ? {} : (checkObject('init', options.init) as BatchInit);
-    for (const key of OWNED_KEYS) {
-      if (key in init) {
-        throw new InvalidArgumentError(
-          `batch init cannot set ${key}: the batcher makes each batch's body and id`,
-        );
-      }
-    }
-    const format = options.format ?? 'json';
-    if (format !== 'json' && format !== 'ndjson') {
-      throw new InvalidArgumentError(`format must be 'json' or 'ndjson', got ${show(format)}`);
-    }
+    const { init, format, maxItems, maxWaitMs, maxBytes, maxPending } = resolveBatcherOptions(options);
     this.#ndjson = format === 'ndjson';
-    this.#maxItems = options.maxItems === undefined ? 100 : checkInteger('maxItems', options.maxItems, 1);
-    this.#maxWaitMs =
-      options.maxWaitMs === undefined ? 1_000 : checkInteger('maxWaitMs', options.maxWaitMs, 0, 2 ** 31 - 1);
-    this.#maxBytes =
-      options.maxBytes === undefined ? 1024 * 1024 : checkInteger('maxBytes', options.maxBytes, 3);
-    this.#maxPending =
-      options.maxPending === undefined ? 10_000 : checkInteger('maxPending', options.maxPending, 1);
+    this.#maxItems = maxItems;
+    this.#maxWaitMs = maxWaitMs;
+    this.#maxBytes = maxBytes;
+    this.#maxPending = maxPending;
 
     const headers: string[] = [];
     if (init.headers !== undefined) addHeaders(headers, init.headers);

@@ -1,4 +1,8 @@
+import { createRequire } from 'node:module';
 import { InvalidArgumentError } from '../util/errors.js';
+
+// packages/core/package.json, from src/options and from dist/options alike.
+const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 /** Per-attempt deadlines, in milliseconds. */
 export interface TimeoutOptions {
@@ -27,7 +31,10 @@ export interface RetryOptions {
 /** What `send()` does when the queue is full. */
 export type OverflowPolicy = 'drop-oldest' | 'drop-newest' | 'reject';
 
-/** Defaults, each anchored in the design page's table. */
+/**
+ * Every default in one place, each anchored in the design page's table: the dispatcher's, the
+ * batcher's, the adapters' and the undici transport's.
+ */
 export const DEFAULTS = {
   concurrency: 32,
   concurrencyPerOrigin: 16,
@@ -46,7 +53,11 @@ export const DEFAULTS = {
   closeTimeout: 10_000,
   hookConcurrency: 16,
   hookTimeout: 10_000,
-  userAgent: 'afterward/0.1',
+  /** `afterward/<major>.<minor>` of this package. */
+  userAgent: `afterward/${version.split('.').slice(0, 2).join('.')}`,
+  batch: { maxItems: 100, maxWaitMs: 1_000, maxBytes: 1024 * 1024, maxPending: 10_000, format: 'json' },
+  adapter: { onClientAbort: 'send', maxPerResponse: 1_000 },
+  transport: { keepAliveTimeout: 4_000, connectionsPerOrigin: 16 },
 } as const;
 
 const MAX_KEEP_BODY = 16 * 1024 * 1024;

@@ -96,22 +96,23 @@ export interface RequestDefaults {
   canSign: boolean;
 }
 
-const INIT_KEYS = [
-  'method',
-  'headers',
-  'query',
-  'json',
-  'body',
-  'confirm',
-  'keepBody',
-  'timeout',
-  'retry',
-  'signal',
-  'id',
-  'sign',
-] as const;
+// `satisfies` makes a new field of SendInit a compile error here until it is listed.
+const INIT_KEYS = Object.keys({
+  method: true,
+  headers: true,
+  query: true,
+  json: true,
+  body: true,
+  confirm: true,
+  keepBody: true,
+  timeout: true,
+  retry: true,
+  signal: true,
+  id: true,
+  sign: true,
+} satisfies Record<keyof SendInit, true>);
 // res.fireAndForget's init also carries `when`, which the after-response machinery reads.
-const PARKED_KEYS = [...INIT_KEYS, 'when'] as const;
+const PARKED_KEYS = [...INIT_KEYS, 'when'];
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // RFC 9110 field-value: visible characters, spaces and tabs; no CR, LF or NUL, which would split headers.
 const BAD_VALUE = /[\r\n\0]/;

@@ -5,8 +5,8 @@ import type { TransportAttempt } from './transport.js';
  *
  * Why not an AbortController per attempt: on Node 20 making its signal and listening on it costs
  * several microseconds and weighs on the garbage collector; the dispatcher benchmark measured it
- * as the largest single cost per notification. undici accepts an emitter-like object with `aborted` and
- * `reason` as a signal, so the built-in transport listens here, and a real AbortSignal is made only
+ * as the largest single cost per notification. undici accepts an emitter-like object with `reason`
+ * as a signal, so the built-in transport listens here, and a real AbortSignal is made only
  * for a transport that reads `signal`.
  *
  * @example
@@ -16,7 +16,9 @@ import type { TransportAttempt } from './transport.js';
  * ```
  */
 export class AttemptAbort implements TransportAttempt {
-  aborted = false;
+  // No public `aborted`: undici 8 takes any object with `aborted` for a native AbortSignal (and
+  // rejects it); without one it listens through once/removeListener, and reads `reason`.
+  #aborted = false;
   reason: unknown = undefined;
   readonly attempt: number;
   #controller: AbortController | undefined;
@@ -32,7 +34,7 @@ export class AttemptAbort implements TransportAttempt {
   get signal(): AbortSignal {
     if (this.#controller === undefined) {
       this.#controller = new AbortController();
-      if (this.aborted) this.#controller.abort(this.reason);
+      if (this.#aborted) this.#controller.abort(this.reason);
     }
     return this.#controller.signal;
   }
@@ -59,8 +61,8 @@ export class AttemptAbort implements TransportAttempt {
 
   /** Aborts once; later calls do nothing. */
   abort(reason: unknown): void {
-    if (this.aborted) return;
-    this.aborted = true;
+    if (this.#aborted) return;
+    this.#aborted = true;
     this.reason = reason;
     this.#controller?.abort(reason);
     const listeners = this.#listeners;

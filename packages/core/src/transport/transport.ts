@@ -53,10 +53,11 @@ export interface Transport {
 export function toAfterwardError(
   error: unknown,
   request: TransportRequest,
-  signal: { readonly aborted: boolean; readonly reason: unknown },
+  signal: { readonly reason: unknown },
   beforeSent: boolean,
 ): AfterwardError {
-  if (signal.aborted && isAfterwardError(signal.reason)) return signal.reason;
+  // An abort's reason is set only once aborted, and ours is always an AfterwardError.
+  if (isAfterwardError(signal.reason)) return signal.reason;
   if (isAfterwardError(error)) return error;
   const code = (error as { code?: unknown } | null)?.code;
   switch (code) {

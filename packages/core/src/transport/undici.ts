@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { Agent, buildConnector, Client } from 'undici';
 import type { Dispatcher } from 'undici';
 import { abortSourceOf } from './attempt-abort.js';
+import { checkInteger, checkKeys, checkObject, DEFAULTS } from '../options/options.js';
 import type { AddressGuard } from '../policy/guard.js';
 import type { DeliveryResponse } from '../notification/handle.js';
 import {
@@ -31,6 +32,53 @@ export interface UndiciTransportOptions {
 
 type Connector = buildConnector.connector;
 
+// `satisfies` makes a new option in UndiciTransportOptions a compile error here until it is listed.
+const TRANSPORT_KEYS = Object.keys({
+  maxResponseBytes: true,
+  guard: true,
+  keepAliveTimeout: true,
+  connectionsPerOrigin: true,
+} satisfies Record<keyof UndiciTransportOptions, true>);
+
+/** {@link UndiciTransportOptions} with the defaults filled in. */
+export interface ResolvedUndiciTransportOptions {
+  maxResponseBytes: number;
+  guard: AddressGuard | undefined;
+  keepAliveTimeout: number;
+  connectionsPerOrigin: number;
+}
+
+/**
+ * Validates the undici transport's options (typos included) and fills in the defaults. Pure;
+ * throws InvalidArgumentError.
+ *
+ * @example
+ * ```ts
+ * resolveUndiciTransportOptions({}).keepAliveTimeout; // 4000
+ * ```
+ */
+export function resolveUndiciTransportOptions(
+  options: UndiciTransportOptions,
+): ResolvedUndiciTransportOptions {
+  checkKeys('createUndiciTransport options', checkObject('options', options), TRANSPORT_KEYS);
+  const defaults = DEFAULTS.transport;
+  return {
+    maxResponseBytes:
+      options.maxResponseBytes === undefined
+        ? DEFAULTS.maxResponseBytes
+        : checkInteger('maxResponseBytes', options.maxResponseBytes, 0, 16 * 1024 * 1024),
+    guard: options.guard,
+    keepAliveTimeout:
+      options.keepAliveTimeout === undefined
+        ? defaults.keepAliveTimeout
+        : checkInteger('keepAliveTimeout', options.keepAliveTimeout, 1),
+    connectionsPerOrigin:
+      options.connectionsPerOrigin === undefined
+        ? defaults.connectionsPerOrigin
+        : checkInteger('connectionsPerOrigin', options.connectionsPerOrigin, 1, 10_000),
+  };
+}
+
 /**
  * The default transport, on undici: pooled keep-alive connections for `confirm: 'response'`, and a
  * dedicated connection per attempt for `confirm: 'sent'`, closed as soon as the request bytes are
@@ -56,10 +104,11 @@ class UndiciTransport implements Transport {
   readonly #clients = new Set<Client>();
 
   constructor(options: UndiciTransportOptions) {
-    this.#maxResponseBytes = options.maxResponseBytes ?? 64 * 1024;
-    this.#guard = options.guard;
-    this.#keepAliveTimeout = options.keepAliveTimeout ?? 4_000;
-    this.#connections = options.connectionsPerOrigin ?? 16;
+    const resolved = resolveUndiciTransportOptions(options);
+    this.#maxResponseBytes = resolved.maxResponseBytes;
+    this.#guard = resolved.guard;
+    this.#keepAliveTimeout = resolved.keepAliveTimeout;
+    this.#connections = resolved.connectionsPerOrigin;
   }
 
   send(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
@@ -96,7 +145,8 @@ class UndiciTransport implements Transport {
         method: request.method,
         headers: request.headers as string[],
         body: request.body,
-        signal: abortSourceOf(attempt),
+        // The cheap switch has the subset of EventEmitter undici uses (once, removeListener, reason).
+        signal: abortSourceOf(attempt) as AbortSignal,
         headersTimeout: request.timeout.response,
         // The dispatcher's total deadline bounds the body, including a receiver that trickles bytes.
         bodyTimeout: 0,
@@ -170,14 +220,13 @@ class UndiciTransport implements Transport {
         return;
       }
       attempt.signal.addEventListener('abort', onAbort, { once: true });
-      // onRequestSent is undici's legacy-handler hook for "request fully written"; undici 7 still
-      // calls it, its typings just no longer list it.
-      const handler = {
-        onConnect: () => undefined,
+      const handler: Dispatcher.DispatchHandler = {
+        onRequestStart: () => undefined,
+        // undici calls onRequestSent once the whole request was handed to socket.write.
         onRequestSent: () => {
-          // undici has called socket.write; an empty write's callback runs once every earlier
-          // byte has been handed to the kernel, so closing after it cannot lose the tail. It gets
-          // an error instead when the connection broke first: then the request did not leave.
+          // An empty write's callback runs once every earlier byte has been handed to the kernel,
+          // so closing after it cannot lose the tail. It gets an error instead when the
+          // connection broke first: then the request did not leave.
           const written = (): void => {
             flushed = true;
             finish({ kind: 'sent' });
@@ -191,18 +240,19 @@ class UndiciTransport implements Transport {
             });
           }
         },
-        // An answer can come before the body was read (a 413, say); only the flush decides.
-        onHeaders: () => false,
-        onData: () => true,
-        onComplete: () => undefined,
-        onError: (error: Error) => {
+        // An answer can come before the body was read (a 413, say); only the flush decides, so
+        // the answer is not read at all.
+        onResponseStart: (controller) => controller.pause(),
+        onResponseData: () => undefined,
+        onResponseEnd: () => undefined,
+        onResponseError: (_controller, error) => {
           finish(
             flushed
               ? { kind: 'sent' }
               : { kind: 'error', error: toAfterwardError(error, request, attempt.signal, true) },
           );
         },
-      } as Dispatcher.DispatchHandler;
+      };
       client.dispatch(
         {
           origin: request.origin,
