@@ -3,7 +3,7 @@ export { createAttemptRunner } from './attempt/runner.js';
 export type { AttemptReport, AttemptRunner, AttemptRunnerOptions } from './attempt/runner.js';
 export { decide } from './policy/decide.js';
 export type { DecideContext, Decision, RetryPolicy } from './policy/decide.js';
-export { fromNotificationJson, newKey, toNotificationJson } from './notification/json.js';
+export { fromNotificationJson, newKey, storageKey, toNotificationJson } from './notification/json.js';
 export type { NotificationJson, NotificationRequest, NotificationSource } from './notification/json.js';
 export { createMemoryStore, MemoryStore } from './queue/memory-store.js';
 export type {

@@ -3,6 +3,7 @@
  * hands it what a durable store needs (attempts as they start, retries with notBefore, the final
  * outcome), and takes back records a store recovered.
  */
+import { execFileSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   createMemoryStore,
@@ -22,18 +23,24 @@ afterEach(async () => {
 type Call = [string, ...unknown[]];
 
 /** A memory store that writes down every call, as a durable store would persist it. */
-function recordingStore(recovered: NotificationJson[] = []): NotificationStore & { calls: Call[] } {
+function recordingStore(
+  recovered: NotificationJson[] = [],
+): NotificationStore & { calls: Call[]; storageKeys: string[] } {
   const inner = createMemoryStore({ maxQueued: 100, maxQueuedBytes: 1 << 20, overflow: 'reject' });
   const calls: Call[] = [];
+  const storageKeys: string[] = [];
   return {
     calls,
+    storageKeys,
     open(host: StoreHost) {
       calls.push(['open']);
       for (const json of recovered) inner.put(host.revive(json));
       if (recovered.length > 0) host.wake();
     },
     put(record) {
-      calls.push(['put', record.key, record.json().id]);
+      const json = record.json();
+      storageKeys.push(json.key);
+      calls.push(['put', record.key, json.id]);
       return inner.put(record);
     },
     take(now, admit) {
@@ -48,7 +55,9 @@ function recordingStore(recovered: NotificationJson[] = []): NotificationStore &
       inner.release(record);
     },
     settle(record, outcome) {
-      calls.push(['settle', record.key, outcome]);
+      // Copied, as a store persists it: the outcome is only read during the call.
+      const { state, status, errorCode, errorMessage } = outcome;
+      calls.push(['settle', record.key, { state, status, errorCode, errorMessage }]);
       inner.settle(record, outcome);
     },
     remove(key) {
@@ -127,6 +136,27 @@ describe('the store option', () => {
     const keyB = b.calls.find(([name]) => name === 'put')?.[1];
     expect(keyA).not.toBe('same');
     expect(keyA).not.toBe(keyB);
+  });
+
+  it('serialises with a storage key unique across processes and restarts', () => {
+    const store = recordingStore();
+    const handle = dispatcherOn(store, []).send('https://hooks.example.com/x', { json: { n: 1 } });
+    const [key] = store.storageKeys;
+    expect(key).toMatch(/^[0-9a-z]+-[0-9a-f-]+-[0-9a-z]+$/);
+    expect(key).not.toBe(handle.id);
+    const backend = new URL('../dist/backend.js', import.meta.url).href;
+    const keyOf = (): string =>
+      execFileSync(
+        process.execPath,
+        ['-e', `import(${JSON.stringify(backend)}).then((m) => console.log(m.newKey()))`],
+        {
+          encoding: 'utf8',
+        },
+      ).trim();
+    const [a, b] = [keyOf(), keyOf()];
+    const prefix = (k: string): string => k.slice(0, k.lastIndexOf('-'));
+    expect(prefix(a)).not.toBe(prefix(b));
+    expect(prefix(a)).not.toBe(prefix(key ?? ''));
   });
 
   it('removes a cancelled waiting notification and settles it as cancelled', () => {

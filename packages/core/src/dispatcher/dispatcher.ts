@@ -1,12 +1,12 @@
 import { EventEmitter } from 'node:events';
-import { attemptOnce } from '../attempt/attempt.js';
+import { armDeadline, thrownResult } from '../attempt/attempt.js';
 import { HookRunner } from '../after-response/hooks.js';
 import type { DeliveryHandle } from '../notification/handle.js';
-import { fromNotificationJson, newKey, type NotificationJson } from '../notification/json.js';
+import { fromNotificationJson, localKey, type NotificationJson } from '../notification/json.js';
 import { Notification } from '../notification/notification.js';
-import { checkInteger } from '../options/options.js';
+import { checkInteger, DEFAULTS } from '../options/options.js';
 import { breakerOutcome, OriginBreakers } from '../policy/breaker.js';
-import { decide } from '../policy/decide.js';
+import { decide, type DecideContext } from '../policy/decide.js';
 import { Scheduler } from '../queue/scheduler.js';
 import type { NotificationStore, StoredRecord } from '../queue/store.js';
 import {
@@ -125,6 +125,8 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   readonly #hooks: HookRunner;
   readonly #lifecycle: Lifecycle;
   readonly #scheduler: Scheduler;
+  /** Reused for every decision (decide() keeps nothing): no object per attempt. */
+  readonly #decideContext: DecideContext = { attempt: 0, retry: DEFAULTS.retry, now: 0 };
   #accepting = true;
   #closed = false;
   #closing: Promise<CloseResult> | undefined;
@@ -307,7 +309,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     if (this.#httpsOnly && request.url.protocol !== 'https:') {
       throw new InvalidArgumentError(`httpsOnly: refusing ${request.url.protocol} URL ${request.origin}`);
     }
-    const notification = new Notification(newKey(), request, this.#lifecycle);
+    const notification = new Notification(localKey(), request, this.#lifecycle);
     this.#lifecycle.track(notification);
     const signal = request.signal;
     if (signal !== undefined) {
@@ -381,8 +383,18 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     const abort = new AttemptAbort(notification.attempts + 1);
     notification.begin(abort);
     this.#store.attempt(notification);
-    // The normalised request already has the transport's shape: no copy per attempt.
-    const result = await attemptOnce(this.#transport, notification.request, abort);
+    // The normalised request already has the transport's shape: no copy per attempt. The steps of
+    // attemptOnce(), inline: this runs once per attempt, and an async frame less is measurable.
+    const { request } = notification;
+    const timer = armDeadline(request, abort);
+    let result: TransportResult;
+    try {
+      result = await this.#transport.send(request, abort);
+    } catch (error) {
+      result = thrownResult(error, request, abort);
+    } finally {
+      clearTimeout(timer);
+    }
     notification.end();
     this.#scheduler.finished(notification.origin, breakerOutcome(result, notification.settled));
     if (notification.settled) {
@@ -396,11 +408,11 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
 
   #apply(notification: Notification, result: TransportResult): void {
     const response = result.kind === 'response' ? result.response : undefined;
-    const decision = decide(result, {
-      attempt: notification.attempts,
-      retry: notification.request.retry,
-      now: Date.now(),
-    });
+    const context = this.#decideContext;
+    context.attempt = notification.attempts;
+    context.retry = notification.request.retry;
+    context.now = Date.now();
+    const decision = decide(result, context);
     switch (decision.kind) {
       case 'delivered':
         notification.settle('delivered', undefined, response);

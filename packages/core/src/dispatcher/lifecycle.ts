@@ -1,9 +1,8 @@
 import type { EventEmitter } from 'node:events';
 import type { FinalState } from '../notification/handle.js';
 import type { Notification, NotificationLifecycle } from '../notification/notification.js';
-import type { NotificationStore, SettleOutcome } from '../queue/store.js';
+import type { NotificationStore } from '../queue/store.js';
 import type { Logger } from '../util/logger.js';
-import { HttpStatusError } from '../util/errors.js';
 import type { DeliveryEvent, DispatcherEventName, DispatcherEvents } from './events.js';
 
 /** Something besides the queue that `drain()` flushes and waits for (partial batches, hooks). */
@@ -88,7 +87,7 @@ export class Lifecycle implements NotificationLifecycle {
     this.live.delete(notification.key);
     // A record whose attempt is still running (cancelled mid-request) stays leased, counted
     // against the bounds, until the attempt returns and frees the slot: see {@link release}.
-    if (!notification.inFlight) this.#store.settle(notification, outcomeOf(notification));
+    if (!notification.inFlight) this.#store.settle(notification, notification);
     this.counts[state]++;
     // Built only when someone listens: this runs once per notification.
     if (this.#emitter.listenerCount(state) > 0) {
@@ -120,7 +119,7 @@ export class Lifecycle implements NotificationLifecycle {
 
   /** The attempt of a notification settled meanwhile (a cancel) has returned: the store may forget it now. */
   release(notification: Notification): void {
-    this.#store.settle(notification, outcomeOf(notification));
+    this.#store.settle(notification, notification);
   }
 
   addParticipant(participant: DrainParticipant): () => void {
@@ -177,15 +176,4 @@ export class Lifecycle implements NotificationLifecycle {
       }
     }
   }
-}
-
-/** The final outcome a store keeps (a durable one turns failed and dropped into dead letters). */
-export function outcomeOf(notification: Notification): SettleOutcome {
-  const { error, response } = notification;
-  return {
-    state: notification.state as FinalState,
-    status: response?.status ?? (error instanceof HttpStatusError ? error.status : null),
-    errorCode: error?.code ?? null,
-    errorMessage: error?.message ?? null,
-  };
 }

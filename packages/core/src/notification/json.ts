@@ -60,6 +60,7 @@ export interface NotificationRequest {
 
 /** What {@link toNotificationJson} reads: a live notification has these fields. */
 export interface NotificationSource {
+  /** A local key (made a storage key by {@link storageKey}) or a storage key. */
   readonly key: string;
   readonly request: NotificationRequest;
   readonly attempts: number;
@@ -81,7 +82,7 @@ export function toNotificationJson(source: NotificationSource): NotificationJson
   const { request } = source;
   return {
     v: 1,
-    key: source.key,
+    key: storageKey(source.key),
     id: request.id,
     url: request.url.href,
     origin: request.origin,
@@ -130,15 +131,42 @@ export function fromNotificationJson(json: NotificationJson): NotificationReques
 // bits would be too, but a UUID per notification costs more than the counter on the hot path).
 const PREFIX = `${Date.now().toString(36)}-${globalThis.crypto.randomUUID().slice(0, 18)}-`;
 let counter = 0;
+const LOCAL = /^\d+$/;
 
 /**
- * A storage key unique across processes and restarts: a per-process random prefix and a counter.
+ * A key unique within this process: a counter, short and cheap to hash, as the in-memory indexes
+ * use it. {@link storageKey} makes it unique across processes and restarts.
  *
  * @example
  * ```ts
- * newKey(); // 'mi3k2x1a-3f6c2a9e-41b7-4c-1'
+ * localKey(); // '41'
+ * ```
+ */
+export function localKey(): string {
+  return String(++counter);
+}
+
+/**
+ * The storage key of a notification: unique across processes and restarts (a per-process random
+ * prefix before the local key). A key that already is one (a recovered notification's) is kept.
+ *
+ * @example
+ * ```ts
+ * storageKey('41'); // 'mi3k2x1a-3f6c2a9e-41b7-4c-41'
+ * ```
+ */
+export function storageKey(key: string): string {
+  return LOCAL.test(key) ? PREFIX + key : key;
+}
+
+/**
+ * A new storage key, unique across processes and restarts.
+ *
+ * @example
+ * ```ts
+ * const key = newKey();
  * ```
  */
 export function newKey(): string {
-  return PREFIX + (++counter).toString(36);
+  return storageKey(localKey());
 }

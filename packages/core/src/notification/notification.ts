@@ -1,6 +1,6 @@
-import { CancelledError, type AfterwardError } from '../util/errors.js';
+import { CancelledError, HttpStatusError, type AfterwardError } from '../util/errors.js';
 import type { NormalizedRequest } from '../request/request.js';
-import type { StoredRecord } from '../queue/store.js';
+import type { SettleOutcome, StoredRecord } from '../queue/store.js';
 import {
   FINAL,
   type DeliveryHandle,
@@ -52,7 +52,7 @@ const RESOLVED: Promise<void> = Promise.resolve();
  * n.settle('delivered', undefined, response);
  * ```
  */
-export class Notification implements DeliveryHandle, StoredRecord {
+export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome {
   readonly key: string;
   readonly id: string;
   readonly url: string;
@@ -122,6 +122,17 @@ export class Notification implements DeliveryHandle, StoredRecord {
   get bytes(): number {
     return this.#request?.body?.length ?? 0;
   }
+  /** The last HTTP status, for the store's {@link SettleOutcome} (no object per settle). */
+  get status(): number | null {
+    return this.#response?.status ?? (this.#error instanceof HttpStatusError ? this.#error.status : null);
+  }
+  get errorCode(): string | null {
+    return this.#error?.code ?? null;
+  }
+  get errorMessage(): string | null {
+    return this.#error?.message ?? null;
+  }
+
   /** True while an attempt is running (it may already be settled, by a cancel). */
   get inFlight(): boolean {
     return this.#abort !== undefined;

@@ -28,6 +28,10 @@ export interface DecideContext {
   random?: () => number;
 }
 
+const SENT: Decision = Object.freeze({ kind: 'sent' });
+// One frozen decision per 2xx status: `decide` runs once per attempt, and most attempts deliver.
+const DELIVERED: Array<Extract<Decision, { kind: 'delivered' }> | undefined> = [];
+
 /**
  * Pure: turns an attempt's result into what happens next (never `hold`: that is the breaker's
  * answer before an attempt, given by the attempt runner). 2xx is delivered; `'sent'` is sent;
@@ -45,10 +49,12 @@ export function decide(result: TransportResult, context: DecideContext): Exclude
   let error: AfterwardError;
   switch (result.kind) {
     case 'sent':
-      return { kind: 'sent' };
+      return SENT as Extract<Decision, { kind: 'sent' }>;
     case 'response': {
       const { status, statusText, headers } = result.response;
-      if (status >= 200 && status < 300) return { kind: 'delivered', status };
+      if (status >= 200 && status < 300) {
+        return (DELIVERED[status - 200] ??= Object.freeze({ kind: 'delivered', status }));
+      }
       error = statusError(status, statusText, headers, context.retry, context.now);
       break;
     }

@@ -1,4 +1,4 @@
-import type { FinalState } from '../notification/handle.js';
+import type { DeliveryState } from '../notification/handle.js';
 import type { NotificationJson } from '../notification/json.js';
 import type { OverflowPolicy } from '../options/options.js';
 
@@ -8,7 +8,10 @@ import type { OverflowPolicy } from '../options/options.js';
  * when it needs the serialisable form (a durable store, off the call path).
  */
 export interface StoredRecord {
-  /** Unique across processes and restarts. */
+  /**
+   * Unique within this process, short and cheap to hash for in-memory indexes. `json().key` is the
+   * storage key, unique across processes and restarts; a revived record's key is its storage key.
+   */
   readonly key: string;
   readonly origin: string;
   /** Body bytes, counted against `maxQueuedBytes`. */
@@ -44,15 +47,19 @@ export interface StoreLimits {
   overflow: OverflowPolicy;
 }
 
-/** How a record ended, for {@link NotificationStore.settle}: a durable store keeps failed and dropped ones as dead letters. */
+/**
+ * How a record ended, for {@link NotificationStore.settle}: a durable store keeps failed and
+ * dropped ones as dead letters. Read it during the call (it may be the live notification).
+ */
 export interface SettleOutcome {
-  state: FinalState;
+  /** Always a final state: delivered, sent, failed, cancelled or dropped. */
+  readonly state: DeliveryState;
   /** The last HTTP status, if any. */
-  status: number | null;
-  /** The AfterwardError code of the last error, e.g. `'AFTERWARD_HTTP_STATUS'`. */
-  errorCode: string | null;
+  readonly status: number | null;
+  /** The AfterwardError code of the last error, e.g. `'AFTERWARD_ERR_HTTP_STATUS'`. */
+  readonly errorCode: string | null;
   /** The last error's message (never the URL's path, query or userinfo). */
-  errorMessage: string | null;
+  readonly errorMessage: string | null;
 }
 
 /** What a store may call back on the dispatcher that opened it. */
