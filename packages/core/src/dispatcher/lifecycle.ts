@@ -38,6 +38,7 @@ export class Lifecycle implements NotificationLifecycle {
   readonly #participants: DrainParticipant[] = [];
   readonly #idleWaiters = new Set<() => void>();
   #wake: () => void = () => undefined;
+  #pendingExtra: () => number = () => 0;
 
   constructor(emitter: EventEmitter, logger: Logger, store: NotificationStore) {
     this.#emitter = emitter;
@@ -142,8 +143,6 @@ export class Lifecycle implements NotificationLifecycle {
     this.#idleWaiters.add(waiter);
     return () => this.#idleWaiters.delete(waiter);
   }
-
-  #pendingExtra: () => number = () => 0;
 
   /** What else counts as pending (hooks), read on every idle check. */
   countAlso(pending: () => number): void {
