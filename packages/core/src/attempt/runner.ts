@@ -10,13 +10,12 @@ import {
 } from '../options/options.js';
 import { breakerOutcome, OriginBreakers, resolveBreaker, type BreakerOptions } from '../policy/breaker.js';
 import { decide, type Decision } from '../policy/decide.js';
-import { createAddressGuard, type GuardSetting } from '../policy/guard.js';
-import { createSigner, type SigningOptions } from '../policy/signing.js';
+import type { GuardSetting } from '../policy/guard.js';
+import type { SigningOptions } from '../policy/signing.js';
 import { addHeaders, type HeadersInput } from '../request/request.js';
 import { AttemptAbort } from '../transport/attempt-abort.js';
-import { signedTransport } from '../transport/signed.js';
+import { composeTransport } from '../transport/compose.js';
 import type { Transport, TransportRequest, TransportResult } from '../transport/transport.js';
-import { createUndiciTransport } from '../transport/undici.js';
 import { CancelledError, InvalidArgumentError, NetworkError } from '../util/errors.js';
 import { rateLimitLogger, stderrLogger, type Logger } from '../util/logger.js';
 import type { RetryOptions, TimeoutOptions } from '../options/options.js';
@@ -117,19 +116,12 @@ export function createAttemptRunner(options: AttemptRunnerOptions = {}): Attempt
     options.maxResponseBytes === undefined
       ? DEFAULTS.maxResponseBytes
       : checkInteger('maxResponseBytes', options.maxResponseBytes, 0, 16 * 1024 * 1024);
-  const guard = options.guard === undefined ? undefined : createAddressGuard(options.guard);
-  if (options.transport !== undefined && guard !== undefined) {
-    throw new InvalidArgumentError(
-      'guard applies to the built-in transport; pass it to your transport instead',
-    );
-  }
-  const base =
-    options.transport ??
-    createUndiciTransport({ maxResponseBytes, ...(guard === undefined ? {} : { guard }) });
-  const transport =
-    options.signing === undefined
-      ? base
-      : signedTransport(base, createSigner(checkObject('signing', options.signing)));
+  const transport = composeTransport({
+    transport: options.transport,
+    guard: options.guard,
+    signing: options.signing,
+    maxResponseBytes,
+  });
   const breakerOptions = resolveBreaker(options.breaker);
   const breaker =
     breakerOptions === undefined

@@ -1,12 +1,9 @@
-import { createAddressGuard } from '../policy/guard.js';
 import { resolveBreaker, type BreakerOptions } from '../policy/breaker.js';
-import { createSigner } from '../policy/signing.js';
 import { createMemoryStore } from '../queue/memory-store.js';
 import type { NotificationStore } from '../queue/store.js';
 import { addHeaders, type RequestDefaults } from '../request/request.js';
-import { signedTransport } from '../transport/signed.js';
+import { composeTransport } from '../transport/compose.js';
 import type { Transport } from '../transport/transport.js';
-import { createUndiciTransport } from '../transport/undici.js';
 import { InvalidArgumentError } from '../util/errors.js';
 import { rateLimitLogger, stderrLogger, type Logger } from '../util/logger.js';
 import {
@@ -104,14 +101,12 @@ export function resolveDispatcherOptions(options: DispatcherOptions): ResolvedDi
   }
   const headers: string[] = [];
   if (options.headers !== undefined) addHeaders(headers, options.headers);
-  const signer =
-    options.signing === undefined ? undefined : createSigner(checkObject('signing', options.signing));
   const request: RequestDefaults = {
     timeout: resolveTimeout('timeout', options.timeout, DEFAULTS.timeout),
     retry: resolveRetry('retry', options.retry, DEFAULTS.retry),
     headers,
     userAgent,
-    canSign: signer !== undefined,
+    canSign: options.signing !== undefined,
   };
   if (options.httpsOnly !== undefined && typeof options.httpsOnly !== 'boolean') {
     throw new InvalidArgumentError(`httpsOnly must be a boolean, got ${show(options.httpsOnly)}`);
@@ -133,19 +128,7 @@ export function resolveDispatcherOptions(options: DispatcherOptions): ResolvedDi
     options.maxResponseBytes === undefined
       ? DEFAULTS.maxResponseBytes
       : checkInteger('maxResponseBytes', options.maxResponseBytes, 0, 16 * 1024 * 1024);
-  const guard = options.guard === undefined ? undefined : createAddressGuard(options.guard);
   const breaker = resolveBreaker(options.breaker);
-  if (
-    options.transport !== undefined &&
-    (typeof options.transport.send !== 'function' || typeof options.transport.close !== 'function')
-  ) {
-    throw new InvalidArgumentError('transport must have send() and close() methods');
-  }
-  if (options.transport !== undefined && guard !== undefined) {
-    throw new InvalidArgumentError(
-      'guard applies to the built-in transport; pass it to your transport instead',
-    );
-  }
   const hookConcurrency =
     options.hookConcurrency === undefined
       ? DEFAULTS.hookConcurrency
@@ -157,13 +140,14 @@ export function resolveDispatcherOptions(options: DispatcherOptions): ResolvedDi
   if (options.store !== undefined && !isStore(options.store)) {
     throw new InvalidArgumentError(`store must implement NotificationStore, got ${show(options.store)}`);
   }
-  const base =
-    options.transport ??
-    createUndiciTransport({
-      maxResponseBytes,
-      connectionsPerOrigin: concurrencyPerOrigin,
-      ...(guard === undefined ? {} : { guard }),
-    });
+  // Signing is a decorator around the transport: the dispatcher never signs anything itself.
+  const transport = composeTransport({
+    transport: options.transport,
+    guard: options.guard,
+    signing: options.signing,
+    maxResponseBytes,
+    connectionsPerOrigin: concurrencyPerOrigin,
+  });
   return {
     concurrency,
     concurrencyPerOrigin,
@@ -177,7 +161,7 @@ export function resolveDispatcherOptions(options: DispatcherOptions): ResolvedDi
     hookTimeout,
     breaker,
     store: options.store ?? createMemoryStore({ maxQueued, maxQueuedBytes, overflow }),
-    transport: signer === undefined ? base : signedTransport(base, signer),
+    transport,
   };
 }
 
