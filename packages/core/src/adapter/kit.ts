@@ -44,7 +44,14 @@ export interface AdapterSpec<TTarget extends object, TInfo extends ResponseInfo>
   ): TInfo;
 }
 
-/** `fireAndForget` and `after` as methods whose `this` is the target. */
+/**
+ * `fireAndForget` and `after` as methods whose `this` is the target.
+ *
+ * @example
+ * ```ts
+ * kit.methods.fireAndForget.call(res, 'https://hooks.example.com', { json: { ok: true } });
+ * ```
+ */
 export interface AdapterMethods<TTarget, TInfo extends ResponseInfo> {
   fireAndForget(this: TTarget, ...args: unknown[]): DeliveryHandle;
   after(this: TTarget, fn: HookFn<TInfo>, options?: AfterOptions<TInfo>): void;

@@ -50,7 +50,14 @@ export interface AttemptRunnerOptions {
   maxResponseBytes?: number;
 }
 
-/** What one attempt came to, and what to do next. */
+/**
+ * What one attempt came to, and what to do next.
+ *
+ * @example
+ * ```ts
+ * const { result, decision } = await runner.run(json, signal);
+ * ```
+ */
 export interface AttemptReport {
   /** The transport's result (for `hold`, an error result: no request was made). */
   result: TransportResult;

@@ -41,7 +41,14 @@ export interface NotificationJson {
   createdAt: number;
 }
 
-/** The request fields a notification is serialised from, and rebuilt into. */
+/**
+ * The request fields a notification is serialised from, and rebuilt into.
+ *
+ * @example
+ * ```ts
+ * const request: NotificationRequest = fromNotificationJson(json);
+ * ```
+ */
 export interface NotificationRequest {
   readonly id: string;
   readonly url: URL;
@@ -58,7 +65,14 @@ export interface NotificationRequest {
   readonly sign: boolean;
 }
 
-/** What {@link toNotificationJson} reads: a live notification has these fields. */
+/**
+ * What {@link toNotificationJson} reads: a live notification has these fields.
+ *
+ * @example
+ * ```ts
+ * toNotificationJson({ key, request, attempts: 0, notBefore: 0, createdAt: Date.now() });
+ * ```
+ */
 export interface NotificationSource {
   /** A local key (made a storage key by {@link storageKey}) or a storage key. */
   readonly key: string;

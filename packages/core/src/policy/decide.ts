@@ -3,12 +3,24 @@ import type { RetryOptions } from '../options/options.js';
 import type { TransportResult } from '../transport/transport.js';
 import { backoffDelay, statusError } from './retry.js';
 
-/** The retry policy a decision applies: attempts in all, and the backoff window. */
+/**
+ * The retry policy a decision applies: attempts in all, and the backoff window.
+ *
+ * @example
+ * ```ts
+ * const policy: RetryPolicy = { ...DEFAULTS.retry, attempts: 3 };
+ * ```
+ */
 export type RetryPolicy = RetryOptions;
 
 /**
  * What to do after an attempt. `hold` means the breaker refused it: not an attempt; try again at
  * `until`.
+ *
+ * @example
+ * ```ts
+ * if (decision.kind === 'retry') setTimeout(retry, decision.delay);
+ * ```
  */
 export type Decision =
   | { kind: 'delivered'; status: number }
@@ -17,7 +29,14 @@ export type Decision =
   | { kind: 'failed'; error: AfterwardError }
   | { kind: 'hold'; until: number };
 
-/** What {@link decide} needs besides the result. */
+/**
+ * What {@link decide} needs besides the result.
+ *
+ * @example
+ * ```ts
+ * decide(result, { attempt: job.attempts + 1, retry: job.retry, now: Date.now() });
+ * ```
+ */
 export interface DecideContext {
   /** The attempt that produced the result (1 for the first). */
   attempt: number;

@@ -1,7 +1,14 @@
 import type { BreakerOutcome, OriginBreakers } from '../policy/breaker.js';
 import type { NotificationStore, StoredRecord } from './store.js';
 
-/** Time as the scheduler sees it; injected so tests can drive it by hand or with fake timers. */
+/**
+ * Time as the scheduler sees it; injected so tests can drive it by hand or with fake timers.
+ *
+ * @example
+ * ```ts
+ * const clock: Clock = { now: () => fakeNow, setTimeout: (fn, ms) => timers.add(fn, ms), clearTimeout: (t) => timers.delete(t) };
+ * ```
+ */
 export interface Clock {
   now(): number;
   /** A timer that must not hold the process open. */
@@ -25,7 +32,14 @@ export const systemClock: Clock = {
   },
 };
 
-/** Settings of a {@link Scheduler}. */
+/**
+ * Settings of a {@link Scheduler}.
+ *
+ * @example
+ * ```ts
+ * new Scheduler({ store, concurrency: 32, concurrencyPerOrigin: 16, start: (record) => run(record) });
+ * ```
+ */
 export interface SchedulerOptions {
   store: NotificationStore;
   /** Attempts in flight at once, over all origins. */

@@ -6,6 +6,11 @@ import type { OverflowPolicy } from '../options/options.js';
  * One notification as a store sees it. The dispatcher owns the object and writes `attempts` and
  * `notBefore` before it calls the store; the store reads them, and calls {@link StoredRecord.json}
  * when it needs the serialisable form (a durable store, off the call path).
+ *
+ * @example
+ * ```ts
+ * const row = { key: record.json().key, due: record.notBefore, data: JSON.stringify(record.json()) };
+ * ```
  */
 export interface StoredRecord {
   /**
@@ -26,7 +31,15 @@ export interface StoredRecord {
   json(): NotificationJson;
 }
 
-/** What {@link NotificationStore.put} did with a new record. */
+/**
+ * What {@link NotificationStore.put} did with a new record.
+ *
+ * @example
+ * ```ts
+ * const result = store.put(record);
+ * if (!result.accepted) throw new QueueFullError('full');
+ * ```
+ */
 export type PutResult =
   | {
       accepted: true;
@@ -37,10 +50,24 @@ export type PutResult =
     }
   | { accepted: false; reason: 'full' };
 
-/** The scheduler's answer for each due record offered by {@link NotificationStore.take}. */
+/**
+ * The scheduler's answer for each due record offered by {@link NotificationStore.take}.
+ *
+ * @example
+ * ```ts
+ * store.take(Date.now(), (record) => (busy(record.origin) ? 'skip-origin' : 'take'));
+ * ```
+ */
 export type Admit = 'take' | 'skip-origin' | 'stop';
 
-/** The bounds a store enforces on `put`. */
+/**
+ * The bounds a store enforces on `put`.
+ *
+ * @example
+ * ```ts
+ * createMemoryStore({ maxQueued: 1_000, maxQueuedBytes: 8 << 20, overflow: 'drop-oldest' });
+ * ```
+ */
 export interface StoreLimits {
   maxQueued: number;
   maxQueuedBytes: number;
@@ -50,6 +77,11 @@ export interface StoreLimits {
 /**
  * How a record ended, for {@link NotificationStore.settle}: a durable store keeps failed and
  * dropped ones as dead letters. Read it during the call (it may be the live notification).
+ *
+ * @example
+ * ```ts
+ * if (outcome.state === 'failed') deadLetters.insert({ key, status: outcome.status, code: outcome.errorCode });
+ * ```
  */
 export interface SettleOutcome {
   /** Always a final state: delivered, sent, failed, cancelled or dropped. */
@@ -62,7 +94,17 @@ export interface SettleOutcome {
   readonly errorMessage: string | null;
 }
 
-/** What a store may call back on the dispatcher that opened it. */
+/**
+ * What a store may call back on the dispatcher that opened it.
+ *
+ * @example
+ * ```ts
+ * open(host) {
+ *   for (const row of db.pending()) this.index(host.revive(JSON.parse(row.data)));
+ *   host.wake();
+ * }
+ * ```
+ */
 export interface StoreHost {
   /**
    * Makes the live record for a notification the store found in storage (left by a previous

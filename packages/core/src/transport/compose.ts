@@ -6,7 +6,14 @@ import { signedTransport } from './signed.js';
 import type { Transport } from './transport.js';
 import { createUndiciTransport } from './undici.js';
 
-/** What shapes the transport of a dispatcher or an attempt runner. */
+/**
+ * What shapes the transport of a dispatcher or an attempt runner.
+ *
+ * @example
+ * ```ts
+ * composeTransport({ guard: 'public-only', maxResponseBytes: 64 * 1024 });
+ * ```
+ */
 export interface TransportSettings {
   /** A transport of your own; undici by default. */
   transport?: Transport | undefined;
