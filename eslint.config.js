@@ -32,8 +32,14 @@ export default tseslint.config(
         {
           patterns: [
             {
-              group: ['@afterward/core/*', '!@afterward/core/testing', '../../core/*'],
-              message: 'Adapters import only the public entry of @afterward/core.',
+              group: [
+                '@afterward/core/*',
+                '!@afterward/core/testing',
+                '!@afterward/core/adapter',
+                '../../core/*',
+              ],
+              message:
+                'Adapters import only the public entries of @afterward/core (main, /adapter, /testing).',
             },
           ],
         },

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
 import { Bench } from 'tinybench';
-import { core } from './lib/packages.mjs';
+import { core, coreAdapter } from './lib/packages.mjs';
 import { goal, median, ratio } from './lib/report.mjs';
 import { runTask } from './lib/task.mjs';
 import { PAYLOAD } from './lib/payload.mjs';
@@ -18,7 +18,8 @@ const INIT = { body: BODY, headers: { 'content-type': 'application/json' } };
 
 /** Runs in a fresh child process; returns the median ns per call of each task. */
 export async function measure({ smoke }) {
-  const { createDispatcher, createAfterResponse } = await core();
+  const { createDispatcher } = await core();
+  const { createAfterResponse } = await coreAdapter();
   const transport = {
     send: async (request) =>
       request.confirm === 'sent'

@@ -9,6 +9,11 @@ export async function core() {
   return import(dist('core').href);
 }
 
+/** @returns {Promise<typeof import('../../packages/core/dist/adapter.js')>} */
+export async function coreAdapter() {
+  return import(dist('core', 'adapter.js').href);
+}
+
 /** @returns {Promise<typeof import('../../packages/core/dist/testing.js')>} */
 export async function coreTesting() {
   return import(dist('core', 'testing.js').href);

@@ -11,6 +11,7 @@ import { cleanupScope as sharedCleanupScope, FAST_RETRY, recordingLogger } from 
 import type { LogLine } from '../support/index.js';
 
 export * from '@afterward/core';
+export { createAfterResponse, type AfterResponse } from '@afterward/core/adapter';
 
 /** Deadlines short enough that a fault costs well under a second per attempt. */
 export const SHORT_TIMEOUT = { connect: 500, response: 300, total: 1000 } as const;

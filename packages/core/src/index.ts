@@ -1,40 +1,44 @@
-export { createDispatcher, isDispatcher } from './dispatcher.js';
+export { createDispatcher, isDispatcher } from './dispatcher/dispatcher.js';
 export type {
   CloseResult,
   Dispatcher,
   DispatcherOptions,
   DispatcherStats,
   DrainResult,
-} from './dispatcher.js';
-export { createBatcher } from './batch.js';
-export type { BatchAddOptions, Batcher, BatcherOptions, BatchFormat, BatchInit } from './batch.js';
-export { createAuditLog, DEFAULT_REDACT, REDACTED } from './audit.js';
-export type { AuditLog, AuditLogOptions, AuditRecord, AuditTarget } from './audit.js';
-export { createAfterResponse } from './after-response.js';
-export { resolveAfterwardOptions } from './adapter-options.js';
-export type { AfterwardOptions, ResolvedAfterwardOptions } from './adapter-options.js';
+} from './dispatcher/dispatcher.js';
+export { createBatcher } from './batch/batcher.js';
+export type { BatchAddOptions, Batcher, BatcherOptions, BatchFormat, BatchInit } from './batch/batcher.js';
+export { createAuditLog, DEFAULT_REDACT, REDACTED } from './audit/audit.js';
+export type { AuditLog, AuditLogOptions, AuditRecord, AuditTarget } from './audit/audit.js';
+export type { AfterwardOptions } from './adapter/options.js';
 export type {
   After,
   AfterOptions,
-  AfterResponse,
-  AfterResponseOptions,
   ClientAbortPolicy,
   FireAndForget,
   FireAndForgetInit,
   ResponseInfo,
   ResponseOutcome,
   When,
-} from './after-response.js';
+} from './after-response/after-response.js';
 export type {
   DeliveryHandle,
   DeliveryResponse,
   DeliveryResult,
   DeliveryState,
   FinalState,
-} from './handle.js';
-export type { ConfirmMode, HeadersInput, QueryInput, QueryValue, SendInit, SendRequest } from './request.js';
-export type { OverflowPolicy, RetryOptions, TimeoutOptions } from './options.js';
-export type { BreakerOptions } from './breaker.js';
+} from './notification/handle.js';
+export type { NotificationJson } from './notification/json.js';
+export type {
+  ConfirmMode,
+  HeadersInput,
+  QueryInput,
+  QueryValue,
+  SendInit,
+  SendRequest,
+} from './request/request.js';
+export type { OverflowPolicy, RetryOptions, TimeoutOptions } from './options/options.js';
+export type { BreakerOptions } from './policy/breaker.js';
 export type {
   CircuitEvent,
   DeliveryEvent,
@@ -42,23 +46,31 @@ export type {
   DispatcherEvents,
   HookErrorEvent,
   RetryEvent,
-} from './events.js';
-export type { HookFn } from './hooks.js';
-export type { Logger } from './logger.js';
-export { createMemoryStore, MemoryStore } from './store.js';
-export type { Admit, NotificationStore, PutResult, StoreLimits, StoredRecord } from './store.js';
-export { createUndiciTransport } from './transport.js';
+} from './dispatcher/events.js';
+export type { HookFn } from './after-response/hooks.js';
+export type { Logger } from './util/logger.js';
+export { createMemoryStore, MemoryStore } from './queue/memory-store.js';
+export type {
+  Admit,
+  NotificationStore,
+  PutResult,
+  SettleOutcome,
+  StoreHost,
+  StoredRecord,
+  StoreLimits,
+} from './queue/store.js';
+export { createUndiciTransport } from './transport/undici.js';
+export type { UndiciTransportOptions } from './transport/undici.js';
 export type {
   Transport,
   TransportAttempt,
   TransportRequest,
   TransportResult,
-  UndiciTransportOptions,
-} from './transport.js';
-export { createSigner } from './signing.js';
-export type { Signer, SigningOptions } from './signing.js';
-export { createAddressGuard, refusedReason } from './guard.js';
-export type { AddressGuard, GuardOptions, GuardSetting } from './guard.js';
+} from './transport/transport.js';
+export { createSigner } from './policy/signing.js';
+export type { Signer, SigningOptions } from './policy/signing.js';
+export { createAddressGuard, refusedReason } from './policy/guard.js';
+export type { AddressGuard, GuardOptions, GuardSetting } from './policy/guard.js';
 export {
   AfterwardError,
   BlockedAddressError,
@@ -74,5 +86,5 @@ export {
   NotInstalledError,
   QueueFullError,
   TimeoutError,
-} from './errors.js';
-export type { AfterwardErrorCode, TimeoutPhase } from './errors.js';
+} from './util/errors.js';
+export type { AfterwardErrorCode, TimeoutPhase } from './util/errors.js';

@@ -7,15 +7,14 @@ import {
 } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { createAfterResponse, type AfterResponse } from '../src/adapter.js';
 import {
   CancelledError,
-  createAfterResponse,
   createDispatcher,
   HookError,
   HookTimeoutError,
   InvalidArgumentError,
   QueueFullError,
-  type AfterResponse,
   type ClientAbortPolicy,
   type Dispatcher,
   type HookErrorEvent,

@@ -1,16 +1,16 @@
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { cleanupScope, listen, waitUntil } from '../../../test/support/index.js';
-import type { ResponseInfo } from '../src/after-response.js';
+import type { ResponseInfo } from '../src/after-response/after-response.js';
 import {
   createAuditLog,
   DEFAULT_REDACT,
   REDACTED,
   type AuditLogOptions,
   type AuditRecord,
-} from '../src/audit.js';
-import { InvalidArgumentError } from '../src/errors.js';
-import type { Logger } from '../src/logger.js';
+} from '../src/audit/audit.js';
+import { InvalidArgumentError } from '../src/util/errors.js';
+import type { Logger } from '../src/util/logger.js';
 import { createTestDispatcher, type RecordingTransport } from '../src/testing.js';
 
 type Info = ResponseInfo<IncomingMessage, ServerResponse>;

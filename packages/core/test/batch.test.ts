@@ -1,16 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { cleanupScope, startReceiver, type Receiver } from '../../../test/support/index.js';
-import { createBatcher } from '../src/batch.js';
-import { createDispatcher, type Dispatcher } from '../src/dispatcher.js';
+import { cleanupScope, startReceiver, waitUntil, type Receiver } from '../../../test/support/index.js';
+import { createBatcher } from '../src/batch/batcher.js';
+import { createDispatcher, type Dispatcher } from '../src/dispatcher/dispatcher.js';
 import {
   CancelledError,
   ClosedError,
   DroppedError,
   HttpStatusError,
   InvalidArgumentError,
-} from '../src/errors.js';
-import type { DeliveryEvent } from '../src/events.js';
-import type { Logger } from '../src/logger.js';
+} from '../src/util/errors.js';
+import type { DeliveryEvent } from '../src/dispatcher/events.js';
+import type { Logger } from '../src/util/logger.js';
 import { createTestDispatcher } from '../src/testing.js';
 
 const URL_ = 'http://batch.test/ingest';
@@ -132,6 +132,26 @@ describe('createBatcher', () => {
     const handle = batcher.add('x');
     await handle.done;
     expect(seen).toBe('retrying');
+  });
+
+  it('shows a batch in flight on its items: queued, then sending, then its outcome', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    let answer: (status: number) => void = () => undefined;
+    transport.respondWith(() => new Promise<number>((resolve) => (answer = resolve)));
+    const batcher = createBatcher(dispatcher, { url: URL_, maxItems: 2 });
+    const handles = [batcher.add(1), batcher.add(2)];
+    expect(handles.map((h) => h.state)).toEqual(['queued', 'queued']);
+    await waitUntil(() => transport.requests.length === 1, { message: 'the batch never left' });
+    expect(handles.map((h) => [h.state, h.attempts])).toEqual([
+      ['sending', 1],
+      ['sending', 1],
+    ]);
+    answer(204);
+    const results = await Promise.all(handles.map((h) => h.done));
+    expect(results.map((r) => [r.state, r.attempts])).toEqual([
+      ['delivered', 1],
+      ['delivered', 1],
+    ]);
   });
 
   it('fails every item of a batch that fails', async () => {

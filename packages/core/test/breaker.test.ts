@@ -6,8 +6,8 @@ import {
   resolveBreaker,
   type BreakerOptions,
   type BreakerOutcome,
-} from '../src/breaker.js';
-import { createDispatcher } from '../src/dispatcher.js';
+} from '../src/policy/breaker.js';
+import { createDispatcher } from '../src/dispatcher/dispatcher.js';
 import {
   BlockedAddressError,
   CancelledError,
@@ -15,8 +15,8 @@ import {
   NetworkError,
   TimeoutError,
   type AfterwardError,
-} from '../src/errors.js';
-import type { TransportResult } from '../src/transport.js';
+} from '../src/util/errors.js';
+import type { TransportResult } from '../src/transport/transport.js';
 
 const A = 'https://a.example.com';
 const B = 'https://b.example.com';

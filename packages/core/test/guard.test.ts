@@ -3,8 +3,8 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Agent, buildConnector, request } from 'undici';
 import { afterAll, beforeAll, describe, it, expect } from 'vitest';
-import { BlockedAddressError, InvalidArgumentError } from '../src/errors.js';
-import { createAddressGuard, refusedReason, type AddressGuard } from '../src/guard.js';
+import { BlockedAddressError, InvalidArgumentError } from '../src/util/errors.js';
+import { createAddressGuard, refusedReason, type AddressGuard } from '../src/policy/guard.js';
 
 // Written as customers type them into a webhook settings form.
 const REFUSED_URLS = [

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { rateLimitLogger } from '../src/logger.js';
+import { rateLimitLogger } from '../src/util/logger.js';
 import { recordingLogger, waitUntil } from '../../../test/support/index.js';
 
 describe('rateLimitLogger', () => {

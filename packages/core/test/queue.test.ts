@@ -8,7 +8,7 @@ import {
   type Dispatcher,
   type DispatcherOptions,
 } from '../src/index.js';
-import { DEFAULTS } from '../src/options.js';
+import { DEFAULTS } from '../src/options/options.js';
 import { createRecordingTransport, type RecordingTransport } from '../src/testing.js';
 import {
   cleanupScope,

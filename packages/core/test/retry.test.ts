@@ -6,8 +6,8 @@ import {
   type Dispatcher,
   type RetryEvent,
 } from '../src/index.js';
-import { DEFAULTS } from '../src/options.js';
-import { backoffDelay, isRetryableStatus, parseRetryAfter, statusError } from '../src/retry.js';
+import { DEFAULTS } from '../src/options/options.js';
+import { backoffDelay, isRetryableStatus, parseRetryAfter, statusError } from '../src/policy/retry.js';
 import {
   redirect,
   refusingPort,

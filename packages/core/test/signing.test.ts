@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import { describe, it, expect } from 'vitest';
-import { InvalidArgumentError } from '../src/errors.js';
-import { createSigner } from '../src/signing.js';
+import { InvalidArgumentError } from '../src/util/errors.js';
+import { createSigner } from '../src/policy/signing.js';
 
 // Secrets in the form Standard Webhooks documents: whsec_ + base64 of 24 random bytes.
 const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';

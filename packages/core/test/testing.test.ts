@@ -1,7 +1,8 @@
 import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { createAfterResponse, createDispatcher, NetworkError, TimeoutError } from '../src/index.js';
+import { createAfterResponse } from '../src/adapter.js';
+import { createDispatcher, NetworkError, TimeoutError } from '../src/index.js';
 import { createRecordingTransport, createTestDispatcher, drain } from '../src/testing.js';
 import { recordingLogger, guardUnhandledRejections } from '../../../test/support/index.js';
 

@@ -1,15 +1,5 @@
-import {
-  createAfterResponse,
-  NotInstalledError,
-  resolveAfterwardOptions,
-  type AfterOptions,
-  type AfterResponse,
-  type AfterwardOptions,
-  type DeliveryHandle,
-  type Dispatcher,
-  type HookFn,
-  type ResolvedAfterwardOptions,
-} from '@afterward/core';
+import type { AfterOptions, AfterwardOptions, DeliveryHandle, Dispatcher, HookFn } from '@afterward/core';
+import { createAdapterKit, resolveAfterwardOptions } from '@afterward/core/adapter';
 import Koa from 'koa';
 import type { Context, Next } from 'koa';
 import { responseInfo } from './response-info.js';
@@ -31,62 +21,29 @@ export interface AfterwardMiddleware {
   readonly dispatcher: Dispatcher;
 }
 
-/** What the middleware leaves on each context; the parked work itself is only made on first use. */
-interface Slot {
-  readonly settings: ResolvedAfterwardOptions;
-  readonly startedAt: number;
-  work: AfterResponse<KoaResponseInfo> | undefined;
-}
+const kit = createAdapterKit<Context, KoaResponseInfo>({
+  receiver: 'ctx',
+  noun: 'request',
+  callers: 'the middleware that calls',
+  response: (ctx) => ctx.res,
+  describe: (ctx, outcome, durationMs) => responseInfo(ctx, outcome, durationMs),
+});
 
-const kSlot = Symbol('afterward.koa');
-type Tracked = Context & { [kSlot]?: Slot };
-
-function workOf(ctx: Context, method: string): AfterResponse<KoaResponseInfo> {
-  const slot = (ctx as Tracked)[kSlot];
-  if (slot === undefined) {
-    throw new NotInstalledError(
-      `ctx.${method}() was called on a request the afterward middleware never saw: ` +
-        `install app.use(afterward()) before the middleware that calls ctx.${method}`,
-    );
-  }
-  slot.work ??= createAfterResponse<KoaResponseInfo>(ctx.res, {
-    ...slot.settings,
-    startedAt: slot.startedAt,
-    describe: (outcome, durationMs) => responseInfo(ctx, outcome, durationMs),
-  });
-  return slot.work;
-}
-
-const contextMethods = {
-  fireAndForget(this: Context, ...args: unknown[]): DeliveryHandle {
-    const work = workOf(this, 'fireAndForget');
-    return (work.fireAndForget as (...input: unknown[]) => DeliveryHandle)(...args);
-  },
-  after(this: Context, fn: HookFn<KoaResponseInfo>, options?: AfterOptions<KoaResponseInfo>): void {
-    workOf(this, 'after').after(fn, options);
-  },
-};
-
+// ctx.response carries the same methods, working on its context.
 const responseMethods = {
   fireAndForget(this: Koa.Response, ...args: unknown[]): DeliveryHandle {
-    return contextMethods.fireAndForget.apply(this.ctx, args);
+    return kit.methods.fireAndForget.apply(this.ctx, args);
   },
   after(this: Koa.Response, fn: HookFn<KoaResponseInfo>, options?: AfterOptions<KoaResponseInfo>): void {
-    contextMethods.after.call(this.ctx, fn, options);
+    kit.methods.after.call(this.ctx, fn, options);
   },
 };
-
-function install(target: object, methods: object): void {
-  for (const [name, value] of Object.entries(methods)) {
-    Object.defineProperty(target, name, { value, writable: true, configurable: true, enumerable: false });
-  }
-}
 
 // Koa's base context and response prototypes (every app's context inherits from them), so that
 // a request reached without the middleware throws NotInstalledError rather than a TypeError.
 const probe = new Koa();
-install(Object.getPrototypeOf(probe.context) as object, contextMethods);
-install(Object.getPrototypeOf(probe.response) as object, responseMethods);
+kit.install(Object.getPrototypeOf(probe.context) as object);
+kit.install(Object.getPrototypeOf(probe.response) as object, responseMethods);
 
 /**
  * Koa middleware that gives every later middleware `ctx.fireAndForget(url, init)` and
@@ -106,13 +63,11 @@ export function afterward(options: AfterwardOptions = {}): AfterwardMiddleware {
   const settings = resolveAfterwardOptions(options);
   function afterwardMiddleware(ctx: Context, next: Next): Promise<unknown> {
     // Another copy of koa (a second install, koa 2 next to 3): patch its app's prototypes once.
-    if (ctx.fireAndForget !== contextMethods.fireAndForget) {
-      install(Object.getPrototypeOf(ctx) as object, contextMethods);
-    }
+    if (!kit.installedOn(ctx)) kit.install(Object.getPrototypeOf(ctx) as object);
     if (ctx.response.fireAndForget !== responseMethods.fireAndForget) {
-      install(Object.getPrototypeOf(ctx.response) as object, responseMethods);
+      kit.install(Object.getPrototypeOf(ctx.response) as object, responseMethods);
     }
-    (ctx as Tracked)[kSlot] ??= { settings, startedAt: performance.now(), work: undefined };
+    kit.track(ctx, settings);
     return next();
   }
   return Object.assign(afterwardMiddleware, { dispatcher: settings.dispatcher });

@@ -1,0 +1,152 @@
+import type { ServerResponse } from 'node:http';
+import {
+  createAfterResponse,
+  type AfterOptions,
+  type AfterResponse,
+  type ResponseInfo,
+  type ResponseOutcome,
+} from '../after-response/after-response.js';
+import type { HookFn } from '../after-response/hooks.js';
+import type { DeliveryHandle } from '../notification/handle.js';
+import { NotInstalledError } from '../util/errors.js';
+import type { ResolvedAfterwardOptions } from './options.js';
+
+/**
+ * What a framework adapter tells the kit: how its handlers name the object the methods live on,
+ * where the Node response is, and how to describe a finished response.
+ *
+ * @example
+ * ```ts
+ * const kit = createAdapterKit<Response, ExpressResponseInfo>({
+ *   receiver: 'res', noun: 'response', callers: 'the routes that call',
+ *   response: (res) => res, capture: (res) => routeOf(res.req),
+ *   describe: (res, outcome, durationMs, route) => responseInfo(res.req, res, outcome, durationMs, route),
+ * });
+ * ```
+ */
+export interface AdapterSpec<TTarget extends object, TInfo extends ResponseInfo> {
+  /** How handlers write the object, for error messages: `'res'`, `'ctx'`. */
+  receiver: string;
+  /** What one target stands for, for error messages: `'response'`, `'request'`. */
+  noun: string;
+  /** Who calls the methods, for error messages: `'the routes that call'`. */
+  callers: string;
+  /** The Node response behind a target. */
+  response(target: TTarget): ServerResponse;
+  /** Read at the first call, inside the handler (a route pattern may be gone by the finish). */
+  capture?(target: TTarget): string | undefined;
+  /** The info lazy payloads, `when` and hooks get once the response ended. */
+  describe(
+    target: TTarget,
+    outcome: ResponseOutcome,
+    durationMs: number,
+    captured: string | undefined,
+  ): TInfo;
+}
+
+/**
+ * `fireAndForget` and `after` as methods whose `this` is the target.
+ *
+ * @example
+ * ```ts
+ * kit.methods.fireAndForget.call(res, 'https://hooks.example.com', { json: { ok: true } });
+ * ```
+ */
+export interface AdapterMethods<TTarget, TInfo extends ResponseInfo> {
+  fireAndForget(this: TTarget, ...args: unknown[]): DeliveryHandle;
+  after(this: TTarget, fn: HookFn<TInfo>, options?: AfterOptions<TInfo>): void;
+}
+
+/**
+ * Everything an adapter shares with every other: the per-target slot, the methods, their
+ * installation, and the {@link NotInstalledError} for a target the middleware never saw.
+ *
+ * @example
+ * ```ts
+ * kit.install(express.response);
+ * app.use((req, res, next) => { kit.track(res, settings); next(); });
+ * ```
+ */
+export interface AdapterKit<TTarget extends object, TInfo extends ResponseInfo> {
+  readonly methods: AdapterMethods<TTarget, TInfo>;
+  /** Defines `methods` (or others, such as delegates on a sibling prototype) on `target`, non-enumerable. */
+  install(target: object, methods?: object): void;
+  /** True when `target.fireAndForget` is this kit's method (a second copy of the framework is not). */
+  installedOn(target: object): boolean;
+  /** Marks a target as seen by the middleware; its parked work is made on first use. */
+  track(target: TTarget, settings: ResolvedAfterwardOptions): void;
+}
+
+interface Slot<TInfo extends ResponseInfo> {
+  readonly settings: ResolvedAfterwardOptions;
+  readonly startedAt: number;
+  captured: string | undefined;
+  work: AfterResponse<TInfo> | undefined;
+}
+
+/**
+ * Creates the framework-neutral part of an adapter; what is left to write is the framework's.
+ *
+ * @example
+ * ```ts
+ * const kit = createAdapterKit<Context, KoaResponseInfo>({
+ *   receiver: 'ctx', noun: 'request', callers: 'the middleware that calls',
+ *   response: (ctx) => ctx.res,
+ *   describe: (ctx, outcome, durationMs) => responseInfo(ctx, outcome, durationMs),
+ * });
+ * ```
+ */
+export function createAdapterKit<TTarget extends object, TInfo extends ResponseInfo>(
+  spec: AdapterSpec<TTarget, TInfo>,
+): AdapterKit<TTarget, TInfo> {
+  const kSlot = Symbol(`afterward.${spec.receiver}`);
+  type Tracked = TTarget & { [kSlot]?: Slot<TInfo> };
+
+  function workOf(target: TTarget, method: string): AfterResponse<TInfo> {
+    const slot = (target as Tracked)[kSlot];
+    if (slot === undefined) {
+      throw new NotInstalledError(
+        `${spec.receiver}.${method}() was called on a ${spec.noun} the afterward middleware never saw: ` +
+          `install app.use(afterward()) before ${spec.callers} ${spec.receiver}.${method}`,
+      );
+    }
+    if (slot.captured === undefined && spec.capture !== undefined) slot.captured = spec.capture(target);
+    slot.work ??= createAfterResponse<TInfo>(spec.response(target), {
+      ...slot.settings,
+      startedAt: slot.startedAt,
+      describe: (outcome, durationMs) =>
+        spec.describe(target, outcome, durationMs, slot.captured ?? spec.capture?.(target)),
+    });
+    return slot.work;
+  }
+
+  const methods: AdapterMethods<TTarget, TInfo> = {
+    fireAndForget(this: TTarget, ...args: unknown[]): DeliveryHandle {
+      const work = workOf(this, 'fireAndForget');
+      return (work.fireAndForget as (...input: unknown[]) => DeliveryHandle)(...args);
+    },
+    after(this: TTarget, fn: HookFn<TInfo>, options?: AfterOptions<TInfo>): void {
+      workOf(this, 'after').after(fn, options);
+    },
+  };
+
+  return {
+    methods,
+    install(target, installed = methods) {
+      for (const [name, value] of Object.entries(installed)) {
+        Object.defineProperty(target, name, { value, writable: true, configurable: true, enumerable: false });
+      }
+    },
+    installedOn(target) {
+      return (target as { fireAndForget?: unknown }).fireAndForget === methods.fireAndForget;
+    },
+    track(target, settings) {
+      (target as Tracked)[kSlot] ??= {
+        settings,
+        startedAt: performance.now(),
+        captured: undefined,
+        work: undefined,
+      };
+    },
+  };
+}

@@ -1,0 +1,313 @@
+import type { ServerResponse } from 'node:http';
+import onFinished from 'on-finished';
+import { internalsOf, type DispatcherInternal } from '../dispatcher/dispatcher.js';
+import type { Dispatcher } from '../dispatcher/types.js';
+import type { Notification } from '../notification/notification.js';
+import { CancelledError, InvalidArgumentError, isAfterwardError, QueueFullError } from '../util/errors.js';
+import type { DeliveryHandle } from '../notification/handle.js';
+import type { HookFn } from './hooks.js';
+import { checkInteger, DEFAULTS, show } from '../options/options.js';
+import { serializeJson, type SendInit } from '../request/request.js';
+
+/** How the client response ended: fully handed to the socket, or cut off by the client. */
+export type ResponseOutcome = 'finished' | 'aborted';
+
+/**
+ * What after-response work learns about the response it followed.
+ *
+ * @example
+ * ```ts
+ * res.after((info) => metrics.timing('http', info.durationMs, { route: info.route, status: info.statusCode }));
+ * ```
+ */
+export interface ResponseInfo<TReq = unknown, TRes = unknown> {
+  outcome: ResponseOutcome;
+  statusCode: number;
+  /** From the middleware seeing the request to the response finishing (or aborting). */
+  durationMs: number;
+  method: string;
+  /** The original URL of the request (path and query). */
+  url: string;
+  /** The route pattern, where the framework knows it (`/users/:id`). */
+  route: string | undefined;
+  req: TReq;
+  res: TRes;
+}
+
+/**
+ * Which responses parked work runs for: `'always'` (default), `'ok'` (status below 400 and not
+ * aborted), `'error'` (status 400 or more, not aborted), `'aborted'`, or a predicate.
+ */
+export type When<TInfo = ResponseInfo> = 'always' | 'ok' | 'error' | 'aborted' | ((info: TInfo) => boolean);
+
+/** `send()`'s init, plus a payload that may be computed from the finished response, and `when`. */
+export interface FireAndForgetInit<TInfo = ResponseInfo> extends Omit<SendInit, 'json'> {
+  /** The JSON payload, or a function of the finished response that returns it (run once, after it finished). */
+  json?: unknown;
+  when?: When<TInfo>;
+}
+
+/** Options of `after()`. */
+export interface AfterOptions<TInfo = ResponseInfo> {
+  when?: When<TInfo>;
+  /** Milliseconds before the hook's signal aborts and its slot is freed. Default: the dispatcher's `hookTimeout`. */
+  timeout?: number;
+}
+
+/**
+ * `res.fireAndForget(url, init)`: validate now, send once the response has finished.
+ *
+ * @example
+ * ```ts
+ * res.fireAndForget('https://hooks.example.com', { json: (info) => ({ status: info.statusCode }) });
+ * ```
+ */
+export interface FireAndForget<TInfo = ResponseInfo> {
+  (url: string | URL, init?: FireAndForgetInit<TInfo>): DeliveryHandle;
+  (request: FireAndForgetInit<TInfo> & { url: string | URL }): DeliveryHandle;
+}
+
+/**
+ * `res.after(fn, options)`: run `fn` once the response has finished, bounded, with a timeout and a signal.
+ *
+ * @example
+ * ```ts
+ * res.after(async (info, signal) => { await db.insert(auditRow(info), { signal }); }, { when: 'ok' });
+ * ```
+ */
+export type After<TInfo = ResponseInfo> = (fn: HookFn<TInfo>, options?: AfterOptions<TInfo>) => void;
+
+/** What parked work does when the client disconnects before the response finished. */
+export type ClientAbortPolicy = 'send' | 'cancel';
+
+/** Options of {@link createAfterResponse}. */
+export interface AfterResponseOptions<TInfo extends ResponseInfo> {
+  dispatcher: Dispatcher;
+  /** Default `'send'`: an audit trail records aborted requests too. */
+  onClientAbort?: ClientAbortPolicy;
+  /** `performance.now()` when the request was first seen; durations count from it. Default: now. */
+  startedAt?: number;
+  /** Most items one response may park; more throws QueueFullError at the call. Default 1 000. */
+  maxPerResponse?: number;
+  /** Builds the info given to lazy payloads, `when` and hooks, once the response has ended. */
+  describe: (outcome: ResponseOutcome, durationMs: number) => TInfo;
+}
+
+/** The parked work of one response. */
+export interface AfterResponse<TInfo extends ResponseInfo> {
+  fireAndForget: FireAndForget<TInfo>;
+  after: After<TInfo>;
+  /** True once the response has ended and the parked work was released. */
+  readonly released: boolean;
+}
+
+type Parked<TInfo> =
+  | {
+      kind: 'send';
+      notification: Notification;
+      json: ((info: TInfo) => unknown) | undefined;
+      when: When<TInfo>;
+    }
+  | { kind: 'hook'; fn: HookFn<TInfo>; timeout: number; when: When<TInfo>; held: boolean };
+
+const WHEN_VALUES = ['always', 'ok', 'error', 'aborted'];
+
+/**
+ * Parks notifications and hooks on a Node `ServerResponse` and releases them exactly once, when
+ * on-finished reports the response ended. The framework adapters are thin layers over this.
+ *
+ * Listening for `'finish'` alone would be wrong: it never fires when the client disconnects
+ * first, and the parked work would leak. on-finished also covers `'close'` and socket errors.
+ *
+ * @example
+ * ```ts
+ * const work = createAfterResponse(res, { dispatcher, describe: (outcome, durationMs) => ({ ...}) });
+ * work.fireAndForget('https://hooks.example.com', { json: { done: true } });
+ * ```
+ */
+export function createAfterResponse<TInfo extends ResponseInfo>(
+  res: ServerResponse,
+  options: AfterResponseOptions<TInfo>,
+): AfterResponse<TInfo> {
+  return new ResponseWork(res, options);
+}
+
+class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
+  readonly #res: ServerResponse;
+  readonly #internal: DispatcherInternal;
+  readonly #options: AfterResponseOptions<TInfo>;
+  readonly #startedAt: number;
+  readonly #max: number;
+  #parked: Array<Parked<TInfo>> | undefined;
+  #info: TInfo | undefined;
+
+  constructor(res: ServerResponse, options: AfterResponseOptions<TInfo>) {
+    this.#res = res;
+    this.#internal = internalsOf(options.dispatcher);
+    this.#options = options;
+    this.#startedAt = options.startedAt ?? performance.now();
+    this.#max = options.maxPerResponse ?? DEFAULTS.adapter.maxPerResponse;
+  }
+
+  get released(): boolean {
+    return this.#info !== undefined;
+  }
+
+  readonly fireAndForget: FireAndForget<TInfo> = (
+    target: string | URL | (FireAndForgetInit<TInfo> & { url: string | URL }),
+    init?: FireAndForgetInit<TInfo>,
+  ): DeliveryHandle => {
+    let url: unknown = target;
+    let options: FireAndForgetInit<TInfo> | undefined = init;
+    if (typeof target === 'object' && target !== null && !(target instanceof URL)) {
+      if (init !== undefined)
+        throw new InvalidArgumentError('fireAndForget({ url, ...init }) takes no second argument');
+      const { url: inner, ...rest } = target;
+      url = inner;
+      options = rest;
+    }
+    const when = options?.when ?? 'always';
+    checkWhen(when);
+    this.#checkRoom();
+    const json = options?.json;
+    const lazy = typeof json === 'function' ? (json as (info: TInfo) => unknown) : undefined;
+    // Passed as is (no copy on the hot path): the dispatcher accepts `when` and a json function
+    // for parked work, validating the rest now.
+    const notification = this.#internal.prepare(url, options, true);
+    this.#park({ kind: 'send', notification, json: lazy, when });
+    return notification;
+  };
+
+  readonly after: After<TInfo> = (fn, options = {}) => {
+    if (typeof fn !== 'function') throw new InvalidArgumentError(`after() needs a function, got ${show(fn)}`);
+    if (typeof options !== 'object' || options === null) {
+      throw new InvalidArgumentError(`after() options must be an object, got ${show(options)}`);
+    }
+    const when = options.when ?? 'always';
+    checkWhen(when);
+    const timeout =
+      options.timeout === undefined
+        ? this.#internal.hooks.defaultTimeout
+        : checkInteger('after() timeout', options.timeout, 1);
+    this.#checkRoom();
+    this.#park({ kind: 'hook', fn, timeout, when, held: false });
+  };
+
+  /** Throws before anything is created, so a refused call leaves nothing behind. */
+  #checkRoom(): void {
+    if (this.#info === undefined && this.#parked !== undefined && this.#parked.length >= this.#max) {
+      throw new QueueFullError(`one response may park at most ${this.#max} items`);
+    }
+  }
+
+  #park(item: Parked<TInfo>): void {
+    if (this.#info !== undefined) {
+      // The response already ended (work added from a 'finish' listener, say): release at once.
+      this.#release(item, this.#info);
+      return;
+    }
+    if (this.#parked === undefined) {
+      this.#parked = [];
+      // Attached on first use, so requests that park nothing cost nothing.
+      onFinished(this.#res, () => this.#releaseAll());
+    }
+    if (item.kind === 'hook') {
+      item.held = true;
+      this.#internal.hooks.hold();
+    }
+    this.#parked.push(item);
+  }
+
+  #releaseAll(): void {
+    if (this.#info !== undefined) return;
+    const outcome: ResponseOutcome = this.#res.writableFinished ? 'finished' : 'aborted';
+    let info: TInfo;
+    try {
+      info = this.#options.describe(outcome, performance.now() - this.#startedAt);
+    } catch (error) {
+      this.#internal.logger.error({ err: error }, 'afterward: describing the response failed');
+      info = {
+        outcome,
+        statusCode: this.#res.statusCode,
+        durationMs: 0,
+        method: '',
+        url: '',
+        route: undefined,
+      } as TInfo;
+    }
+    this.#info = info;
+    const parked = this.#parked ?? [];
+    this.#parked = undefined;
+    for (const item of parked) this.#release(item, info);
+  }
+
+  #release(item: Parked<TInfo>, info: TInfo): void {
+    const skip = skipReason(item.when, info, this.#options.onClientAbort ?? 'send');
+    if (item.kind === 'hook') {
+      if (skip === undefined) this.#internal.hooks.run(item.fn, info, item.timeout);
+      if (item.held) this.#internal.hooks.unhold();
+      return;
+    }
+    const { notification } = item;
+    if (skip !== undefined) {
+      notification.settle('cancelled', new CancelledError(skip));
+      return;
+    }
+    if (item.json !== undefined && !notification.settled) {
+      try {
+        notification.setBody(serializeJson(item.json(info)));
+      } catch (error) {
+        const typed = isAfterwardError(error)
+          ? error
+          : new InvalidArgumentError(
+              `the json function threw: ${(error as Error)?.message ?? String(error)}`,
+              { cause: error },
+            );
+        notification.settle('failed', typed);
+        return;
+      }
+    }
+    this.#internal.submit(notification);
+  }
+}
+
+/** Throws InvalidArgumentError unless `when` is one of the names or a function. */
+export function checkWhen(when: unknown): void {
+  if (typeof when !== 'function' && !WHEN_VALUES.includes(when as string)) {
+    throw new InvalidArgumentError(
+      `when must be 'always', 'ok', 'error', 'aborted' or a function, got ${show(when)}`,
+    );
+  }
+}
+
+/** Why parked work does not run for this response, or undefined when it does. */
+export function skipReason<TInfo extends ResponseInfo>(
+  when: When<TInfo>,
+  info: TInfo,
+  onAbort: ClientAbortPolicy,
+): string | undefined {
+  if (info.outcome === 'aborted' && onAbort === 'cancel')
+    return 'the client disconnected before the response finished';
+  let matches: boolean;
+  switch (when) {
+    case 'always':
+      matches = true;
+      break;
+    case 'ok':
+      matches = info.outcome === 'finished' && info.statusCode < 400;
+      break;
+    case 'error':
+      matches = info.outcome === 'finished' && info.statusCode >= 400;
+      break;
+    case 'aborted':
+      matches = info.outcome === 'aborted';
+      break;
+    default:
+      try {
+        matches = when(info) === true;
+      } catch (error) {
+        return `the when predicate threw: ${(error as Error)?.message ?? String(error)}`;
+      }
+  }
+  return matches ? undefined : `when: ${typeof when === 'function' ? 'predicate' : when} did not match`;
+}

@@ -1,0 +1,153 @@
+import {
+  CancelledError,
+  DroppedError,
+  HookError,
+  HookTimeoutError,
+  type AfterwardError,
+} from '../util/errors.js';
+
+/** A unit of after-response work: gets what happened and a signal that aborts on timeout or shutdown. */
+export type HookFn<TInfo> = (info: TInfo, signal: AbortSignal) => unknown;
+
+interface HookTask {
+  fn: HookFn<unknown>;
+  info: unknown;
+  timeout: number;
+}
+
+interface Running {
+  controller: AbortController;
+  finish: (error: AfterwardError | undefined) => void;
+}
+
+/** Settings of the hook runner, resolved by the dispatcher. */
+export interface HookRunnerOptions {
+  concurrency: number;
+  timeout: number;
+  maxQueued: number;
+  onError: (error: AfterwardError, info: unknown) => void;
+  onIdle: () => void;
+}
+
+/**
+ * Runs `after()` hooks with a concurrency bound, a timeout and an AbortSignal each. A hook that
+ * throws, rejects or never settles is reported and its slot freed; it never stops the others.
+ */
+export class HookRunner {
+  readonly #options: HookRunnerOptions;
+  readonly #queue: HookTask[] = [];
+  readonly #running = new Set<Running>();
+  #completed = 0;
+  #failed = 0;
+  #held = 0;
+  #closed: AfterwardError | undefined;
+
+  constructor(options: HookRunnerOptions) {
+    this.#options = options;
+  }
+
+  /** Default per-hook timeout. */
+  get defaultTimeout(): number {
+    return this.#options.timeout;
+  }
+
+  /** Queues a hook; over the bound it is dropped and reported. */
+  run<TInfo>(fn: HookFn<TInfo>, info: TInfo, timeout = this.#options.timeout): void {
+    if (this.#closed !== undefined) {
+      // Parked on a response that finished after close(): like a notification then, not run.
+      this.#failed++;
+      this.#options.onError(new CancelledError(this.#closed), info);
+      return;
+    }
+    if (this.#queue.length >= this.#options.maxQueued) {
+      this.#failed++;
+      this.#options.onError(new DroppedError('after-response hook dropped: the hook queue is full'), info);
+      return;
+    }
+    this.#queue.push({ fn: fn as HookFn<unknown>, info, timeout });
+    this.#pump();
+  }
+
+  stats(): { queued: number; running: number; completed: number; failed: number } {
+    return {
+      queued: this.#queue.length,
+      running: this.#running.size,
+      completed: this.#completed,
+      failed: this.#failed,
+    };
+  }
+
+  pending(): number {
+    return this.#queue.length + this.#running.size + this.#held;
+  }
+
+  /** Counts a hook parked on an open response, so `drain()` waits for it. */
+  hold(): void {
+    this.#held++;
+  }
+
+  /** Undoes {@link hold} once the parked hook was run or skipped. */
+  unhold(): void {
+    this.#held--;
+    this.#options.onIdle();
+  }
+
+  /** Aborts running hooks and forgets queued ones; returns how many. */
+  cancelAll(reason: AfterwardError): number {
+    this.#closed = reason;
+    const count = this.#queue.length + this.#running.size;
+    this.#queue.length = 0;
+    for (const running of [...this.#running]) {
+      running.controller.abort(reason);
+      running.finish(new CancelledError(reason));
+    }
+    return count;
+  }
+
+  #pump(): void {
+    while (this.#running.size < this.#options.concurrency && this.#queue.length > 0) {
+      this.#start(this.#queue.shift() as HookTask);
+    }
+  }
+
+  #start(task: HookTask): void {
+    const controller = new AbortController();
+    let done = false;
+    const running: Running = {
+      controller,
+      finish: (error) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.#running.delete(running);
+        if (error === undefined) {
+          this.#completed++;
+        } else {
+          this.#failed++;
+          this.#options.onError(error, task.info);
+        }
+        this.#pump();
+        this.#options.onIdle();
+      },
+    };
+    // The slot is freed at the timeout even if the hook ignores its signal and never settles.
+    const timer = setTimeout(() => {
+      const error = new HookTimeoutError(task.timeout);
+      controller.abort(error);
+      running.finish(error);
+    }, task.timeout);
+    timer.unref();
+    this.#running.add(running);
+    let result: unknown;
+    try {
+      result = task.fn(task.info, controller.signal);
+    } catch (error) {
+      running.finish(new HookError(error));
+      return;
+    }
+    Promise.resolve(result).then(
+      () => running.finish(undefined),
+      (error: unknown) => running.finish(new HookError(error)),
+    );
+  }
+}

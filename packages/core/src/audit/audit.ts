@@ -1,0 +1,387 @@
+import { newId } from '../util/id.js';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import {
+  checkWhen,
+  skipReason,
+  type ResponseInfo,
+  type ResponseOutcome,
+  type When,
+} from '../after-response/after-response.js';
+import {
+  addUnobserved,
+  checkTarget,
+  createBatcher,
+  type BatcherOptions,
+  type BatchInit,
+  type Batcher,
+} from '../batch/batcher.js';
+import { createDispatcher, internalsOf, isDispatcher, type Dispatcher } from '../dispatcher/dispatcher.js';
+import { InvalidArgumentError } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
+import { checkInteger, checkKeys, checkObject, show } from '../options/options.js';
+
+/**
+ * Header and query-parameter names whose values never leave the process: the credential headers,
+ * and anything named like a token, password, secret, API key, signature or session. A string
+ * matches a name exactly (case-insensitive), a RegExp is tested against it.
+ *
+ * @example
+ * ```ts
+ * auditLog({ url, redact: [...DEFAULT_REDACT, 'x-customer-email'] });
+ * ```
+ */
+export const DEFAULT_REDACT: ReadonlyArray<string | RegExp> = Object.freeze([
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'set-cookie',
+  'auth',
+  /token/i,
+  /passw(or)?d|^pwd$/i,
+  /secret/i,
+  /api[-_]?key/i,
+  /^(sig|signature)$/i,
+  /credential/i,
+  /session/i,
+]);
+
+/** What replaces a redacted value. */
+export const REDACTED = '[REDACTED]';
+
+/**
+ * One audit record: what every request leaves behind, plus the fields you merge in.
+ *
+ * @example
+ * ```ts
+ * // {"id":"…","time":"2025-01-01T12:00:00.000Z","method":"GET","path":"/users/7","route":"/users/:id",
+ * //  "status":200,"durationMs":3.2,"outcome":"finished","ip":"10.0.0.1","userAgent":"curl/8", …}
+ * ```
+ */
+export interface AuditRecord {
+  /** A new UUID per record. */
+  id: string;
+  /** When the request arrived, ISO 8601. */
+  time: string;
+  method: string;
+  /** The path, without the query. */
+  path: string;
+  /** The query parameters, redacted; absent when there are none. */
+  query?: Record<string, string | string[]>;
+  /** The route pattern, where the framework knows it (`/users/:id`). */
+  route?: string | undefined;
+  status: number;
+  durationMs: number;
+  outcome: ResponseOutcome;
+  ip?: string;
+  userAgent?: string;
+  /** The request id header (`x-request-id` by default). */
+  requestId?: string;
+  /** Request headers, redacted (with `headers: true`). */
+  requestHeaders?: Record<string, string | string[]>;
+  /** Response headers, redacted (with `headers: true`). */
+  responseHeaders?: Record<string, string | string[]>;
+  /** The request body, only with the `body` option, capped, JSON keys redacted. */
+  body?: string;
+  /** True when `body` was cut at the cap. */
+  bodyTruncated?: true;
+  [field: string]: unknown;
+}
+
+/**
+ * Options of an adapter's `auditLog()` middleware and of {@link createAuditLog}.
+ *
+ * @example
+ * ```ts
+ * app.use(auditLog({
+ *   url: 'https://audit.example.com/records',
+ *   fields: (req) => ({ userId: req.user?.id, tenant: req.get('x-tenant') }),
+ *   batch: { maxItems: 500, format: 'ndjson' },
+ * }));
+ * ```
+ */
+export interface AuditLogOptions<TSubject = unknown, TInfo extends ResponseInfo = ResponseInfo> {
+  /** Where records go. */
+  url: string | URL;
+  /** The dispatcher that sends them. Default: a new `createDispatcher()`. */
+  dispatcher?: Dispatcher;
+  /** Headers, retry, timeout and the rest of `send()`'s init, for every request to `url`. */
+  init?: BatchInit;
+  /** Extra fields merged into each record (user id, tenant id). Runs after the response ended. */
+  fields?: (subject: TSubject, info: TInfo) => Record<string, unknown> | undefined;
+  /** Header, query and body-key names to redact. Replaces the default; extend it with `[...DEFAULT_REDACT, …]`. */
+  redact?: ReadonlyArray<string | RegExp>;
+  /**
+   * Include request and response headers, redacted. Default false: they triple a record's size
+   * and cost, and an audit trail rarely needs them.
+   */
+  headers?: boolean;
+  /** Include the parsed request body, capped at this many bytes (`true`: 4 KiB). Default false. */
+  body?: boolean | number;
+  /** The header carrying the request id. Default `x-request-id`. */
+  requestIdHeader?: string;
+  /** Batching of records (see `createBatcher`), or `false` to send one request per record. Default: batched. */
+  batch?: Omit<BatcherOptions, 'url' | 'init'> | false;
+  /** Which responses are recorded. Default `'always'`, aborted requests included. */
+  when?: When<TInfo>;
+}
+
+/**
+ * How an adapter describes one request to {@link AuditLog.watch}.
+ *
+ * @example
+ * ```ts
+ * log.watch(res, { subject: req, startedAt, describe, ip: () => req.ip, body: () => req.body });
+ * ```
+ */
+export interface AuditTarget<TSubject, TInfo extends ResponseInfo> {
+  /** What `fields` gets first: the Express request, the Koa context. */
+  subject: TSubject;
+  /** `performance.now()` when the request was first seen. */
+  startedAt: number;
+  /** Builds the response info once the response ended. */
+  describe(outcome: ResponseOutcome, durationMs: number): TInfo;
+  /** The client address as the framework sees it (its proxy settings applied). */
+  ip(): string | undefined;
+  /** The parsed request body; read only when body logging is on. */
+  body?(): unknown;
+}
+
+/**
+ * An audit log: watches responses and sends one record per request once it ended.
+ *
+ * @example
+ * ```ts
+ * const log = createAuditLog({ url: 'https://audit.example.com' });
+ * server.on('request', (req, res) => log.watch(res, { subject: req, startedAt: performance.now(), ... }));
+ * ```
+ */
+export interface AuditLog<TSubject, TInfo extends ResponseInfo> {
+  readonly dispatcher: Dispatcher;
+  /** The batcher records go through; undefined with `batch: false`. */
+  readonly batcher: Batcher | undefined;
+  /** Records this response once it ended (finished or aborted). Never throws for a bad response. */
+  watch(res: ServerResponse, target: AuditTarget<TSubject, TInfo>): void;
+}
+
+const OPTION_KEYS = [
+  'url',
+  'dispatcher',
+  'init',
+  'fields',
+  'redact',
+  'headers',
+  'body',
+  'requestIdHeader',
+  'batch',
+  'when',
+] as const;
+const DEFAULT_BODY_CAP = 4 * 1024;
+/** Names seen are remembered, so a header's redaction is decided once, not per request. */
+const MAX_REMEMBERED_NAMES = 1_000;
+
+/**
+ * Creates the framework-neutral audit log the adapters' `auditLog()` middleware wraps. Validates
+ * every option at once and throws {@link InvalidArgumentError} on a bad one.
+ *
+ * @example
+ * ```ts
+ * const log = createAuditLog<IncomingMessage, ResponseInfo>({ url: 'https://audit.example.com', batch: { maxItems: 200 } });
+ * ```
+ */
+export function createAuditLog<TSubject, TInfo extends ResponseInfo>(
+  options: AuditLogOptions<TSubject, TInfo>,
+): AuditLog<TSubject, TInfo> {
+  return new AuditLogImpl(options);
+}
+
+class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSubject, TInfo> {
+  readonly dispatcher: Dispatcher;
+  readonly batcher: Batcher | undefined;
+  readonly #url: string;
+  readonly #init: BatchInit;
+  readonly #logger: Logger;
+  readonly #fields: AuditLogOptions<TSubject, TInfo>['fields'];
+  readonly #redact: Redactor;
+  readonly #headers: boolean;
+  readonly #bodyCap: number;
+  readonly #requestIdHeader: string;
+  readonly #when: When<TInfo>;
+
+  constructor(options: AuditLogOptions<TSubject, TInfo>) {
+    const opts = checkObject('auditLog options', options);
+    checkKeys('auditLog options', opts, OPTION_KEYS);
+    const { dispatcher, fields, redact = DEFAULT_REDACT, headers = false, body = false } = options;
+    if (dispatcher !== undefined && !isDispatcher(dispatcher)) {
+      throw new InvalidArgumentError(`dispatcher must come from createDispatcher(), got ${show(dispatcher)}`);
+    }
+    if (fields !== undefined && typeof fields !== 'function') {
+      throw new InvalidArgumentError(`fields must be a function, got ${show(fields)}`);
+    }
+    if (!Array.isArray(redact) || !redact.every((x) => typeof x === 'string' || x instanceof RegExp)) {
+      throw new InvalidArgumentError(`redact must be an array of strings and RegExps, got ${show(redact)}`);
+    }
+    if (typeof headers !== 'boolean') {
+      throw new InvalidArgumentError(`headers must be a boolean, got ${show(headers)}`);
+    }
+    this.#bodyCap =
+      body === false ? 0 : body === true ? DEFAULT_BODY_CAP : checkInteger('body', body, 1, 16 * 1024 * 1024);
+    const requestIdHeader = options.requestIdHeader ?? 'x-request-id';
+    if (typeof requestIdHeader !== 'string' || requestIdHeader === '') {
+      throw new InvalidArgumentError(`requestIdHeader must be a header name, got ${show(requestIdHeader)}`);
+    }
+    this.#when = options.when ?? 'always';
+    checkWhen(this.#when);
+    const batch = options.batch ?? {};
+    if (batch !== false) checkObject('batch', batch);
+    this.#init = options.init === undefined ? {} : checkObject('init', options.init);
+    // Checked now, so a typo in the URL or init fails at startup, before any dispatcher is made.
+    this.#url = checkTarget(options.url, this.#init).url;
+    this.dispatcher = dispatcher ?? createDispatcher();
+    this.batcher =
+      batch === false
+        ? undefined
+        : createBatcher(this.dispatcher, { ...batch, url: options.url, init: this.#init });
+    this.#logger = internalsOf(this.dispatcher).logger;
+    this.#fields = fields;
+    this.#redact = createRedactor(redact);
+    this.#headers = headers;
+    this.#requestIdHeader = requestIdHeader.toLowerCase();
+  }
+
+  watch(res: ServerResponse, target: AuditTarget<TSubject, TInfo>): void {
+    // Not 'finish': it never fires when the client disconnects first. Not on-finished either,
+    // which the parked-work path uses: since Node 16 a ServerResponse emits 'close' exactly once,
+    // after 'finish' or on an abort, and one listener costs half of on-finished's four, which
+    // matters on a path that runs for every request (bench/audit.mjs).
+    res.once('close', () => this.#record(res, target));
+  }
+
+  #record(res: ServerResponse, target: AuditTarget<TSubject, TInfo>): void {
+    try {
+      const outcome: ResponseOutcome = res.writableFinished ? 'finished' : 'aborted';
+      const durationMs = performance.now() - target.startedAt;
+      const info = target.describe(outcome, durationMs);
+      if (skipReason(this.#when, info, 'send') !== undefined) return;
+      const record = this.#build(res, info, target);
+      if (this.batcher !== undefined) addUnobserved(this.batcher, record);
+      else this.dispatcher.send(this.#url, { ...this.#init, json: record });
+    } catch (error) {
+      // Nothing here may reach the app: a closed dispatcher or a bad fields() result is logged.
+      this.#logger.warn({ err: error }, 'afterward: an audit record could not be sent');
+    }
+  }
+
+  #build(res: ServerResponse, info: TInfo, target: AuditTarget<TSubject, TInfo>): AuditRecord {
+    const headers = res.req.headers;
+    const query = info.url.indexOf('?');
+    const record: AuditRecord = {
+      id: newId(),
+      time: new Date(Date.now() - info.durationMs).toISOString(),
+      method: info.method,
+      path: query === -1 ? info.url : info.url.slice(0, query),
+      // Left undefined when no route matched; JSON leaves it out.
+      route: info.route,
+      status: info.statusCode,
+      durationMs: Math.round(info.durationMs * 1000) / 1000,
+      outcome: info.outcome,
+    };
+    if (query !== -1) {
+      const params = this.#query(info.url.slice(query + 1));
+      if (params !== undefined) record.query = params;
+    }
+    const ip = target.ip();
+    if (ip !== undefined) record.ip = ip;
+    const userAgent = headers['user-agent'];
+    if (userAgent !== undefined) record.userAgent = userAgent;
+    const requestId = headers[this.#requestIdHeader];
+    if (requestId !== undefined)
+      record.requestId = Array.isArray(requestId) ? requestId.join(', ') : requestId;
+    if (this.#headers) {
+      record.requestHeaders = this.#headerRecord(headers);
+      record.responseHeaders = this.#headerRecord(res.getHeaders());
+    }
+    if (this.#bodyCap > 0 && target.body !== undefined) this.#addBody(record, target.body());
+    if (this.#fields !== undefined) {
+      let extra: Record<string, unknown> | undefined;
+      try {
+        extra = this.#fields(target.subject, info);
+      } catch (error) {
+        this.#logger.warn({ err: error }, 'afterward: audit fields() threw; the record goes without them');
+      }
+      if (typeof extra === 'object' && extra !== null) Object.assign(record, extra);
+    }
+    return record;
+  }
+
+  #headerRecord(headers: IncomingHttpHeaders | OutgoingHttpHeaders): Record<string, string | string[]> {
+    const out: Record<string, string | string[]> = {};
+    for (const name of Object.keys(headers)) {
+      const value = headers[name];
+      if (value === undefined) continue;
+      out[name] = this.#redact(name) ? REDACTED : Array.isArray(value) ? value.map(String) : String(value);
+    }
+    return out;
+  }
+
+  #query(search: string): Record<string, string | string[]> | undefined {
+    let params: URLSearchParams;
+    try {
+      params = new URLSearchParams(search);
+    } catch {
+      return undefined;
+    }
+    let out: Record<string, string | string[]> | undefined;
+    for (const [name, raw] of params) {
+      out ??= {};
+      const value = this.#redact(name) ? REDACTED : raw;
+      const seen = out[name];
+      out[name] = seen === undefined ? value : Array.isArray(seen) ? [...seen, value] : [seen, value];
+    }
+    return out;
+  }
+
+  #addBody(record: AuditRecord, body: unknown): void {
+    let text: string | undefined;
+    if (typeof body === 'string') text = body;
+    else if (Buffer.isBuffer(body)) text = body.toString('utf8');
+    else if (body !== undefined && body !== null) {
+      try {
+        text = JSON.stringify(body, (key, value: unknown) =>
+          key !== '' && this.#redact(key) ? REDACTED : value,
+        );
+      } catch {
+        text = undefined;
+      }
+    }
+    if (text === undefined) return;
+    const bytes = Buffer.byteLength(text);
+    if (bytes > this.#bodyCap) {
+      record.body = Buffer.from(text).subarray(0, this.#bodyCap).toString('utf8');
+      record.bodyTruncated = true;
+    } else {
+      record.body = text;
+    }
+  }
+}
+
+type Redactor = (name: string) => boolean;
+
+/** Compiles a redact list into a name test that remembers its answers. */
+function createRedactor(list: ReadonlyArray<string | RegExp>): Redactor {
+  const exact = new Set<string>();
+  const patterns: RegExp[] = [];
+  for (const entry of list) {
+    if (typeof entry === 'string') exact.add(entry.toLowerCase());
+    // A global or sticky RegExp keeps lastIndex between tests; a copy without those flags does not.
+    else patterns.push(new RegExp(entry.source, entry.flags.replace(/[gy]/g, '')));
+  }
+  const known = new Map<string, boolean>();
+  return (name) => {
+    const remembered = known.get(name);
+    if (remembered !== undefined) return remembered;
+    const lower = name.toLowerCase();
+    const hit = exact.has(lower) || patterns.some((pattern) => pattern.test(lower));
+    if (known.size < MAX_REMEMBERED_NAMES) known.set(name, hit);
+    return hit;
+  };
+}

@@ -1,0 +1,178 @@
+import type { EventEmitter } from 'node:events';
+import type { FinalState } from '../notification/handle.js';
+import type { Notification, NotificationLifecycle } from '../notification/notification.js';
+import type { NotificationStore } from '../queue/store.js';
+import type { Logger } from '../util/logger.js';
+import type { DeliveryEvent, DispatcherEventName, DispatcherEvents } from './events.js';
+
+/** Something besides the queue that `drain()` flushes and waits for (partial batches, hooks). */
+export interface DrainParticipant {
+  /** Starts sending anything held back (partial batches). */
+  flush(): void;
+  /** Items still held. */
+  pending(): number;
+}
+
+/** Counters of final states and retries, as `stats()` reports them. */
+export interface Counts {
+  delivered: number;
+  sent: number;
+  failed: number;
+  dropped: number;
+  cancelled: number;
+  retries: number;
+}
+
+/**
+ * The side effects of a notification's state changes, in one place: the store is told, counters
+ * move, events are emitted (only when someone listens), failures are logged, and `drain()`
+ * waiters are woken once nothing is pending.
+ */
+export class Lifecycle implements NotificationLifecycle {
+  readonly counts: Counts = { delivered: 0, sent: 0, failed: 0, dropped: 0, cancelled: 0, retries: 0 };
+  /** Notifications not yet final, by storage key. */
+  readonly live = new Map<string, Notification>();
+  readonly #emitter: EventEmitter;
+  readonly #logger: Logger;
+  readonly #store: NotificationStore;
+  readonly #participants: DrainParticipant[] = [];
+  readonly #idleWaiters = new Set<() => void>();
+  #wake: () => void = () => undefined;
+  #pendingExtra: () => number = () => 0;
+
+  constructor(emitter: EventEmitter, logger: Logger, store: NotificationStore) {
+    this.#emitter = emitter;
+    this.#logger = logger;
+    this.#store = store;
+  }
+
+  /** What runs the scheduler after a retry was released into the store. */
+  onRetry(wake: () => void): void {
+    this.#wake = wake;
+  }
+
+  track(notification: Notification): void {
+    this.live.set(notification.key, notification);
+  }
+
+  /** Forgets a notification that never became one (refused at the call). */
+  untrack(notification: Notification): void {
+    this.live.delete(notification.key);
+  }
+
+  cancelling(notification: Notification): boolean {
+    if (!this.live.has(notification.key)) return false;
+    if (!notification.inFlight) this.#store.remove(notification.key);
+    return true;
+  }
+
+  retried(notification: Notification, delayMs: number): void {
+    this.#store.release(notification);
+    this.counts.retries++;
+    const error = notification.error;
+    if (error !== undefined && this.#emitter.listenerCount('retry') > 0) {
+      this.emit('retry', {
+        handle: notification,
+        id: notification.id,
+        url: notification.url,
+        attempt: notification.attempts,
+        delayMs,
+        error,
+      });
+    }
+    this.#wake();
+  }
+
+  settled(notification: Notification): void {
+    const state = notification.state as FinalState;
+    this.live.delete(notification.key);
+    // A record whose attempt is still running (cancelled mid-request) stays leased, counted
+    // against the bounds, until the attempt returns and frees the slot: see {@link release}.
+    if (!notification.inFlight) this.#store.settle(notification, notification);
+    this.counts[state]++;
+    // Built only when someone listens: this runs once per notification.
+    if (this.#emitter.listenerCount(state) > 0) {
+      const event: DeliveryEvent = {
+        handle: notification,
+        id: notification.id,
+        url: notification.url,
+        method: notification.method,
+        state,
+        attempts: notification.attempts,
+        response: notification.response,
+        error: notification.error,
+      };
+      this.emit(state, event);
+    }
+    if (state === 'failed' || state === 'dropped') {
+      this.#logger.warn(
+        {
+          id: notification.id,
+          url: notification.url,
+          attempts: notification.attempts,
+          err: notification.error,
+        },
+        state === 'failed' ? 'afterward: notification failed' : 'afterward: notification dropped',
+      );
+    }
+    this.checkIdle();
+  }
+
+  /** The attempt of a notification settled meanwhile (a cancel) has returned: the store may forget it now. */
+  release(notification: Notification): void {
+    this.#store.settle(notification, notification);
+  }
+
+  addParticipant(participant: DrainParticipant): () => void {
+    this.#participants.push(participant);
+    return () => this.checkIdle();
+  }
+
+  flushParticipants(): void {
+    for (const participant of this.#participants) participant.flush();
+  }
+
+  pending(extra: number): number {
+    let held = extra;
+    for (const participant of this.#participants) held += participant.pending();
+    return this.live.size + held;
+  }
+
+  /** Resolves `waiter` once nothing is pending; returns a function that stops waiting. */
+  whenIdle(waiter: () => void): () => void {
+    this.#idleWaiters.add(waiter);
+    return () => this.#idleWaiters.delete(waiter);
+  }
+
+  /** What else counts as pending (hooks), read on every idle check. */
+  countAlso(pending: () => number): void {
+    this.#pendingExtra = pending;
+  }
+
+  idle(): boolean {
+    return this.pending(this.#pendingExtra()) === 0;
+  }
+
+  checkIdle(): void {
+    if (this.#idleWaiters.size === 0 || !this.idle()) return;
+    for (const waiter of [...this.#idleWaiters]) waiter();
+  }
+
+  emit<TEvent extends DispatcherEventName>(event: TEvent, payload: DispatcherEvents[TEvent]): void {
+    if (this.#emitter.listenerCount(event) === 0) return;
+    const report = (error: unknown): void => {
+      this.#logger.error({ err: error, event }, 'afterward: an event listener threw');
+    };
+    // Called one by one rather than through emit(): a listener that throws must not break delivery
+    // or skip the listeners after it, and an async one that rejects must not become an unhandled
+    // rejection. rawListeners keeps once() wrappers, so they still remove themselves.
+    for (const listener of this.#emitter.rawListeners(event) as Array<(payload: unknown) => unknown>) {
+      try {
+        const result = listener.call(this.#emitter, payload);
+        if (result instanceof Promise) result.catch(report);
+      } catch (error) {
+        report(error);
+      }
+    }
+  }
+}

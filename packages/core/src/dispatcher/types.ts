@@ -1,0 +1,135 @@
+import type { BreakerOptions } from '../policy/breaker.js';
+import type { GuardSetting } from '../policy/guard.js';
+import type { SigningOptions } from '../policy/signing.js';
+import type { DeliveryHandle } from '../notification/handle.js';
+import type { NotificationStore } from '../queue/store.js';
+import type { HeadersInput, SendInit, SendRequest } from '../request/request.js';
+import type { Transport } from '../transport/transport.js';
+import type { Logger } from '../util/logger.js';
+import type { OverflowPolicy, RetryOptions, TimeoutOptions } from '../options/options.js';
+import type { DispatcherEventName, DispatcherEvents } from './events.js';
+
+/**
+ * Options of {@link createDispatcher}. Every one is optional; the defaults are in the README.
+ *
+ * @example
+ * ```ts
+ * createDispatcher({ concurrency: 64, retry: { attempts: 3 }, logger: pino() });
+ * ```
+ */
+export interface DispatcherOptions {
+  /** Attempts in flight at once, over all origins. Default 32. */
+  concurrency?: number;
+  /** Attempts in flight at once to one origin, so one slow origin cannot starve the rest. Default 16. */
+  concurrencyPerOrigin?: number;
+  /** Notifications held (queued, in backoff or in flight). Default 10 000. */
+  maxQueued?: number;
+  /** Body bytes held. Default 32 MiB. */
+  maxQueuedBytes?: number;
+  /** What happens when the queue is full. Default `'drop-oldest'`. */
+  overflow?: OverflowPolicy;
+  /** Per-attempt deadlines; a number sets the total. Default connect 5 s, response 10 s, total 15 s. */
+  timeout?: number | Partial<TimeoutOptions>;
+  /** Retry policy, or `false` for one attempt. Default 5 attempts, 500 ms to 30 s, full jitter. */
+  retry?: Partial<RetryOptions> | false;
+  /** The User-Agent header. Default `afterward/<version>`. */
+  userAgent?: string;
+  /** Headers added to every notification unless it sets them itself. */
+  headers?: HeadersInput;
+  /** A pino-compatible logger; failures and drops are logged at warn, rate-limited. Default: JSON lines on stderr. */
+  logger?: Logger;
+  /** Sign every notification the Standard Webhooks way. */
+  signing?: SigningOptions;
+  /** Refuse private, loopback and other internal targets (for URLs customers type in). */
+  guard?: GuardSetting;
+  /**
+   * A circuit breaker per origin, or `false` for none. On by default: an origin where at least 10
+   * attempts in 30 s completed and half or more failed is held back for 30 s (its notifications
+   * wait, queued), then probed with one attempt.
+   */
+  breaker?: Partial<BreakerOptions> | false;
+  /** Refuse `http:` targets at the call. */
+  httpsOnly?: boolean;
+  /** Most response-body bytes read before the socket is dropped. Default 64 KiB. */
+  maxResponseBytes?: number;
+  /** `after()` hooks running at once. Default 16. */
+  hookConcurrency?: number;
+  /** Default timeout of an `after()` hook. Default 10 s. */
+  hookTimeout?: number;
+  /** Default timeout of `close()`. Default 10 s. */
+  closeTimeout?: number;
+  /**
+   * Where notifications wait; the in-memory store by default. A store implements
+   * {@link NotificationStore} and passes the store contract suite.
+   */
+  store?: NotificationStore;
+  /** How bytes move; undici by default. */
+  transport?: Transport;
+}
+
+/** Counters and gauges of a dispatcher. */
+export interface DispatcherStats {
+  /** Waiting to be sent: queued or in backoff. */
+  queued: number;
+  inFlight: number;
+  delivered: number;
+  sent: number;
+  failed: number;
+  dropped: number;
+  cancelled: number;
+  retries: number;
+  /** Body bytes held. */
+  queuedBytes: number;
+  hooks: { queued: number; running: number; completed: number; failed: number };
+}
+
+/** What `close()` resolves with. */
+export interface CloseResult {
+  /** True when everything finished within the timeout. */
+  drained: boolean;
+  /** Notifications and hooks cancelled because the timeout ran out. */
+  cancelled: number;
+  stats: DispatcherStats;
+}
+
+/** What `drain()` resolves with. */
+export interface DrainResult {
+  /** False when the timeout ran out first. */
+  drained: boolean;
+  /** Notifications and hooks still unfinished. */
+  pending: number;
+}
+
+/**
+ * The background sender: a bounded queue, concurrency limits, deadlines, retries and events.
+ *
+ * @example
+ * ```ts
+ * const dispatcher = createDispatcher();
+ * const handle = dispatcher.send('https://hooks.example.com/x', { json: { hello: 'world' } });
+ * dispatcher.on('failed', ({ url, error }) => log.warn({ url, error }));
+ * process.on('SIGTERM', () => void dispatcher.close());
+ * ```
+ */
+export interface Dispatcher {
+  send(url: string | URL, init?: SendInit): DeliveryHandle;
+  send(request: SendRequest): DeliveryHandle;
+  /** Resolves when nothing is queued, in flight or running (or when the timeout runs out). Never rejects. */
+  drain(options?: { timeout?: number }): Promise<DrainResult>;
+  /** Stops accepting, drains, then cancels and reports what is left. Never rejects; safe to call twice. */
+  close(options?: { timeout?: number }): Promise<CloseResult>;
+  stats(): DispatcherStats;
+  on<TEvent extends DispatcherEventName>(
+    event: TEvent,
+    listener: (payload: DispatcherEvents[TEvent]) => void,
+  ): this;
+  once<TEvent extends DispatcherEventName>(
+    event: TEvent,
+    listener: (payload: DispatcherEvents[TEvent]) => void,
+  ): this;
+  off<TEvent extends DispatcherEventName>(
+    event: TEvent,
+    listener: (payload: DispatcherEvents[TEvent]) => void,
+  ): this;
+  readonly closed: boolean;
+}

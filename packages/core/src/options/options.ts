@@ -1,0 +1,161 @@
+import { createRequire } from 'node:module';
+import { InvalidArgumentError } from '../util/errors.js';
+
+// packages/core/package.json, from src/options and from dist/options alike.
+const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
+
+/** Per-attempt deadlines, in milliseconds. */
+export interface TimeoutOptions {
+  /** Establishing the TCP (and TLS) connection. Default 5 000. */
+  connect: number;
+  /** From the request being sent to the response headers arriving. Default 10 000. */
+  response: number;
+  /** The whole attempt, including a receiver that trickles bytes. Default 15 000. */
+  total: number;
+}
+
+/** How failed attempts are retried: exponential backoff with full jitter. */
+export interface RetryOptions {
+  /** Attempts in all, the first included. Default 5. */
+  attempts: number;
+  /** Cap of the first backoff window. Default 500 ms. */
+  minDelay: number;
+  /** Largest backoff window. Default 30 000 ms. */
+  maxDelay: number;
+  /** Growth of the window per attempt. Default 2. */
+  factor: number;
+  /** Largest wait a `Retry-After` header may ask for; longer asks are clamped. Default 60 000 ms. */
+  maxRetryAfter: number;
+}
+
+/** What `send()` does when the queue is full. */
+export type OverflowPolicy = 'drop-oldest' | 'drop-newest' | 'reject';
+
+/**
+ * Every default in one place, each anchored in the design page's table: the dispatcher's, the
+ * batcher's, the adapters' and the undici transport's.
+ */
+export const DEFAULTS = {
+  concurrency: 32,
+  concurrencyPerOrigin: 16,
+  maxQueued: 10_000,
+  maxQueuedBytes: 32 * 1024 * 1024,
+  overflow: 'drop-oldest' as OverflowPolicy,
+  timeout: { connect: 5_000, response: 10_000, total: 15_000 } satisfies TimeoutOptions,
+  retry: {
+    attempts: 5,
+    minDelay: 500,
+    maxDelay: 30_000,
+    factor: 2,
+    maxRetryAfter: 60_000,
+  } satisfies RetryOptions,
+  maxResponseBytes: 64 * 1024,
+  closeTimeout: 10_000,
+  hookConcurrency: 16,
+  hookTimeout: 10_000,
+  /** `afterward/<major>.<minor>` of this package. */
+  userAgent: `afterward/${version.split('.').slice(0, 2).join('.')}`,
+  batch: { maxItems: 100, maxWaitMs: 1_000, maxBytes: 1024 * 1024, maxPending: 10_000, format: 'json' },
+  adapter: { onClientAbort: 'send', maxPerResponse: 1_000 },
+  transport: { keepAliveTimeout: 4_000, connectionsPerOrigin: 16 },
+} as const;
+
+const MAX_KEEP_BODY = 16 * 1024 * 1024;
+
+/** Throws InvalidArgumentError unless `value` is a finite number within [min, max]. */
+export function checkNumber(
+  name: string,
+  value: unknown,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+    throw new InvalidArgumentError(
+      `${name} must be a number from ${min} to ${max === Number.MAX_SAFE_INTEGER ? 'Infinity' : max}, got ${show(value)}`,
+    );
+  }
+  return value;
+}
+
+/** Like {@link checkNumber}, for whole numbers. */
+export function checkInteger(name: string, value: unknown, min: number, max?: number): number {
+  checkNumber(name, value, min, max);
+  if (!Number.isInteger(value))
+    throw new InvalidArgumentError(`${name} must be a whole number, got ${show(value)}`);
+  return value as number;
+}
+
+/** Throws unless `value` is a plain object (or undefined, when `optional`). */
+export function checkObject(name: string, value: unknown): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidArgumentError(`${name} must be an object, got ${show(value)}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Rejects keys a caller may have misspelt: a typo in an option should not silently do nothing. */
+export function checkKeys(name: string, value: Record<string, unknown>, allowed: readonly string[]): void {
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) {
+      throw new InvalidArgumentError(`${name} has an unknown option "${key}" (known: ${allowed.join(', ')})`);
+    }
+  }
+}
+
+/** Merges a per-send or per-dispatcher timeout setting over a base. A number sets the total deadline. */
+export function resolveTimeout(name: string, value: unknown, base: TimeoutOptions): TimeoutOptions {
+  if (value === undefined) return base;
+  if (typeof value === 'number') return { ...base, total: checkNumber(name, value, 1) };
+  const obj = checkObject(name, value);
+  checkKeys(name, obj, ['connect', 'response', 'total']);
+  return {
+    connect: obj['connect'] === undefined ? base.connect : checkNumber(`${name}.connect`, obj['connect'], 1),
+    response:
+      obj['response'] === undefined ? base.response : checkNumber(`${name}.response`, obj['response'], 1),
+    total: obj['total'] === undefined ? base.total : checkNumber(`${name}.total`, obj['total'], 1),
+  };
+}
+
+/** Merges a retry setting over a base; `false` turns retries off (one attempt). */
+export function resolveRetry(name: string, value: unknown, base: RetryOptions): RetryOptions {
+  if (value === undefined) return base;
+  if (value === false) return { ...base, attempts: 1 };
+  const obj = checkObject(name, value);
+  checkKeys(name, obj, ['attempts', 'minDelay', 'maxDelay', 'factor', 'maxRetryAfter']);
+  const pick = (key: keyof RetryOptions, min: number): number =>
+    obj[key] === undefined ? base[key] : checkNumber(`${name}.${key}`, obj[key], min);
+  const resolved = {
+    attempts:
+      obj['attempts'] === undefined
+        ? base.attempts
+        : checkInteger(`${name}.attempts`, obj['attempts'], 1, 100),
+    minDelay: pick('minDelay', 0),
+    maxDelay: pick('maxDelay', 0),
+    factor: pick('factor', 1),
+    maxRetryAfter: pick('maxRetryAfter', 0),
+  };
+  if (resolved.maxDelay < resolved.minDelay) {
+    throw new InvalidArgumentError(
+      `${name}.maxDelay (${resolved.maxDelay}) is below minDelay (${resolved.minDelay})`,
+    );
+  }
+  return resolved;
+}
+
+/** `keepBody: true` keeps up to the read bound; a number keeps that many bytes. */
+export function resolveKeepBody(value: unknown): number {
+  if (value === undefined || value === false) return 0;
+  if (value === true) return DEFAULTS.maxResponseBytes;
+  return checkInteger('keepBody', value, 0, MAX_KEEP_BODY);
+}
+
+/** A short, safe rendering of a bad value for an error message. */
+export function show(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
+  if (typeof value === 'function') return 'a function';
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'symbol') return value.toString();
+  if (value === null || typeof value !== 'object') return String(value);
+  if (Array.isArray(value)) return 'an array';
+  return `an object (${value.constructor?.name ?? 'null prototype'})`;
+}

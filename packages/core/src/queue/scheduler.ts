@@ -1,0 +1,170 @@
+import type { BreakerOutcome, OriginBreakers } from '../policy/breaker.js';
+import type { NotificationStore, StoredRecord } from './store.js';
+
+/**
+ * Time as the scheduler sees it; injected so tests can drive it by hand or with fake timers.
+ *
+ * @example
+ * ```ts
+ * const clock: Clock = { now: () => fakeNow, setTimeout: (fn, ms) => timers.add(fn, ms), clearTimeout: (t) => timers.delete(t) };
+ * ```
+ */
+export interface Clock {
+  now(): number;
+  /** A timer that must not hold the process open. */
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+/**
+ * The real clock. Timers are unref'd: backoff timers never hold the process open; `close()` is
+ * how pending work is waited for.
+ */
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout(callback, ms) {
+    const timer = setTimeout(callback, ms);
+    timer.unref();
+    return timer;
+  },
+  clearTimeout(handle) {
+    clearTimeout(handle as NodeJS.Timeout);
+  },
+};
+
+/**
+ * Settings of a {@link Scheduler}.
+ *
+ * @example
+ * ```ts
+ * new Scheduler({ store, concurrency: 32, concurrencyPerOrigin: 16, start: (record) => run(record) });
+ * ```
+ */
+export interface SchedulerOptions {
+  store: NotificationStore;
+  /** Attempts in flight at once, over all origins. */
+  concurrency: number;
+  /** Attempts in flight at once to one origin. */
+  concurrencyPerOrigin: number;
+  /** Per-origin circuit breakers, asked last before an attempt is committed. */
+  breaker?: OriginBreakers | undefined;
+  clock?: Clock;
+  /** Starts the attempt of an admitted record; the scheduler expects {@link Scheduler.finished} for it. */
+  start: (record: StoredRecord) => void;
+}
+
+/**
+ * Decides what runs next: takes due records from the store within the global and per-origin
+ * limits and the breakers' admission, and arms one timer for the earliest backoff or circuit
+ * probe. It knows records, not notifications: starting and finishing an attempt is its owner's.
+ *
+ * @example
+ * ```ts
+ * const scheduler = new Scheduler({ store, concurrency: 32, concurrencyPerOrigin: 16, start: run });
+ * store.put(record);
+ * scheduler.wake();
+ * ```
+ */
+export class Scheduler {
+  readonly #store: NotificationStore;
+  readonly #concurrency: number;
+  readonly #perOriginLimit: number;
+  readonly #breaker: OriginBreakers | undefined;
+  readonly #clock: Clock;
+  readonly #start: (record: StoredRecord) => void;
+  readonly #perOrigin = new Map<string, number>();
+  #inFlight = 0;
+  #pumpScheduled = false;
+  #timer: unknown = undefined;
+  #timerDue = Infinity;
+  #stopped = false;
+
+  constructor(options: SchedulerOptions) {
+    this.#store = options.store;
+    this.#concurrency = options.concurrency;
+    this.#perOriginLimit = options.concurrencyPerOrigin;
+    this.#breaker = options.breaker;
+    this.#clock = options.clock ?? systemClock;
+    this.#start = options.start;
+  }
+
+  /** Attempts in flight. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Runs the scheduler once the current job is done (coalesced: many wakes, one pump). */
+  wake(): void {
+    if (this.#pumpScheduled || this.#stopped) return;
+    this.#pumpScheduled = true;
+    queueMicrotask(this.#pumpTask);
+  }
+
+  /**
+   * An attempt to `origin` ended: frees its slots and records its outcome with the breaker. The
+   * caller wakes the scheduler once it has applied the outcome (a retry due now goes back first).
+   */
+  finished(origin: string, outcome: BreakerOutcome): void {
+    this.#inFlight--;
+    const count = (this.#perOrigin.get(origin) ?? 1) - 1;
+    if (count === 0) this.#perOrigin.delete(origin);
+    else this.#perOrigin.set(origin, count);
+    this.#breaker?.record(origin, outcome);
+  }
+
+  /** Stops for good: no more pumps, no timer. */
+  stop(): void {
+    this.#stopped = true;
+    this.#disarm();
+  }
+
+  readonly #pumpTask = (): void => this.#pump();
+
+  #pump(): void {
+    this.#pumpScheduled = false;
+    if (this.#stopped) return;
+    if (this.#inFlight < this.#concurrency && this.#store.waiting > 0) {
+      const taken = this.#store.take(this.#clock.now(), (record) => {
+        if (this.#inFlight >= this.#concurrency) return 'stop';
+        const count = this.#perOrigin.get(record.origin) ?? 0;
+        if (count >= this.#perOriginLimit) return 'skip-origin';
+        // Asked last: on a half-open circuit a yes is the one probe, so nothing may veto it after.
+        if (this.#breaker !== undefined && !this.#breaker.admit(record.origin)) return 'skip-origin';
+        this.#perOrigin.set(record.origin, count + 1);
+        this.#inFlight++;
+        return 'take';
+      });
+      for (const record of taken) this.#start(record);
+    }
+    this.#arm();
+  }
+
+  #arm(): void {
+    const backoffDue = this.#store.nextDueAt();
+    // Records behind an open circuit are ready but skipped: wake when it may let a probe through.
+    const probeDue = this.#store.waiting > 0 ? this.#breaker?.nextWakeAt() : undefined;
+    const due =
+      probeDue === undefined || (backoffDue !== undefined && backoffDue <= probeDue) ? backoffDue : probeDue;
+    if (due === undefined) {
+      this.#disarm();
+      return;
+    }
+    if (this.#timer !== undefined && this.#timerDue <= due) return;
+    this.#disarm();
+    this.#timerDue = due;
+    this.#timer = this.#clock.setTimeout(
+      () => {
+        this.#timer = undefined;
+        this.#timerDue = Infinity;
+        this.#pump();
+      },
+      Math.max(0, due - this.#clock.now()),
+    );
+  }
+
+  #disarm(): void {
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerDue = Infinity;
+  }
+}

@@ -1,0 +1,409 @@
+import { newId } from '../util/id.js';
+import { InvalidArgumentError } from '../util/errors.js';
+import {
+  checkKeys,
+  checkObject,
+  resolveKeepBody,
+  resolveRetry,
+  resolveTimeout,
+  show,
+  type RetryOptions,
+  type TimeoutOptions,
+} from '../options/options.js';
+
+/** Headers as a record (an array value repeats the header) or as a list of name/value pairs. */
+export type HeadersInput =
+  | Readonly<Record<string, string | number | readonly string[] | undefined>>
+  | ReadonlyArray<readonly [string, string]>;
+
+/** A primitive query value; arrays repeat the key. */
+export type QueryValue = string | number | boolean;
+
+/** Query parameters merged into the URL: each key given here replaces that key in the URL; `null` removes it. */
+export type QueryInput = Readonly<Record<string, QueryValue | readonly QueryValue[] | null | undefined>>;
+
+/** How an attempt counts as a success. */
+export type ConfirmMode = 'response' | 'sent';
+
+/**
+ * Everything about one notification besides its URL.
+ *
+ * @example
+ * ```ts
+ * dispatcher.send('https://hooks.example.com/orders', {
+ *   json: { type: 'order.paid', id: 42 },
+ *   headers: { 'x-tenant': 't1' },
+ *   timeout: { total: 5_000 },
+ * });
+ * ```
+ */
+export interface SendInit {
+  /** HTTP method, POST by default. GET and HEAD may not carry a body. */
+  method?: string;
+  headers?: HeadersInput;
+  query?: QueryInput;
+  /** Serialised with JSON.stringify at the call; circular structures and BigInt throw there. */
+  json?: unknown;
+  /** A raw body; exclusive with `json`. */
+  body?: string | Uint8Array | URLSearchParams;
+  /** `'response'` (default) waits for the status line; `'sent'` settles once the bytes are written, then closes. */
+  confirm?: ConfirmMode;
+  /** Keep the first n bytes of the response body on `handle.response.body` (`true`: 64 KiB). */
+  keepBody?: number | boolean;
+  /** Per-attempt deadlines; a number sets the total deadline. */
+  timeout?: number | Partial<TimeoutOptions>;
+  /** Retry policy for this notification, or `false` for a single attempt. */
+  retry?: Partial<RetryOptions> | false;
+  /** Aborting it cancels the notification, wherever it is. */
+  signal?: AbortSignal;
+  /** The idempotency id; a new UUID by default. Reused on every retry. */
+  id?: string;
+  /** Whether to sign, when the dispatcher has a signing secret. Default true there. */
+  sign?: boolean;
+}
+
+/** `send()` also takes a single object with the URL in it. */
+export interface SendRequest extends SendInit {
+  url: string | URL;
+}
+
+/** A notification after validation: everything the scheduler and transport need, nothing to re-check. */
+export interface NormalizedRequest {
+  id: string;
+  url: URL;
+  origin: string;
+  /** Path and query, as sent on the request line. */
+  path: string;
+  method: string;
+  /** Flat name/value list, lower-case names, repeats kept. */
+  headers: string[];
+  body: Buffer | null;
+  confirm: ConfirmMode;
+  keepBody: number;
+  timeout: TimeoutOptions;
+  retry: RetryOptions;
+  sign: boolean;
+  signal: AbortSignal | undefined;
+}
+
+/** Dispatcher-wide settings the normaliser merges in. */
+export interface RequestDefaults {
+  timeout: TimeoutOptions;
+  retry: RetryOptions;
+  /** Lower-case flat name/value list added to every request unless the request sets the name. */
+  headers: string[];
+  userAgent: string;
+  canSign: boolean;
+}
+
+// `satisfies` makes a new field of SendInit a compile error here until it is listed.
+const INIT_KEYS = Object.keys({
+  method: true,
+  headers: true,
+  query: true,
+  json: true,
+  body: true,
+  confirm: true,
+  keepBody: true,
+  timeout: true,
+  retry: true,
+  signal: true,
+  id: true,
+  sign: true,
+} satisfies Record<keyof SendInit, true>);
+// res.fireAndForget's init also carries `when`, which the after-response machinery reads.
+const PARKED_KEYS = [...INIT_KEYS, 'when'];
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// RFC 9110 field-value: visible characters, spaces and tabs; no CR, LF or NUL, which would split headers.
+const BAD_VALUE = /[\r\n\0]/;
+// What undici accepts in a field value; anything else would fail every attempt, so it fails the call.
+const BAD_FIELD = /[^\t\x20-\x7e\x80-\xff]/;
+// Framing headers the HTTP client computes; a caller's value would conflict with the body it sends.
+const CLIENT_MANAGED = new Set([
+  'connection',
+  'content-length',
+  'expect',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+]);
+const EMPTY: SendInit = {};
+
+/**
+ * Validates and normalises a notification at the call, so a bad URL, header or payload throws in
+ * the handler where the bug is, before anything is queued.
+ *
+ * `json` may be left out here and supplied later through {@link serializeJson} (lazy payloads).
+ */
+export function normalizeRequest(
+  target: unknown,
+  init: SendInit | undefined,
+  defaults: RequestDefaults,
+  parked = false,
+): NormalizedRequest {
+  const options = init === undefined ? EMPTY : (checkObject('init', init) as SendInit);
+  if (options !== EMPTY) {
+    checkKeys('init', options as Record<string, unknown>, parked ? PARKED_KEYS : INIT_KEYS);
+  }
+  const parsed = parseTarget(target);
+  // The cached URL is shared between requests, so anything that changes it works on a copy.
+  const url = options.query !== undefined || parsed.credentials ? new URL(parsed.url.href) : parsed.url;
+  const method = normalizeMethod(options.method);
+  const headers: string[] = [];
+  if (options.headers !== undefined) addHeaders(headers, options.headers);
+  if (options.query !== undefined) mergeQuery(url, options.query);
+  const id = options.id === undefined ? newId() : checkId(options.id);
+
+  let body: Buffer | null = null;
+  // Parked work (res.fireAndForget) may give json as a function of the finished response: it is
+  // checked for shape now with a placeholder, and serialised once the response has ended.
+  const json: unknown = parked && typeof options.json === 'function' ? null : options.json;
+  if (json !== undefined && options.body !== undefined) {
+    throw new InvalidArgumentError('give either json or body, not both');
+  }
+  if (json !== undefined) {
+    body = serializeJson(json);
+    setDefault(headers, 'content-type', 'application/json');
+  } else if (options.body !== undefined) {
+    body = toBody(options.body, headers);
+  }
+  if (body !== null && (method === 'GET' || method === 'HEAD')) {
+    throw new InvalidArgumentError(`a ${method} request cannot carry a body`);
+  }
+  if (parsed.credentials) {
+    const credentials = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+    setDefault(headers, 'authorization', `Basic ${Buffer.from(credentials).toString('base64')}`);
+    url.username = '';
+    url.password = '';
+  }
+  for (let i = 0; i < defaults.headers.length; i += 2) {
+    setDefault(headers, defaults.headers[i] as string, defaults.headers[i + 1] as string);
+  }
+  setDefault(headers, 'user-agent', defaults.userAgent);
+  setDefault(headers, 'webhook-id', id);
+  setDefault(headers, 'idempotency-key', id);
+
+  const confirm = options.confirm ?? 'response';
+  if (confirm !== 'response' && confirm !== 'sent') {
+    throw new InvalidArgumentError(`confirm must be 'response' or 'sent', got ${show(confirm)}`);
+  }
+  if (options.sign !== undefined && typeof options.sign !== 'boolean') {
+    throw new InvalidArgumentError(`sign must be a boolean, got ${show(options.sign)}`);
+  }
+  if (options.sign === true && !defaults.canSign) {
+    throw new InvalidArgumentError('sign: true needs a dispatcher created with signing: { secret }');
+  }
+  const signal = options.signal;
+  if (signal !== undefined && !isAbortSignal(signal)) {
+    throw new InvalidArgumentError(`signal must be an AbortSignal, got ${show(signal)}`);
+  }
+  return {
+    id,
+    url,
+    origin: parsed.origin,
+    path: url === parsed.url ? parsed.path : `${url.pathname}${url.search}`,
+    method,
+    headers,
+    body,
+    confirm,
+    keepBody: resolveKeepBody(options.keepBody),
+    timeout: resolveTimeout('timeout', options.timeout, defaults.timeout),
+    retry: resolveRetry('retry', options.retry, defaults.retry),
+    sign: options.sign ?? defaults.canSign,
+    signal,
+  };
+}
+
+/** {@link stringifyJson}, as the bytes to send. */
+export function serializeJson(value: unknown): Buffer {
+  return Buffer.from(stringifyJson(value));
+}
+
+/** JSON.stringify with the failures turned into InvalidArgumentError (circular, BigInt, nothing to send). */
+export function stringifyJson(value: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (error) {
+    throw new InvalidArgumentError(`json cannot be serialised: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  if (text === undefined)
+    throw new InvalidArgumentError(`json cannot be serialised: ${show(value)} has no JSON form`);
+  return text;
+}
+
+/** Normalises a headers input to a flat lower-case list, validating names and values. */
+export function addHeaders(out: string[], input: HeadersInput): void {
+  if (Array.isArray(input)) {
+    for (const pair of input as ReadonlyArray<readonly [string, string]>) {
+      if (!Array.isArray(pair) || pair.length !== 2) {
+        throw new InvalidArgumentError(`headers as a list must hold [name, value] pairs, got ${show(pair)}`);
+      }
+      pushHeader(out, pair[0], pair[1]);
+    }
+    return;
+  }
+  const record = checkObject('headers', input);
+  for (const name of Object.keys(record)) {
+    const value = record[name];
+    if (value === undefined) continue;
+    if (Array.isArray(value)) {
+      for (const item of value as unknown[]) pushHeader(out, name, item);
+    } else {
+      pushHeader(out, name, value);
+    }
+  }
+}
+
+function pushHeader(out: string[], name: unknown, value: unknown): void {
+  if (typeof name !== 'string' || !TOKEN.test(name)) {
+    throw new InvalidArgumentError(`invalid header name ${show(name)}`);
+  }
+  if (typeof value === 'number' && Number.isFinite(value)) value = String(value);
+  if (typeof value !== 'string') {
+    throw new InvalidArgumentError(`header ${name} must be a string, got ${show(value)}`);
+  }
+  if (BAD_VALUE.test(value)) {
+    throw new InvalidArgumentError(`header ${name} contains CR, LF or NUL, which could split the request`);
+  }
+  if (BAD_FIELD.test(value)) {
+    throw new InvalidArgumentError(
+      `header ${name} contains a control or non-Latin-1 character; encode the value (e.g. encodeURIComponent)`,
+    );
+  }
+  const lower = name.toLowerCase();
+  if (CLIENT_MANAGED.has(lower)) {
+    throw new InvalidArgumentError(`header ${name} is set by the HTTP client from the body and connection`);
+  }
+  out.push(lower, value);
+}
+
+function setDefault(headers: string[], name: string, value: string): void {
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] === name) return;
+  }
+  headers.push(name, value);
+}
+
+interface ParsedTarget {
+  readonly url: URL;
+  readonly origin: string;
+  readonly path: string;
+  readonly credentials: boolean;
+}
+
+// Most apps send to a handful of URLs over and over; parsing one costs more than the rest of the
+// validation together, so recent parses are kept (bounded, oldest out first).
+const parsedTargets = new Map<string, ParsedTarget>();
+const PARSED_TARGETS_MAX = 256;
+
+function parseTarget(target: unknown): ParsedTarget {
+  if (typeof target === 'string') {
+    const hit = parsedTargets.get(target);
+    if (hit !== undefined) return hit;
+  }
+  const url = parseUrl(target);
+  const parsed: ParsedTarget = {
+    url,
+    origin: url.origin,
+    path: `${url.pathname}${url.search}`,
+    credentials: url.username !== '' || url.password !== '',
+  };
+  if (typeof target === 'string') {
+    if (parsedTargets.size >= PARSED_TARGETS_MAX) {
+      parsedTargets.delete(parsedTargets.keys().next().value as string);
+    }
+    parsedTargets.set(target, parsed);
+  }
+  return parsed;
+}
+
+function parseUrl(target: unknown): URL {
+  let url: URL;
+  if (target instanceof URL) {
+    url = new URL(target.href);
+  } else if (typeof target === 'string') {
+    try {
+      url = new URL(target);
+    } catch (error) {
+      throw new InvalidArgumentError(`invalid URL ${show(target)}`, { cause: error });
+    }
+  } else {
+    throw new InvalidArgumentError(`url must be a string or a URL, got ${show(target)}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new InvalidArgumentError(`only http: and https: URLs can be sent to, got ${url.protocol}`);
+  }
+  // Only when there is one: the setter re-serialises the URL even for an empty hash.
+  if (url.hash !== '') url.hash = '';
+  return url;
+}
+
+function normalizeMethod(method: unknown): string {
+  if (method === undefined) return 'POST';
+  if (typeof method !== 'string' || !TOKEN.test(method)) {
+    throw new InvalidArgumentError(`invalid method ${show(method)}`);
+  }
+  const upper = method.toUpperCase();
+  if (upper === 'CONNECT' || upper === 'TRACE') {
+    throw new InvalidArgumentError(`method ${upper} is not supported for notifications`);
+  }
+  return upper;
+}
+
+function mergeQuery(url: URL, query: QueryInput): void {
+  const record = checkObject('query', query);
+  for (const key of Object.keys(record)) {
+    const value = record[key];
+    if (value === undefined) continue;
+    url.searchParams.delete(key);
+    if (value === null) continue;
+    const values = Array.isArray(value) ? (value as unknown[]) : [value];
+    for (const item of values) {
+      if (
+        typeof item !== 'string' &&
+        typeof item !== 'boolean' &&
+        !(typeof item === 'number' && Number.isFinite(item))
+      ) {
+        throw new InvalidArgumentError(
+          `query.${key} must be a string, number or boolean (or an array of them), got ${show(item)}`,
+        );
+      }
+      url.searchParams.append(key, String(item));
+    }
+  }
+}
+
+function toBody(body: unknown, headers: string[]): Buffer {
+  if (typeof body === 'string') return Buffer.from(body);
+  if (body instanceof URLSearchParams) {
+    setDefault(headers, 'content-type', 'application/x-www-form-urlencoded;charset=UTF-8');
+    return Buffer.from(body.toString());
+  }
+  if (body instanceof Uint8Array) {
+    // A copy: the caller may reuse its buffer before the notification leaves.
+    return Buffer.from(body);
+  }
+  throw new InvalidArgumentError(`body must be a string, Uint8Array or URLSearchParams, got ${show(body)}`);
+}
+
+function checkId(id: unknown): string {
+  if (typeof id !== 'string' || id.length === 0 || id.length > 256 || BAD_FIELD.test(id)) {
+    throw new InvalidArgumentError(
+      `id must be a non-empty string of at most 256 characters without control characters, got ${show(id)}`,
+    );
+  }
+  return id;
+}
+
+/** True for an AbortSignal, from any realm. */
+export function isAbortSignal(value: unknown): value is AbortSignal {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as AbortSignal).aborted === 'boolean' &&
+    typeof (value as AbortSignal).addEventListener === 'function'
+  );
+}

@@ -1,0 +1,315 @@
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import { Agent, buildConnector, Client } from 'undici';
+import type { Dispatcher } from 'undici';
+import { abortSourceOf } from './attempt-abort.js';
+import { checkInteger, checkKeys, checkObject, DEFAULTS } from '../options/options.js';
+import type { AddressGuard } from '../policy/guard.js';
+import type { DeliveryResponse } from '../notification/handle.js';
+import {
+  toAfterwardError,
+  type Transport,
+  type TransportAttempt,
+  type TransportRequest,
+  type TransportResult,
+} from './transport.js';
+
+/** Options of {@link createUndiciTransport}. */
+export interface UndiciTransportOptions {
+  /** Most response-body bytes read before the socket is dropped. Default 64 KiB. */
+  maxResponseBytes?: number;
+  /** Refuses private targets (see `guard` on the dispatcher). */
+  guard?: AddressGuard;
+  /** How long an idle keep-alive socket is kept. Default 4 000 ms. */
+  keepAliveTimeout?: number;
+  /**
+   * Most sockets kept per origin. The dispatcher passes its `concurrencyPerOrigin`, which bounds
+   * what is in flight anyway; without a cap undici opens a new socket whenever a request is queued
+   * in the same tick another one finished, and ends up with twice the sockets. Default 16.
+   */
+  connectionsPerOrigin?: number;
+}
+
+type Connector = buildConnector.connector;
+
+// `satisfies` makes a new option in UndiciTransportOptions a compile error here until it is listed.
+const TRANSPORT_KEYS = Object.keys({
+  maxResponseBytes: true,
+  guard: true,
+  keepAliveTimeout: true,
+  connectionsPerOrigin: true,
+} satisfies Record<keyof UndiciTransportOptions, true>);
+
+/** {@link UndiciTransportOptions} with the defaults filled in. */
+export interface ResolvedUndiciTransportOptions {
+  maxResponseBytes: number;
+  guard: AddressGuard | undefined;
+  keepAliveTimeout: number;
+  connectionsPerOrigin: number;
+}
+
+/**
+ * Validates the undici transport's options (typos included) and fills in the defaults. Pure;
+ * throws InvalidArgumentError.
+ *
+ * @example
+ * ```ts
+ * resolveUndiciTransportOptions({}).keepAliveTimeout; // 4000
+ * ```
+ */
+export function resolveUndiciTransportOptions(
+  options: UndiciTransportOptions,
+): ResolvedUndiciTransportOptions {
+  checkKeys('createUndiciTransport options', checkObject('options', options), TRANSPORT_KEYS);
+  const defaults = DEFAULTS.transport;
+  return {
+    maxResponseBytes:
+      options.maxResponseBytes === undefined
+        ? DEFAULTS.maxResponseBytes
+        : checkInteger('maxResponseBytes', options.maxResponseBytes, 0, 16 * 1024 * 1024),
+    guard: options.guard,
+    keepAliveTimeout:
+      options.keepAliveTimeout === undefined
+        ? defaults.keepAliveTimeout
+        : checkInteger('keepAliveTimeout', options.keepAliveTimeout, 1),
+    connectionsPerOrigin:
+      options.connectionsPerOrigin === undefined
+        ? defaults.connectionsPerOrigin
+        : checkInteger('connectionsPerOrigin', options.connectionsPerOrigin, 1, 10_000),
+  };
+}
+
+/**
+ * The default transport, on undici: pooled keep-alive connections for `confirm: 'response'`, and a
+ * dedicated connection per attempt for `confirm: 'sent'`, closed as soon as the request bytes are
+ * on the wire.
+ *
+ * @example
+ * ```ts
+ * createDispatcher({ transport: createUndiciTransport({ maxResponseBytes: 16 * 1024 }) });
+ * ```
+ */
+export function createUndiciTransport(options: UndiciTransportOptions = {}): Transport {
+  return new UndiciTransport(options);
+}
+
+class UndiciTransport implements Transport {
+  readonly #maxResponseBytes: number;
+  readonly #guard: AddressGuard | undefined;
+  readonly #keepAliveTimeout: number;
+  readonly #connections: number;
+  // One pool per connect timeout: undici takes the connect timeout per connector, not per request.
+  readonly #agents = new Map<number, Agent>();
+  readonly #connectors = new Map<number, Connector>();
+  readonly #clients = new Set<Client>();
+
+  constructor(options: UndiciTransportOptions) {
+    const resolved = resolveUndiciTransportOptions(options);
+    this.#maxResponseBytes = resolved.maxResponseBytes;
+    this.#guard = resolved.guard;
+    this.#keepAliveTimeout = resolved.keepAliveTimeout;
+    this.#connections = resolved.connectionsPerOrigin;
+  }
+
+  send(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
+    if (this.#guard !== undefined) {
+      try {
+        this.#guard.checkUrl(request.url);
+      } catch (error) {
+        return Promise.resolve({
+          kind: 'error',
+          error: toAfterwardError(error, request, attempt.signal, false),
+        });
+      }
+    }
+    return request.confirm === 'sent'
+      ? this.#sendAndClose(request, attempt)
+      : this.#request(request, attempt);
+  }
+
+  async close(): Promise<void> {
+    const closing: Array<Promise<void>> = [];
+    for (const agent of this.#agents.values()) closing.push(agent.destroy());
+    for (const client of this.#clients) closing.push(client.destroy());
+    this.#agents.clear();
+    this.#clients.clear();
+    await Promise.allSettled(closing);
+  }
+
+  async #request(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
+    let data: Dispatcher.ResponseData;
+    try {
+      data = await this.#agentFor(request.timeout.connect).request({
+        origin: request.origin,
+        path: request.path,
+        method: request.method,
+        headers: request.headers as string[],
+        body: request.body,
+        // The cheap switch has the subset of EventEmitter undici uses (once, removeListener, reason).
+        signal: abortSourceOf(attempt) as AbortSignal,
+        headersTimeout: request.timeout.response,
+        // The dispatcher's total deadline bounds the body, including a receiver that trickles bytes.
+        bodyTimeout: 0,
+      });
+    } catch (error) {
+      return { kind: 'error', error: toAfterwardError(error, request, abortSourceOf(attempt), false) };
+    }
+    const response: DeliveryResponse = {
+      status: data.statusCode,
+      statusText: data.statusText || (STATUS_CODES[data.statusCode] ?? ''),
+      headers: data.headers,
+    };
+    try {
+      if (request.keepBody > 0) {
+        response.body = await readPrefix(
+          data.body,
+          request.keepBody,
+          Math.max(request.keepBody, this.#maxResponseBytes),
+        );
+      } else {
+        // Read a bounded amount so a small answer frees the socket for reuse; past the bound
+        // undici destroys the socket rather than read a huge body.
+        await data.body.dump({ limit: this.#maxResponseBytes });
+      }
+    } catch {
+      // The status has arrived and decides the outcome; a body cut short changes nothing.
+    }
+    return { kind: 'response', response };
+  }
+
+  #sendAndClose(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
+    return new Promise<TransportResult>((resolve) => {
+      let socket: Socket | undefined;
+      // True once every byte of the request was handed to the kernel, not merely queued on the socket.
+      let flushed = false;
+      let settled = false;
+      const connector = this.#connectorFor(request.timeout.connect);
+      const client = new Client(request.origin, {
+        connect: (opts, callback) => {
+          connector(opts, (error, connected) => {
+            if (connected !== null) socket = connected;
+            (callback as (error: Error | null, socket: unknown) => void)(error, connected);
+          });
+        },
+        pipelining: 1,
+        headersTimeout: request.timeout.response,
+        bodyTimeout: 0,
+      });
+      this.#clients.add(client);
+      const finish = (result: TransportResult): void => {
+        if (settled) return;
+        settled = true;
+        attempt.signal.removeEventListener('abort', onAbort);
+        this.#clients.delete(client);
+        // Closing without reading the answer is the point of this mode: nothing is held while the
+        // receiver works. Deferred, because undici must not be destroyed from inside its own
+        // write path (onRequestSent runs there).
+        queueMicrotask(() => {
+          client.destroy().catch(() => undefined);
+        });
+        resolve(result);
+      };
+      const onAbort = (): void => {
+        finish({
+          kind: 'error',
+          error: toAfterwardError(attempt.signal.reason, request, attempt.signal, !flushed),
+        });
+      };
+      if (attempt.signal.aborted) {
+        onAbort();
+        return;
+      }
+      attempt.signal.addEventListener('abort', onAbort, { once: true });
+      const handler: Dispatcher.DispatchHandler = {
+        onRequestStart: () => undefined,
+        // undici calls onRequestSent once the whole request was handed to socket.write.
+        onRequestSent: () => {
+          // An empty write's callback runs once every earlier byte has been handed to the kernel,
+          // so closing after it cannot lose the tail. It gets an error instead when the
+          // connection broke first: then the request did not leave.
+          const written = (): void => {
+            flushed = true;
+            finish({ kind: 'sent' });
+          };
+          if (socket === undefined || socket.writableLength === 0) {
+            written();
+          } else {
+            socket.write(Buffer.alloc(0), (error?: Error | null) => {
+              if (error === undefined || error === null) written();
+              else finish({ kind: 'error', error: toAfterwardError(error, request, attempt.signal, true) });
+            });
+          }
+        },
+        // An answer can come before the body was read (a 413, say); only the flush decides, so
+        // the answer is not read at all.
+        onResponseStart: (controller) => controller.pause(),
+        onResponseData: () => undefined,
+        onResponseEnd: () => undefined,
+        onResponseError: (_controller, error) => {
+          finish(
+            flushed
+              ? { kind: 'sent' }
+              : { kind: 'error', error: toAfterwardError(error, request, attempt.signal, true) },
+          );
+        },
+      };
+      client.dispatch(
+        {
+          origin: request.origin,
+          path: request.path,
+          method: request.method,
+          headers: request.headers as string[],
+          body: request.body,
+        },
+        handler,
+      );
+    });
+  }
+
+  #connectorFor(connectTimeout: number): Connector {
+    let connector = this.#connectors.get(connectTimeout);
+    if (connector === undefined) {
+      const base = this.#guard
+        ? buildConnector({ timeout: connectTimeout, lookup: this.#guard.lookup })
+        : buildConnector({ timeout: connectTimeout });
+      connector = this.#guard ? this.#guard.wrapConnector(base) : base;
+      this.#connectors.set(connectTimeout, connector);
+    }
+    return connector;
+  }
+
+  #agentFor(connectTimeout: number): Agent {
+    let agent = this.#agents.get(connectTimeout);
+    if (agent === undefined) {
+      agent = new Agent({
+        connect: this.#connectorFor(connectTimeout),
+        keepAliveTimeout: this.#keepAliveTimeout,
+        pipelining: 1,
+        connections: this.#connections,
+      });
+      this.#agents.set(connectTimeout, agent);
+    }
+    return agent;
+  }
+}
+
+async function readPrefix(
+  body: Dispatcher.ResponseData['body'],
+  keep: number,
+  limit: number,
+): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let kept = 0;
+  let read = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    read += chunk.length;
+    if (kept < keep) {
+      const part = chunk.length <= keep - kept ? chunk : chunk.subarray(0, keep - kept);
+      chunks.push(part);
+      kept += part.length;
+    }
+    // Leaving the loop destroys the body, and with it the socket: the rest is never read.
+    if (read >= limit) break;
+  }
+  return Buffer.concat(chunks, kept);
+}
