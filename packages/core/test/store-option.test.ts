@@ -210,6 +210,27 @@ describe('the store option', () => {
     ]);
   });
 
+  it('resolves handle.persisted when a write-behind store has written the notification', async () => {
+    const store = recordingStore();
+    let write: () => void = () => undefined;
+    const written = new Promise<void>((resolve) => (write = resolve));
+    const writeBehind: NotificationStore = Object.assign(Object.create(store) as NotificationStore, {
+      put: (record: Parameters<NotificationStore['put']>[0]) => {
+        const result = store.put(record);
+        return result.accepted ? { ...result, persisted: written } : result;
+      },
+    });
+    const dispatcher = dispatcherOn(writeBehind, []);
+    const handle = dispatcher.send('https://hooks.example.com/x');
+    let persisted = false;
+    void handle.persisted.then(() => (persisted = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(persisted).toBe(false);
+    write();
+    await handle.persisted;
+    expect(persisted).toBe(true);
+  });
+
   it('refuses a store that lacks part of the interface', () => {
     expect(() =>
       createDispatcher({
