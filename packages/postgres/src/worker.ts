@@ -211,7 +211,7 @@ class PgWorker extends EventEmitter implements Worker {
         continue;
       }
       let jobs: Job<NotificationJson>[];
-      let free = 0;
+      let free: number;
       try {
         this.#conn ??= await this.#backend.start();
         if (this.#listener === undefined) await this.#listen(this.#conn);
