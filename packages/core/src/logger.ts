@@ -46,7 +46,8 @@ function errorReplacer(_key: string, value: unknown): unknown {
 
 /**
  * Wraps a logger so that a storm of one kind of message (a dead endpoint failing thousands of
- * notifications) costs one line per interval, plus a count of what was suppressed.
+ * notifications) costs one line per interval, plus a count of what was suppressed. A logger
+ * method that throws or returns a rejected promise is contained here, like an event listener.
  */
 export function rateLimitLogger(logger: Logger, intervalMs = 1_000): Logger {
   interface Window {
@@ -58,11 +59,7 @@ export function rateLimitLogger(logger: Logger, intervalMs = 1_000): Logger {
   }
   const windows = new Map<string, Window>();
   const write = (level: Level, obj: object, msg: string | undefined): void => {
-    try {
-      logger[level](obj, msg);
-    } catch {
-      // A broken logger must not break delivery; there is nowhere left to report it.
-    }
+    call(() => logger[level](obj, msg));
   };
   const open = (key: string, now: number): void => {
     windows.set(key, { until: now + intervalMs, suppressed: 0, last: undefined, timer: undefined });
@@ -94,13 +91,24 @@ export function rateLimitLogger(logger: Logger, intervalMs = 1_000): Logger {
   };
   if (logger.debug !== undefined) {
     const debug = logger.debug.bind(logger);
-    limited.debug = (obj, msg) => {
-      try {
-        debug(obj, msg);
-      } catch {
-        // Same as above: logging is best effort.
-      }
-    };
+    limited.debug = (obj, msg) => call(() => debug(obj, msg));
   }
   return limited;
+}
+
+// A broken logger must not break delivery, and an async one that rejects must not become an
+// unhandled rejection (which ends the process): there is nowhere left to report either.
+function call(fn: () => unknown): void {
+  try {
+    const result = fn();
+    if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
+      (result as PromiseLike<unknown>).then(undefined, ignore);
+    }
+  } catch {
+    // See above.
+  }
+}
+
+function ignore(): void {
+  // Deliberately nothing: see call().
 }
