@@ -14,6 +14,8 @@ export interface Logger {
   debug?(obj: object, msg?: string): void;
 }
 
+import { originOfUrl, type LogUrls } from './redact-url.js';
+
 type Level = 'warn' | 'error';
 
 /**
@@ -46,10 +48,12 @@ function errorReplacer(_key: string, value: unknown): unknown {
 
 /**
  * Wraps a logger so that a storm of one kind of message (a dead endpoint failing thousands of
- * notifications) costs one line per interval, plus a count of what was suppressed. A logger
+ * notifications) costs one line per interval, plus a count of what was suppressed. With
+ * `urls: 'origin'` (the default) a `url` field becomes `origin`: the notification `id` next to it
+ * correlates the line with the handle and events, which keep the full URL in-process. A logger
  * method that throws or returns a rejected promise is contained here, like an event listener.
  */
-export function rateLimitLogger(logger: Logger, intervalMs = 1_000): Logger {
+export function rateLimitLogger(logger: Logger, intervalMs = 1_000, urls: LogUrls = 'origin'): Logger {
   interface Window {
     until: number;
     suppressed: number;
@@ -64,7 +68,8 @@ export function rateLimitLogger(logger: Logger, intervalMs = 1_000): Logger {
   const open = (key: string, now: number): void => {
     windows.set(key, { until: now + intervalMs, suppressed: 0, last: undefined, timer: undefined });
   };
-  const emit = (level: Level, obj: object, msg?: string): void => {
+  const emit = (level: Level, given: object, msg?: string): void => {
+    const obj = urls === 'origin' ? withoutUrl(given) : given;
     const key = `${level}:${msg ?? ''}`;
     const now = Date.now();
     const window = windows.get(key);
@@ -91,7 +96,7 @@ export function rateLimitLogger(logger: Logger, intervalMs = 1_000): Logger {
   };
   if (logger.debug !== undefined) {
     const debug = logger.debug.bind(logger);
-    limited.debug = (obj, msg) => call(() => debug(obj, msg));
+    limited.debug = (obj, msg) => call(() => debug(urls === 'origin' ? withoutUrl(obj) : obj, msg));
   }
   return limited;
 }
@@ -111,4 +116,11 @@ function call(fn: () => unknown): void {
 
 function ignore(): void {
   // Deliberately nothing: see call().
+}
+
+function withoutUrl(obj: object): object {
+  if (!('url' in obj)) return obj;
+  const { url, ...rest } = obj;
+  if (typeof url !== 'string' && !(url instanceof URL)) return obj;
+  return { ...rest, origin: originOfUrl(url) };
 }
