@@ -1,5 +1,6 @@
 import { newId } from './id.js';
 import { InvalidArgumentError } from './errors.js';
+import { redactUrl } from './redact-url.js';
 import {
   checkKeys,
   checkObject,
@@ -324,11 +325,10 @@ function parseUrl(target: unknown): URL {
   if (target instanceof URL) {
     url = new URL(target.href);
   } else if (typeof target === 'string') {
-    try {
-      url = new URL(target);
-    } catch (error) {
-      throw new InvalidArgumentError(`invalid URL ${show(target)}`, { cause: error });
-    }
+    // No cause: Node's TypeError carries the raw input (`.input`), and error pages print causes.
+    if (!URL.canParse(target))
+      throw new InvalidArgumentError(`invalid URL ${JSON.stringify(redactUrl(target))}`);
+    url = new URL(target);
   } else {
     throw new InvalidArgumentError(`url must be a string or a URL, got ${show(target)}`);
   }
