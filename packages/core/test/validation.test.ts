@@ -372,3 +372,47 @@ describe('the request is built like an async-request object', () => {
     }
   });
 });
+
+describe('durations above 2^31 - 1 ms (Node would fire such a timer after 1 ms)', () => {
+  const TOO_LONG = 2 ** 31;
+  const LONGEST = 2 ** 31 - 1;
+  const dispatcherRows: Array<[string, DispatcherOptions]> = [
+    ['timeout (a number)', { timeout: TOO_LONG }],
+    ['timeout.total', { timeout: { total: TOO_LONG } }],
+    ['timeout.connect', { timeout: { connect: TOO_LONG } }],
+    ['timeout.response', { timeout: { response: TOO_LONG } }],
+    ['retry.minDelay', { retry: { minDelay: TOO_LONG, maxDelay: TOO_LONG } }],
+    ['retry.maxDelay', { retry: { maxDelay: TOO_LONG } }],
+    ['retry.maxRetryAfter', { retry: { maxRetryAfter: TOO_LONG } }],
+    ['breaker.openMs', { breaker: { openMs: TOO_LONG } }],
+    ['breaker.windowMs', { breaker: { windowMs: TOO_LONG } }],
+  ];
+  it.each(dispatcherRows)('createDispatcher refuses %s', (_label, options) => {
+    expect(() => createDispatcher(options)).toThrow(/at most 2147483647 ms/);
+    expect(() => createDispatcher(options)).toThrow(InvalidArgumentError);
+  });
+
+  const sendRows: Array<[string, SendInit]> = [
+    ['timeout (a number)', { timeout: TOO_LONG }],
+    ['timeout.total', { timeout: { total: 1e12 } }],
+    ['retry.maxDelay', { retry: { maxDelay: TOO_LONG } }],
+    ['retry.maxRetryAfter', { retry: { maxRetryAfter: TOO_LONG } }],
+  ];
+  it.each(sendRows)('send() refuses %s', async (_label, init) => {
+    const { dispatcher } = createTestDispatcher();
+    try {
+      expect(() => dispatcher.send(URL_OK, init)).toThrow(/at most 2147483647 ms/);
+    } finally {
+      await dispatcher.close();
+    }
+  });
+
+  it('takes the longest a timer can wait', async () => {
+    const dispatcher = createDispatcher({
+      timeout: { connect: LONGEST, response: LONGEST, total: LONGEST },
+      retry: { maxDelay: LONGEST, maxRetryAfter: LONGEST },
+      breaker: { openMs: LONGEST, windowMs: LONGEST },
+    });
+    await dispatcher.close();
+  });
+});
