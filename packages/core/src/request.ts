@@ -354,10 +354,12 @@ function normalizeMethod(method: unknown): string {
 
 function mergeQuery(url: URL, query: QueryInput): void {
   const record = checkObject('query', query);
+  const named = new Set<string>();
+  const added = new URLSearchParams();
   for (const key of Object.keys(record)) {
     const value = record[key];
     if (value === undefined) continue;
-    url.searchParams.delete(key);
+    named.add(key);
     if (value === null) continue;
     const values = Array.isArray(value) ? (value as unknown[]) : [value];
     for (const item of values) {
@@ -370,8 +372,27 @@ function mergeQuery(url: URL, query: QueryInput): void {
           `query.${key} must be a string, number or boolean (or an array of them), got ${show(item)}`,
         );
       }
-      url.searchParams.append(key, String(item));
+      added.append(key, String(item));
     }
+  }
+  if (named.size === 0) return;
+  // The parameters not named keep their bytes: searchParams would re-serialise them all (`flag`
+  // becomes `flag=`, `%20` becomes `+`), which breaks a pre-signed URL's signature.
+  const kept = url.search.length > 1 ? url.search.slice(1).split('&') : [];
+  const parts = kept.filter((part) => !named.has(queryName(part)));
+  const tail = added.toString();
+  if (tail !== '') parts.push(tail);
+  url.search = parts.join('&');
+}
+
+/** The decoded name of one `name=value` part of a query string, as URLSearchParams reads it. */
+function queryName(part: string): string {
+  const eq = part.indexOf('=');
+  const raw = (eq === -1 ? part : part.slice(0, eq)).replace(/\+/g, ' ');
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
   }
 }
 

@@ -416,3 +416,22 @@ describe('durations above 2^31 - 1 ms (Node would fire such a timer after 1 ms)'
     await dispatcher.close();
   });
 });
+
+describe('query keeps the bytes of the query string it does not name', () => {
+  const PRESIGNED =
+    'http://127.0.0.1:9/o?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20250101%2Fus-east-1%2Fs3' +
+    '&X-Amz-Signature=9f0e&flag&sp=a%20b&plus=a+b&odd=%7e&empty=';
+
+  it('appends a new key to a pre-signed URL without touching its signed parameters', async () => {
+    const { dispatcher, transport } = createTestDispatcher();
+    await dispatcher.send(PRESIGNED, { query: { extra: 'v w', n: [1, 2] } }).done;
+    expect(transport.requests[0]?.url).toBe(`${PRESIGNED}&extra=v+w&n=1&n=2`);
+  });
+
+  it('replaces or removes only the keys named, matching encoded names too', async () => {
+    const { dispatcher, transport } = createTestDispatcher();
+    await dispatcher.send(`${PRESIGNED}&a%20b=1&x=1&x=2`, { query: { 'a b': 'c', x: null, flag: 'on' } })
+      .done;
+    expect(transport.requests[0]?.url).toBe(PRESIGNED.replace('&flag', '') + '&a+b=c&flag=on');
+  });
+});
