@@ -14,6 +14,79 @@ function accepted(receiver: Receiver, statuses: number[]): AuditRecord[] {
     .flatMap((r) => r.json<AuditRecord[]>());
 }
 
+// Names that carry secrets in the wild; the exact-name rules of old leaked most of them.
+const QUERY_SECRETS = [
+  'key',
+  'access_key',
+  'code',
+  'X-Amz-Signature',
+  'X-Amz-Credential',
+  'X-Amz-Security-Token',
+  'jwt',
+  'private_key',
+  'otp',
+  'api_key',
+  'apikey',
+  'access_token',
+  'refresh_token',
+  'id_token',
+  'client_secret',
+  'password',
+  'passwd',
+  'pwd',
+  'sig',
+  'signature',
+  'session_id',
+  'auth',
+  'oauth_token',
+  'client_assertion',
+  'credentials',
+  'secretKey',
+  'authCode',
+  'mfa_code',
+  'hmac_sig',
+  'csrfToken',
+];
+const HEADER_SECRETS = [
+  'x-forwarded-authorization',
+  'cf-access-jwt-assertion',
+  'x-goog-iap-jwt-assertion',
+  'x-access-key',
+  'private-key',
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'x-api-key',
+  'x-auth-token',
+  'x-csrf-token',
+  'x-session-id',
+  'x-amz-security-token',
+  'x-hub-signature-256',
+  'stripe-signature',
+  'x-webhook-secret',
+  'x-otp',
+  'x-apikey',
+];
+const BODY_SECRETS = [
+  'password',
+  'newPassword',
+  'api_key',
+  'privateKey',
+  'secret',
+  'token',
+  'otp',
+  'code',
+  'jwt',
+  'session',
+  'credentials',
+  'signature',
+  'clientAssertion',
+  'refreshToken',
+  'authorization',
+  'apiKey',
+  'pin_code',
+];
+
 describe.each(AUDIT_KITS)('$name: auditLog()', (kit) => {
   it('records a successful request with its fields, the user fields, and the defaults redacted', async () => {
     const receiver = await testReceiver();
@@ -90,6 +163,34 @@ describe.each(AUDIT_KITS)('$name: auditLog()', (kit) => {
     expect(byPath['/nowhere']).toMatchObject({ status: 404, outcome: 'finished' });
     expect(byPath['/nowhere']).not.toHaveProperty('route');
     expect(byPath['/stream']).toMatchObject({ status: 200, outcome: 'aborted', route: '/stream' });
+  });
+
+  it('redacts secret-bearing names by family across query, headers and body (66 names)', async () => {
+    const receiver = await testReceiver();
+    const dispatcher = testDispatcher();
+    const app = track(await kit.start({ url: receiver.url, dispatcher, headers: true, body: 64 * 1024 }));
+    const secret = (n: number): string => `S3CRET${n}`;
+    let n = 0;
+    const query = new URLSearchParams([['page', '2']]);
+    for (const name of QUERY_SECRETS) query.append(name, secret(n++));
+    const headers: Record<string, string> = { 'x-plain': 'visible' };
+    for (const name of HEADER_SECRETS) headers[name] = secret(n++);
+    const body: Record<string, unknown> = { user: 'ann', nested: {} };
+    for (const name of BODY_SECRETS) body[name] = secret(n++);
+    (body['nested'] as Record<string, unknown>)['accessToken'] = secret(n++);
+    expect(n).toBeGreaterThanOrEqual(40);
+    await request(app.url).get(`/api/users/7?${query.toString()}`).set(headers).expect(200);
+    await request(app.url).post('/login').set(headers).send(body).expect(204);
+    await dispatcher.drain({ timeout: 5_000 });
+    const records = accepted(receiver, []);
+    expect(records).toHaveLength(2);
+    const everything = JSON.stringify(records);
+    expect(everything).not.toMatch(/S3CRET/);
+    const [get, post] = records;
+    expect(get?.query).toMatchObject({ page: '2', key: REDACTED, 'X-Amz-Signature': REDACTED });
+    expect(get?.requestHeaders).toMatchObject({ 'x-plain': 'visible', 'cf-access-jwt-assertion': REDACTED });
+    expect(post?.body).toContain('"user":"ann"');
+    expect(post?.body).toContain(`"privateKey":"${REDACTED}"`);
   });
 
   it('logs the request body only when asked, capped, with password keys redacted', async () => {

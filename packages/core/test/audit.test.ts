@@ -199,11 +199,52 @@ describe('createAuditLog', () => {
     expect(record?.body).not.toContain('hunter2');
     expect(record?.body).not.toContain('k1');
 
-    const plain = await setup(ok, { body: true }, () => 'a=1');
-    await call(`${plain.url}/form`, {}, 'POST');
-    await plain.flush();
-    expect(plain.records()[0]).toMatchObject({ body: 'a=1' });
-    expect(plain.records()[0]).not.toHaveProperty('bodyTruncated');
+    const raw = await setup(ok, { body: true, rawBody: true }, () => 'a=1');
+    await call(`${raw.url}/form`, {}, 'POST');
+    await raw.flush();
+    expect(raw.records()[0]).toMatchObject({ body: 'a=1' });
+    expect(raw.records()[0]).not.toHaveProperty('bodyTruncated');
+  });
+
+  it('never sends a body that is not JSON unless rawBody asks for it; a JSON string is redacted', async () => {
+    const bodies: unknown[] = [
+      'user=ann&password=hunter2',
+      Buffer.from('token hunter2'),
+      '{"user":"ann","password":"hunter2"}',
+      Buffer.from('{"user":"ann","api_key":"hunter2"}'),
+    ];
+    const app = await setup(ok, { body: true }, (req) => bodies[Number(req.url?.slice(1))]);
+    for (let i = 0; i < bodies.length; i++) await call(`${app.url}/${i}`, {}, 'POST');
+    await app.flush();
+    const records = app.records();
+    expect(records).toHaveLength(4);
+    expect(JSON.stringify(records)).not.toContain('hunter2');
+    const byPath = Object.fromEntries(records.map((r) => [r.path, r]));
+    expect(byPath['/0']).not.toHaveProperty('body');
+    expect(byPath['/1']).not.toHaveProperty('body');
+    expect(byPath['/2']?.body).toBe(`{"user":"ann","password":"${REDACTED}"}`);
+    expect(byPath['/3']?.body).toBe(`{"user":"ann","api_key":"${REDACTED}"}`);
+    expect(() => createAuditLog({ url: AUDIT_URL, rawBody: 'yes' as unknown as boolean })).toThrow(
+      InvalidArgumentError,
+    );
+  });
+
+  it('matches redact words on word parts, case-insensitively, and a multi-part string as a whole name', async () => {
+    const app = await setup(ok, { redact: ['email', 'x-customer-id'], headers: true });
+    await call(`${app.url}/x?userEmail=a&EMAIL_ADDRESS=b&emailed=c&x-customer-id=d&x-customer-idx=e&mail=f`, {
+      'X-Customer-ID': 'g',
+    });
+    await app.flush();
+    const [record] = app.records();
+    expect(record?.query).toEqual({
+      userEmail: REDACTED,
+      EMAIL_ADDRESS: REDACTED,
+      emailed: REDACTED,
+      'x-customer-id': REDACTED,
+      'x-customer-idx': 'e',
+      mail: 'f',
+    });
+    expect(record?.requestHeaders).toMatchObject({ 'x-customer-id': REDACTED });
   });
 
   it('takes a redact list that replaces the default', async () => {
@@ -219,7 +260,7 @@ describe('createAuditLog', () => {
       authorization: 'Bearer clear',
     });
     expect(record?.query).toEqual({ email: REDACTED, token: 't' });
-    expect(DEFAULT_REDACT).toContain('authorization');
+    expect(DEFAULT_REDACT).toContain('auth');
   });
 
   it('leaves headers out by default, and records only what `when` selects', async () => {

@@ -71,7 +71,8 @@ describe('an event and a counter for every outcome', () => {
     expect(dispatcher.stats()).toMatchObject({ failed: 1, retries: 1 });
     const warn = logger.lines.find((c) => c.msg === 'afterward: notification failed');
     expect(warn?.level).toBe('warn');
-    expect(warn?.obj).toMatchObject({ id: handle.id, url: URL_A, attempts: 2 });
+    expect(warn?.obj).toMatchObject({ id: handle.id, origin: 'http://a.test', attempts: 2 });
+    expect(warn?.obj).not.toHaveProperty('url');
     expect(warn?.obj['err']).toBeInstanceOf(HttpStatusError);
   });
 
@@ -185,7 +186,7 @@ describe('failures are never invisible by default', () => {
       level: 'warn',
       name: 'afterward',
       id: handle.id,
-      url: URL_A,
+      origin: 'http://a.test',
       attempts: 1,
     });
     expect(parsed['err']).toMatchObject({ type: 'HttpStatusError', code: 'AFTERWARD_ERR_HTTP_STATUS' });

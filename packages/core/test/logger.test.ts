@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { rateLimitLogger } from '../src/util/logger.js';
 import { recordingLogger, waitUntil } from '../../../test/support/index.js';
@@ -35,5 +37,50 @@ describe('rateLimitLogger', () => {
       error: () => undefined,
     });
     expect(() => logger.warn({}, 'x')).not.toThrow();
+  });
+});
+
+describe('an async logger', () => {
+  it('whose warn and error reject does not crash the process (child process)', async () => {
+    const child = spawn(
+      process.execPath,
+      [fileURLToPath(new URL('./fixtures/async-logger-child.mjs', import.meta.url))],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(err).not.toMatch(/log shipper is down/);
+    expect(code).toBe(0);
+    const summary = JSON.parse(out) as { alive: boolean; calls: number };
+    expect(summary.alive).toBe(true);
+    // failed (/a), dropped (/b), the rejected listener, failed (/c): every one went to the logger.
+    expect(summary.calls).toBeGreaterThanOrEqual(3);
+  });
+
+  it('contains a rejected promise from rateLimitLogger itself', async () => {
+    const seen: unknown[] = [];
+    const onRejection = (reason: unknown): void => void seen.push(reason);
+    process.on('unhandledRejection', onRejection);
+    try {
+      // Typed loosely on purpose: the Logger type says void, and that is what such a sink breaks.
+      const sink: Record<'warn' | 'error' | 'debug', () => Promise<never>> = {
+        warn: () => Promise.reject(new Error('async sink down')),
+        error: async () => Promise.reject(new Error('async sink down')),
+        debug: () => Promise.reject(new Error('async sink down')),
+      };
+      const logger = rateLimitLogger(sink);
+      logger.warn({}, 'w');
+      logger.error({}, 'e');
+      logger.debug?.({}, 'd');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(seen).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onRejection);
+    }
   });
 });

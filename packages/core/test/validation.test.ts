@@ -371,3 +371,66 @@ describe('the request is built like an async-request object', () => {
     }
   });
 });
+
+describe('durations above 2^31 - 1 ms (Node would fire such a timer after 1 ms)', () => {
+  const TOO_LONG = 2 ** 31;
+  const LONGEST = 2 ** 31 - 1;
+  const dispatcherRows: Array<[string, DispatcherOptions]> = [
+    ['timeout (a number)', { timeout: TOO_LONG }],
+    ['timeout.total', { timeout: { total: TOO_LONG } }],
+    ['timeout.connect', { timeout: { connect: TOO_LONG } }],
+    ['timeout.response', { timeout: { response: TOO_LONG } }],
+    ['retry.minDelay', { retry: { minDelay: TOO_LONG, maxDelay: TOO_LONG } }],
+    ['retry.maxDelay', { retry: { maxDelay: TOO_LONG } }],
+    ['retry.maxRetryAfter', { retry: { maxRetryAfter: TOO_LONG } }],
+    ['breaker.openMs', { breaker: { openMs: TOO_LONG } }],
+    ['breaker.windowMs', { breaker: { windowMs: TOO_LONG } }],
+  ];
+  it.each(dispatcherRows)('createDispatcher refuses %s', (_label, options) => {
+    expect(() => createDispatcher(options)).toThrow(/at most 2147483647 ms/);
+    expect(() => createDispatcher(options)).toThrow(InvalidArgumentError);
+  });
+
+  const sendRows: Array<[string, SendInit]> = [
+    ['timeout (a number)', { timeout: TOO_LONG }],
+    ['timeout.total', { timeout: { total: 1e12 } }],
+    ['retry.maxDelay', { retry: { maxDelay: TOO_LONG } }],
+    ['retry.maxRetryAfter', { retry: { maxRetryAfter: TOO_LONG } }],
+  ];
+  it.each(sendRows)('send() refuses %s', async (_label, init) => {
+    const { dispatcher } = createTestDispatcher();
+    try {
+      expect(() => dispatcher.send(URL_OK, init)).toThrow(/at most 2147483647 ms/);
+    } finally {
+      await dispatcher.close();
+    }
+  });
+
+  it('takes the longest a timer can wait', async () => {
+    const dispatcher = createDispatcher({
+      timeout: { connect: LONGEST, response: LONGEST, total: LONGEST },
+      retry: { maxDelay: LONGEST, maxRetryAfter: LONGEST },
+      breaker: { openMs: LONGEST, windowMs: LONGEST },
+    });
+    await dispatcher.close();
+  });
+});
+
+describe('query keeps the bytes of the query string it does not name', () => {
+  const PRESIGNED =
+    'http://127.0.0.1:9/o?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20250101%2Fus-east-1%2Fs3' +
+    '&X-Amz-Signature=9f0e&flag&sp=a%20b&plus=a+b&odd=%7e&empty=';
+
+  it('appends a new key to a pre-signed URL without touching its signed parameters', async () => {
+    const { dispatcher, transport } = createTestDispatcher();
+    await dispatcher.send(PRESIGNED, { query: { extra: 'v w', n: [1, 2] } }).done;
+    expect(transport.requests[0]?.url).toBe(`${PRESIGNED}&extra=v+w&n=1&n=2`);
+  });
+
+  it('replaces or removes only the keys named, matching encoded names too', async () => {
+    const { dispatcher, transport } = createTestDispatcher();
+    await dispatcher.send(`${PRESIGNED}&a%20b=1&x=1&x=2`, { query: { 'a b': 'c', x: null, flag: 'on' } })
+      .done;
+    expect(transport.requests[0]?.url).toBe(PRESIGNED.replace('&flag', '') + '&a+b=c&flag=on');
+  });
+});

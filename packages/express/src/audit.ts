@@ -1,6 +1,6 @@
 import { createAuditLog, type AuditLogOptions, type Dispatcher } from '@afterward/core';
 import type { NextFunction, Request, Response } from 'express';
-import { responseInfo } from './response-info.js';
+import { responseInfo, trackRoutes } from './response-info.js';
 import type { ExpressResponseInfo } from './types.js';
 
 // Re-exported so `redact: [...DEFAULT_REDACT, 'x-email']` needs no direct dependency on core.
@@ -37,6 +37,7 @@ export interface AuditLogMiddleware {
 export function auditLog(options: ExpressAuditLogOptions): AuditLogMiddleware {
   const log = createAuditLog<Request, ExpressResponseInfo>(options);
   function auditLogMiddleware(req: Request, res: Response, next: NextFunction): void {
+    trackRoutes(req);
     log.watch(res, {
       subject: req,
       startedAt: performance.now(),

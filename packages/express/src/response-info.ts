@@ -1,11 +1,77 @@
+import { IncomingMessage } from 'node:http';
 import type { ResponseOutcome } from '@afterward/core';
-import type { Request, Response } from 'express';
+import express, { type Request, type Response } from 'express';
 import type { ExpressResponseInfo } from './types.js';
 
+type RoutePath = string | RegExp | Array<string | RegExp>;
+interface MatchedRoute {
+  /** The route object Express set, to tell whether it is still the current one. */
+  readonly route: unknown;
+  /** Its full template, with the mount paths as they were when it matched. */
+  readonly template: string | undefined;
+}
+const kRoute = Symbol('afterward.route');
+type Tracked = Request & { [kRoute]?: MatchedRoute };
+const tracked = new WeakSet<object>();
+
+// Express sets `req.route` when a route matches, while `req.baseUrl` still holds every mount path;
+// leaving a router restores `req.baseUrl`, so an error thrown inside a nested router reaches the
+// error handler (and the finish) with `/:id/fail` instead of `/api/users/:id/fail`. An accessor
+// on the request prototype keeps the template as it was when the route matched.
+const routeAccessor: PropertyDescriptor = {
+  configurable: true,
+  enumerable: false,
+  get(this: Tracked): unknown {
+    return this[kRoute]?.route;
+  },
+  set(this: Tracked, route: unknown) {
+    const path = (route as { path?: RoutePath } | undefined)?.path;
+    Object.defineProperty(this, kRoute, {
+      value: { route, template: path === undefined ? undefined : join(this.baseUrl, path) },
+      configurable: true,
+      writable: true,
+    });
+  },
+};
+
+function hasAccessor(proto: object | null): boolean {
+  for (let p = proto; p !== null && p !== Object.prototype; p = Object.getPrototypeOf(p) as object | null) {
+    if (Object.getOwnPropertyDescriptor(p, 'route')?.set === routeAccessor.set) return true;
+  }
+  return false;
+}
+
 /**
- * The route pattern Express matched, with its router's mount path (`/api/users/:id`). Read it
- * inside the route when you can: leaving a router restores `req.baseUrl`, so at finish the mount
- * path may be gone.
+ * Makes `routeOf()` keep the full route template of this request's app, nested routers included,
+ * also once the router that matched has been left (an error thrown inside it). Patches the
+ * request prototype of that copy of Express once; a bare Node request is patched alone.
+ *
+ * @example
+ * ```ts
+ * app.use((req, _res, next) => { trackRoutes(req); next(); });
+ * ```
+ */
+export function trackRoutes(req: Request): void {
+  const proto = Object.getPrototypeOf(req) as object | null;
+  if (proto === null || tracked.has(proto)) return;
+  tracked.add(proto);
+  if (hasAccessor(proto)) return;
+  // Someone else's own `route` (an app that set one already) is left alone.
+  if (Object.getOwnPropertyDescriptor(req, 'route') !== undefined) return;
+  Object.defineProperty(proto === IncomingMessage.prototype ? req : proto, 'route', routeAccessor);
+}
+
+// The copy of Express this package imports is patched at once, like `res.fireAndForget`.
+Object.defineProperty(express.request, 'route', routeAccessor);
+tracked.add(express.request);
+
+function join(baseUrl: string | undefined, path: RoutePath): string {
+  return `${baseUrl ?? ''}${Array.isArray(path) ? path.join(',') : String(path)}`;
+}
+
+/**
+ * The route pattern Express matched, with every mount path of the routers it sits in
+ * (`/api/users/:id`), also after the router was left (an error thrown inside it).
  *
  * @example
  * ```ts
@@ -13,10 +79,12 @@ import type { ExpressResponseInfo } from './types.js';
  * ```
  */
 export function routeOf(req: Request): string | undefined {
+  const route: unknown = req.route;
+  const matched = (req as Tracked)[kRoute];
+  if (matched !== undefined && matched.route === route) return matched.template;
   // A route's path may be a string, a RegExp or an array of them.
-  const path = (req.route as { path?: string | RegExp | Array<string | RegExp> } | undefined)?.path;
-  if (path === undefined) return undefined;
-  return `${req.baseUrl}${Array.isArray(path) ? path.join(',') : String(path)}`;
+  const path = (route as { path?: RoutePath } | undefined)?.path;
+  return path === undefined ? undefined : join(req.baseUrl, path);
 }
 
 /**

@@ -21,28 +21,35 @@ import type { Logger } from '../util/logger.js';
 import { checkInteger, checkKeys, checkObject, show } from '../options/options.js';
 
 /**
- * Header and query-parameter names whose values never leave the process: the credential headers,
- * and anything named like a token, password, secret, API key, signature or session. A string
- * matches a name exactly (case-insensitive), a RegExp is tested against it.
+ * Name families whose values never leave the process, matched case-insensitively on the word
+ * parts of a header, query or body-key name (`X-Amz-Signature`, `private_key`, `accessToken`,
+ * `x-goog-iap-jwt-assertion`): a name is redacted when one of its parts starts or ends with a
+ * listed word, so `apikey`, `authorization` and `sessionid` are caught too. A string with more
+ * than one word part (`x-customer-email`) matches that whole name; a RegExp is tested against the
+ * lower-cased name. Over-redacting (`author`, `statusCode`) is the side this errs on.
  *
  * @example
  * ```ts
- * auditLog({ url, redact: [...DEFAULT_REDACT, 'x-customer-email'] });
+ * auditLog({ url, redact: [...DEFAULT_REDACT, 'email', 'x-customer-id'] });
  * ```
  */
 export const DEFAULT_REDACT: ReadonlyArray<string | RegExp> = Object.freeze([
-  'authorization',
-  'proxy-authorization',
-  'cookie',
-  'set-cookie',
   'auth',
-  /token/i,
-  /passw(or)?d|^pwd$/i,
-  /secret/i,
-  /api[-_]?key/i,
-  /^(sig|signature)$/i,
-  /credential/i,
-  /session/i,
+  'token',
+  'secret',
+  'password',
+  'passwd',
+  'pwd',
+  'key',
+  'signature',
+  'sig',
+  'jwt',
+  'assertion',
+  'session',
+  'cookie',
+  'credential',
+  'otp',
+  'code',
 ]);
 
 /** What replaces a redacted value. */
@@ -115,8 +122,14 @@ export interface AuditLogOptions<TSubject = unknown, TInfo extends ResponseInfo 
    * and cost, and an audit trail rarely needs them.
    */
   headers?: boolean;
-  /** Include the parsed request body, capped at this many bytes (`true`: 4 KiB). Default false. */
+  /**
+   * Include the request body, capped at this many bytes (`true`: 4 KiB), its JSON keys redacted.
+   * A body that is not JSON (an object, or a string or Buffer holding JSON) is left out, since it
+   * cannot be redacted, unless `rawBody` is true. Default false.
+   */
   body?: boolean | number;
+  /** With `body`, also send a body that is not JSON, as is and unredacted. Default false. */
+  rawBody?: boolean;
   /** The header carrying the request id. Default `x-request-id`. */
   requestIdHeader?: string;
   /** Batching of records (see `createBatcher`), or `false` to send one request per record. Default: batched. */
@@ -171,6 +184,7 @@ const OPTION_KEYS = [
   'redact',
   'headers',
   'body',
+  'rawBody',
   'requestIdHeader',
   'batch',
   'when',
@@ -204,6 +218,7 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
   readonly #redact: Redactor;
   readonly #headers: boolean;
   readonly #bodyCap: number;
+  readonly #rawBody: boolean;
   readonly #requestIdHeader: string;
   readonly #when: When<TInfo>;
 
@@ -223,6 +238,11 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
     if (typeof headers !== 'boolean') {
       throw new InvalidArgumentError(`headers must be a boolean, got ${show(headers)}`);
     }
+    const rawBody = options.rawBody ?? false;
+    if (typeof rawBody !== 'boolean') {
+      throw new InvalidArgumentError(`rawBody must be a boolean, got ${show(rawBody)}`);
+    }
+    this.#rawBody = rawBody;
     this.#bodyCap =
       body === false ? 0 : body === true ? DEFAULT_BODY_CAP : checkInteger('body', body, 1, 16 * 1024 * 1024);
     const requestIdHeader = options.requestIdHeader ?? 'x-request-id';
@@ -341,17 +361,28 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
   }
 
   #addBody(record: AuditRecord, body: unknown): void {
-    let text: string | undefined;
-    if (typeof body === 'string') text = body;
-    else if (Buffer.isBuffer(body)) text = body.toString('utf8');
-    else if (body !== undefined && body !== null) {
+    let value = body;
+    let raw: string | undefined;
+    if (typeof body === 'string' || Buffer.isBuffer(body)) {
+      raw = typeof body === 'string' ? body : body.toString('utf8');
       try {
-        text = JSON.stringify(body, (key, value: unknown) =>
-          key !== '' && this.#redact(key) ? REDACTED : value,
+        value = JSON.parse(raw);
+      } catch {
+        value = undefined;
+      }
+    }
+    let text: string | undefined;
+    if (value !== undefined && value !== null) {
+      try {
+        text = JSON.stringify(value, (key, inner: unknown) =>
+          key !== '' && this.#redact(key) ? REDACTED : inner,
         );
       } catch {
         text = undefined;
       }
+    } else if (raw !== undefined && this.#rawBody) {
+      // Asked for explicitly: a body that is not JSON has no names to redact by.
+      text = raw;
     }
     if (text === undefined) return;
     const bytes = Buffer.byteLength(text);
@@ -368,20 +399,39 @@ type Redactor = (name: string) => boolean;
 
 /** Compiles a redact list into a name test that remembers its answers. */
 function createRedactor(list: ReadonlyArray<string | RegExp>): Redactor {
+  const words: string[] = [];
   const exact = new Set<string>();
   const patterns: RegExp[] = [];
   for (const entry of list) {
-    if (typeof entry === 'string') exact.add(entry.toLowerCase());
-    // A global or sticky RegExp keeps lastIndex between tests; a copy without those flags does not.
-    else patterns.push(new RegExp(entry.source, entry.flags.replace(/[gy]/g, '')));
+    if (typeof entry === 'string') {
+      const parts = wordParts(entry);
+      if (parts.length === 1) words.push(parts[0] as string);
+      else exact.add(entry.toLowerCase());
+    } else {
+      // A global or sticky RegExp keeps lastIndex between tests; a copy without those flags does not.
+      patterns.push(new RegExp(entry.source, entry.flags.replace(/[gy]/g, '')));
+    }
   }
   const known = new Map<string, boolean>();
   return (name) => {
     const remembered = known.get(name);
     if (remembered !== undefined) return remembered;
     const lower = name.toLowerCase();
-    const hit = exact.has(lower) || patterns.some((pattern) => pattern.test(lower));
+    const hit =
+      exact.has(lower) ||
+      wordParts(name).some((part) => words.some((word) => part.startsWith(word) || part.endsWith(word))) ||
+      patterns.some((pattern) => pattern.test(lower));
     if (known.size < MAX_REMEMBERED_NAMES) known.set(name, hit);
     return hit;
   };
+}
+
+/** `X-Amz-Signature` -> x, amz, signature; `privateKey` -> private, key; `XMLToken` -> xml, token. */
+function wordParts(name: string): string[] {
+  return name
+    .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+    .replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2')
+    .toLowerCase()
+    .split(/[^a-z0-9]+/)
+    .filter((part) => part !== '');
 }

@@ -62,6 +62,12 @@ export const DEFAULTS = {
 
 const MAX_KEEP_BODY = 16 * 1024 * 1024;
 
+/**
+ * The longest delay a Node timer honours (2^31 - 1 ms, about 24.8 days): a longer one fires after
+ * 1 ms, with a warning, which turns a long deadline into none and a long backoff into a spin.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Throws InvalidArgumentError unless `value` is a finite number within [min, max]. */
 export function checkNumber(
   name: string,
@@ -75,6 +81,16 @@ export function checkNumber(
     );
   }
   return value;
+}
+
+/** A delay or deadline in milliseconds: from `min` up to {@link MAX_TIMER_MS}, whole when `integer`. */
+export function checkDuration(name: string, value: unknown, min: number, integer = false): number {
+  if (typeof value === 'number' && value > MAX_TIMER_MS && Number.isFinite(value)) {
+    throw new InvalidArgumentError(
+      `${name} must be at most ${MAX_TIMER_MS} ms (about 24.8 days, the longest a Node timer waits), got ${value}`,
+    );
+  }
+  return integer ? checkInteger(name, value, min, MAX_TIMER_MS) : checkNumber(name, value, min, MAX_TIMER_MS);
 }
 
 /** Like {@link checkNumber}, for whole numbers. */
@@ -105,14 +121,15 @@ export function checkKeys(name: string, value: Record<string, unknown>, allowed:
 /** Merges a per-send or per-dispatcher timeout setting over a base. A number sets the total deadline. */
 export function resolveTimeout(name: string, value: unknown, base: TimeoutOptions): TimeoutOptions {
   if (value === undefined) return base;
-  if (typeof value === 'number') return { ...base, total: checkNumber(name, value, 1) };
+  if (typeof value === 'number') return { ...base, total: checkDuration(name, value, 1) };
   const obj = checkObject(name, value);
   checkKeys(name, obj, ['connect', 'response', 'total']);
   return {
-    connect: obj['connect'] === undefined ? base.connect : checkNumber(`${name}.connect`, obj['connect'], 1),
+    connect:
+      obj['connect'] === undefined ? base.connect : checkDuration(`${name}.connect`, obj['connect'], 1),
     response:
-      obj['response'] === undefined ? base.response : checkNumber(`${name}.response`, obj['response'], 1),
-    total: obj['total'] === undefined ? base.total : checkNumber(`${name}.total`, obj['total'], 1),
+      obj['response'] === undefined ? base.response : checkDuration(`${name}.response`, obj['response'], 1),
+    total: obj['total'] === undefined ? base.total : checkDuration(`${name}.total`, obj['total'], 1),
   };
 }
 
@@ -124,15 +141,17 @@ export function resolveRetry(name: string, value: unknown, base: RetryOptions): 
   checkKeys(name, obj, ['attempts', 'minDelay', 'maxDelay', 'factor', 'maxRetryAfter']);
   const pick = (key: keyof RetryOptions, min: number): number =>
     obj[key] === undefined ? base[key] : checkNumber(`${name}.${key}`, obj[key], min);
+  const pickDuration = (key: 'minDelay' | 'maxDelay' | 'maxRetryAfter'): number =>
+    obj[key] === undefined ? base[key] : checkDuration(`${name}.${key}`, obj[key], 0);
   const resolved = {
     attempts:
       obj['attempts'] === undefined
         ? base.attempts
         : checkInteger(`${name}.attempts`, obj['attempts'], 1, 100),
-    minDelay: pick('minDelay', 0),
-    maxDelay: pick('maxDelay', 0),
+    minDelay: pickDuration('minDelay'),
+    maxDelay: pickDuration('maxDelay'),
     factor: pick('factor', 1),
-    maxRetryAfter: pick('maxRetryAfter', 0),
+    maxRetryAfter: pickDuration('maxRetryAfter'),
   };
   if (resolved.maxDelay < resolved.minDelay) {
     throw new InvalidArgumentError(

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../util/errors.js';
-import { checkInteger, checkKeys, checkNumber, checkObject } from '../options/options.js';
+import { checkDuration, checkInteger, checkKeys, checkNumber, checkObject } from '../options/options.js';
 import { isRetryableStatus } from './retry.js';
 import type { TransportResult } from '../transport/transport.js';
 
@@ -59,10 +59,10 @@ export function resolveBreaker(value: unknown): BreakerOptions | undefined {
     throw new InvalidArgumentError('breaker.failureRate must be above 0 (0 would open on any traffic)');
   }
   return {
-    windowMs: pick('windowMs', (name, v) => checkInteger(name, v, 1)),
+    windowMs: pick('windowMs', (name, v) => checkDuration(name, v, 1, true)),
     minRequests: pick('minRequests', (name, v) => checkInteger(name, v, 1)),
     failureRate,
-    openMs: pick('openMs', (name, v) => checkInteger(name, v, 1)),
+    openMs: pick('openMs', (name, v) => checkDuration(name, v, 1, true)),
     maxOrigins: pick('maxOrigins', (name, v) => checkInteger(name, v, 1)),
   };
 }

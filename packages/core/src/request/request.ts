@@ -1,5 +1,6 @@
 import { newId } from '../util/id.js';
 import { InvalidArgumentError } from '../util/errors.js';
+import { redactUrl } from '../util/redact-url.js';
 import {
   checkKeys,
   checkObject,
@@ -325,11 +326,10 @@ function parseUrl(target: unknown): URL {
   if (target instanceof URL) {
     url = new URL(target.href);
   } else if (typeof target === 'string') {
-    try {
-      url = new URL(target);
-    } catch (error) {
-      throw new InvalidArgumentError(`invalid URL ${show(target)}`, { cause: error });
-    }
+    // No cause: Node's TypeError carries the raw input (`.input`), and error pages print causes.
+    if (!URL.canParse(target))
+      throw new InvalidArgumentError(`invalid URL ${JSON.stringify(redactUrl(target))}`);
+    url = new URL(target);
   } else {
     throw new InvalidArgumentError(`url must be a string or a URL, got ${show(target)}`);
   }
@@ -355,10 +355,12 @@ function normalizeMethod(method: unknown): string {
 
 function mergeQuery(url: URL, query: QueryInput): void {
   const record = checkObject('query', query);
+  const named = new Set<string>();
+  const added = new URLSearchParams();
   for (const key of Object.keys(record)) {
     const value = record[key];
     if (value === undefined) continue;
-    url.searchParams.delete(key);
+    named.add(key);
     if (value === null) continue;
     const values = Array.isArray(value) ? (value as unknown[]) : [value];
     for (const item of values) {
@@ -371,8 +373,27 @@ function mergeQuery(url: URL, query: QueryInput): void {
           `query.${key} must be a string, number or boolean (or an array of them), got ${show(item)}`,
         );
       }
-      url.searchParams.append(key, String(item));
+      added.append(key, String(item));
     }
+  }
+  if (named.size === 0) return;
+  // The parameters not named keep their bytes: searchParams would re-serialise them all (`flag`
+  // becomes `flag=`, `%20` becomes `+`), which breaks a pre-signed URL's signature.
+  const kept = url.search.length > 1 ? url.search.slice(1).split('&') : [];
+  const parts = kept.filter((part) => !named.has(queryName(part)));
+  const tail = added.toString();
+  if (tail !== '') parts.push(tail);
+  url.search = parts.join('&');
+}
+
+/** The decoded name of one `name=value` part of a query string, as URLSearchParams reads it. */
+function queryName(part: string): string {
+  const eq = part.indexOf('=');
+  const raw = (eq === -1 ? part : part.slice(0, eq)).replace(/\+/g, ' ');
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
   }
 }
 

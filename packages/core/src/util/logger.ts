@@ -14,6 +14,8 @@ export interface Logger {
   debug?(obj: object, msg?: string): void;
 }
 
+import { originOfUrl, type LogUrls } from './redact-url.js';
+
 type Level = 'warn' | 'error';
 
 /**
@@ -46,9 +48,12 @@ function errorReplacer(_key: string, value: unknown): unknown {
 
 /**
  * Wraps a logger so that a storm of one kind of message (a dead endpoint failing thousands of
- * notifications) costs one line per interval, plus a count of what was suppressed.
+ * notifications) costs one line per interval, plus a count of what was suppressed. With
+ * `urls: 'origin'` (the default) a `url` field becomes `origin`: the notification `id` next to it
+ * correlates the line with the handle and events, which keep the full URL in-process. A logger
+ * method that throws or returns a rejected promise is contained here, like an event listener.
  */
-export function rateLimitLogger(logger: Logger, intervalMs = 1_000): Logger {
+export function rateLimitLogger(logger: Logger, intervalMs = 1_000, urls: LogUrls = 'origin'): Logger {
   interface Window {
     until: number;
     suppressed: number;
@@ -58,16 +63,13 @@ export function rateLimitLogger(logger: Logger, intervalMs = 1_000): Logger {
   }
   const windows = new Map<string, Window>();
   const write = (level: Level, obj: object, msg: string | undefined): void => {
-    try {
-      logger[level](obj, msg);
-    } catch {
-      // A broken logger must not break delivery; there is nowhere left to report it.
-    }
+    call(() => logger[level](obj, msg));
   };
   const open = (key: string, now: number): void => {
     windows.set(key, { until: now + intervalMs, suppressed: 0, last: undefined, timer: undefined });
   };
-  const emit = (level: Level, obj: object, msg?: string): void => {
+  const emit = (level: Level, given: object, msg?: string): void => {
+    const obj = urls === 'origin' ? withoutUrl(given) : given;
     const key = `${level}:${msg ?? ''}`;
     const now = Date.now();
     const window = windows.get(key);
@@ -94,13 +96,31 @@ export function rateLimitLogger(logger: Logger, intervalMs = 1_000): Logger {
   };
   if (logger.debug !== undefined) {
     const debug = logger.debug.bind(logger);
-    limited.debug = (obj, msg) => {
-      try {
-        debug(obj, msg);
-      } catch {
-        // Same as above: logging is best effort.
-      }
-    };
+    limited.debug = (obj, msg) => call(() => debug(urls === 'origin' ? withoutUrl(obj) : obj, msg));
   }
   return limited;
+}
+
+// A broken logger must not break delivery, and an async one that rejects must not become an
+// unhandled rejection (which ends the process): there is nowhere left to report either.
+function call(fn: () => unknown): void {
+  try {
+    const result = fn();
+    if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
+      (result as PromiseLike<unknown>).then(undefined, ignore);
+    }
+  } catch {
+    // See above.
+  }
+}
+
+function ignore(): void {
+  // Deliberately nothing: see call().
+}
+
+function withoutUrl(obj: object): object {
+  if (!('url' in obj)) return obj;
+  const { url, ...rest } = obj;
+  if (typeof url !== 'string' && !(url instanceof URL)) return obj;
+  return { ...rest, origin: originOfUrl(url) };
 }
