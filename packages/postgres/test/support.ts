@@ -40,7 +40,8 @@ export async function setupPostgres(): Promise<boolean> {
       '*** Install and start one (Debian: apt-get install postgresql, trust auth for user postgres on 127.0.0.1),\n' +
       '*** or point AFTERWARD_PG_HOST / AFTERWARD_PG_PORT / AFTERWARD_PG_USER at one, then run `pnpm test` again.\n\n';
     process.stderr.write(message);
-    if (process.env.CI === 'true') throw new Error(`PostgreSQL is required under CI=true: ${message}`);
+    if (process.env.CI === 'true')
+      throw new Error(`PostgreSQL is required under CI=true: ${message}`, { cause: error });
     return false;
   }
   try {
