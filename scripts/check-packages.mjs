@@ -39,6 +39,8 @@ const THROWERS = {
   '@afterward/core': "(await import('@afterward/core')).createDispatcher({ notAnOption: 1 })",
   '@afterward/express': "(await import('@afterward/express')).afterward({ notAnOption: 1 })",
   '@afterward/koa': "(await import('@afterward/koa')).afterward({ notAnOption: 1 })",
+  '@afterward/sqlite': "new (await import('@afterward/sqlite')).OutboxDb({ path: '' })",
+  '@afterward/postgres': "(await import('@afterward/postgres')).postgresBackend({})",
 };
 
 const failures = [];

@@ -1,5 +1,5 @@
 import type { DeadLetter, DeadLetterFilter, NotificationJson, OutboxAdmin } from './contract.js';
-import { postgresBackend } from './backend.js';
+import { connectionOf, postgresBackend } from './backend.js';
 import type { PostgresBackend, PostgresBackendOptions } from './backend.js';
 import { withTransaction } from './db.js';
 import type { Row } from './db.js';
@@ -42,7 +42,7 @@ export function postgresAdmin(options: PostgresAdminOptions): OutboxAdmin {
 
   return {
     async listDead(filter) {
-      const { db } = await backend.start();
+      const { db } = await connectionOf(backend);
       const values: unknown[] = [];
       const clause = where(filter, values);
       values.push(filter.limit ?? 100);
@@ -54,7 +54,7 @@ export function postgresAdmin(options: PostgresAdminOptions): OutboxAdmin {
     },
 
     async showDead(idOrKey) {
-      const { db } = await backend.start();
+      const { db } = await connectionOf(backend);
       const { rows } = await db.executeSql(
         `SELECT ${COLUMNS} FROM ${table} WHERE key = $1 OR id = $1 ORDER BY failed_at DESC LIMIT 1`,
         [idOrKey],
@@ -63,7 +63,7 @@ export function postgresAdmin(options: PostgresAdminOptions): OutboxAdmin {
     },
 
     async replayDead(idOrKey) {
-      const { db, boss, shape } = await backend.start();
+      const { db, boss, shape } = await connectionOf(backend);
       return withTransaction(db, async (tx) => {
         // The delete is the claim: a second replay (or a concurrent one) finds nothing and is a no-op.
         const { rows } = await tx.executeSql(
@@ -87,7 +87,7 @@ export function postgresAdmin(options: PostgresAdminOptions): OutboxAdmin {
     },
 
     async purgeDead(filter) {
-      const { db } = await backend.start();
+      const { db } = await connectionOf(backend);
       const values: unknown[] = [];
       const clause = where(filter, values);
       const { rows } = await db.executeSql(
@@ -98,7 +98,7 @@ export function postgresAdmin(options: PostgresAdminOptions): OutboxAdmin {
     },
 
     async stats() {
-      const { db, boss } = await backend.start();
+      const { db, boss } = await connectionOf(backend);
       const queue = await boss.getQueue(backend.queue);
       const out = { pending: 0, deferred: 0, leased: 0, completed: 0, expired: 0, dead: 0, buffered: 0 };
       if (queue !== null) {

@@ -1,5 +1,7 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
+// Named type imports: the emitted .d.ts then compiles without esModuleInterop (module commonjs).
+import type { Pool } from 'pg';
 import { PgBoss } from 'pg-boss';
 import type { ConstructorOptions } from 'pg-boss';
 import { ClosedError, DroppedError, InvalidArgumentError } from '@afterward/core';
@@ -18,7 +20,7 @@ export interface PostgresBackendOptions {
   /** `postgres://user@host:5432/db`; the backend opens and closes its own pool. */
   connectionString?: string;
   /** Your own `pg` pool; the backend never ends it. */
-  pool?: pg.Pool;
+  pool?: Pool;
   /** Connections of the pool the backend opens. Default 10. */
   poolSize?: number;
   /** PostgreSQL schema of pg-boss's tables and the dead-letter table. Default `'afterward'`. */
@@ -102,11 +104,17 @@ export interface BackendCloseResult {
   dropped: number;
 }
 
-/** pg-boss and the SQL adapter, started; for workers and the admin. */
+/**
+ * pg-boss and the SQL adapter, started; for workers and the admin. Internal (`stripInternal`): the
+ * public declarations stay free of pg-boss's types, whose own `.d.ts` does not compile under every
+ * TypeScript setup the README lists.
+ *
+ * @internal
+ */
 export interface BackendConnection {
   boss: PgBoss;
   db: PoolDatabase;
-  pool: pg.Pool;
+  pool: Pool;
   /** How this backend shapes jobs (lease, retention); re-schedules keep it. */
   shape: JobShape;
 }
@@ -142,7 +150,7 @@ export interface PostgresBackend {
   /** Like {@link PostgresBackend.add}, for a notification already in its stored form. */
   addNotification(target: SqlTarget, n: NotificationJson): Promise<string>;
   /** Installs pg-boss's schema, the queue and the dead-letter table (idempotent); lazy otherwise. */
-  start(): Promise<BackendConnection>;
+  start(): Promise<void>;
   /** Resolves when everything enqueued so far is committed or dropped. */
   flush(): Promise<void>;
   stats(): PostgresBackendStats;
@@ -182,10 +190,22 @@ export function postgresBackend(options: PostgresBackendOptions): PostgresBacken
   return new PgBackend(options);
 }
 
+/**
+ * The started connection of a backend made by {@link postgresBackend} (starts it if needed).
+ *
+ * @internal
+ */
+export function connectionOf(backend: PostgresBackend): Promise<BackendConnection> {
+  if (!(backend instanceof PgBackend)) {
+    throw new InvalidArgumentError('backend: expected a backend made by postgresBackend()');
+  }
+  return backend.connect();
+}
+
 class PgBackend extends EventEmitter implements PostgresBackend {
   readonly schema: string;
   readonly queue: string;
-  readonly #pool: pg.Pool;
+  readonly #pool: Pool;
   readonly #ownsPool: boolean;
   readonly #db: PoolDatabase;
   readonly #shape: JobShape;
@@ -286,12 +306,16 @@ class PgBackend extends EventEmitter implements PostgresBackend {
   }
 
   async addNotification(target: SqlTarget, n: NotificationJson): Promise<string> {
-    const { boss } = await this.start();
+    const { boss } = await this.connect();
     await boss.insert(this.queue, [toJobInsert(n, this.#shape)], { db: toDb(target) });
     return n.id;
   }
 
-  start(): Promise<BackendConnection> {
+  async start(): Promise<void> {
+    await this.connect();
+  }
+
+  connect(): Promise<BackendConnection> {
     this.#starting ??= this.#start().catch((error: unknown) => {
       this.#starting = undefined;
       throw error;
@@ -406,7 +430,7 @@ class PgBackend extends EventEmitter implements PostgresBackend {
         count += batch.items.length;
       }
       try {
-        const { boss } = await this.start();
+        const { boss } = await this.connect();
         const jobs = [];
         for (const batch of taken) for (const n of batch.items) jobs.push(toJobInsert(n, this.#shape));
         await boss.insert(this.queue, jobs);

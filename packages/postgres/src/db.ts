@@ -1,8 +1,16 @@
-import type { Db } from 'pg-boss';
-import type pg from 'pg';
+// Named type imports: the emitted .d.ts then compiles without esModuleInterop (module commonjs).
+import type { ClientBase, Pool, QueryResult } from 'pg';
+
+/**
+ * A database adapter as pg-boss takes it (pg-boss's `Db`, restated here so that the public
+ * declarations do not import pg-boss's): `fromKnex(trx)`, `fromKysely(trx)`, ... from `pg-boss` fit.
+ */
+export interface SqlExecutor {
+  executeSql(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>;
+}
 
 /** A pg-boss database adapter that can also open a transaction on one pinned connection. */
-export interface PoolDatabase extends Db {
+export interface PoolDatabase extends SqlExecutor {
   executeSql(text: string, values?: unknown[]): Promise<{ rows: Row[]; rowCount?: number | null }>;
   beginTransaction(): Promise<{ db: PoolDatabase; commit(): Promise<void>; rollback(): Promise<void> }>;
 }
@@ -14,14 +22,14 @@ export type Row = Record<string, unknown>;
  * Where `add()` writes: the caller's own `pg` client (inside `BEGIN` ... `COMMIT`), or any pg-boss
  * database adapter (`fromKnex(trx)`, `fromKysely(trx)`, `fromDrizzle(tx, sql)`, `fromPrisma(tx)`).
  */
-export type SqlTarget = Pick<pg.ClientBase, 'query'> | Db;
+export type SqlTarget = Pick<ClientBase, 'query'> | SqlExecutor;
 
-function isDb(target: SqlTarget): target is Db {
-  return typeof (target as Db).executeSql === 'function';
+function isDb(target: SqlTarget): target is SqlExecutor {
+  return typeof (target as SqlExecutor).executeSql === 'function';
 }
 
 /** Runs pg-boss statements on the caller's connection, so they commit with the caller's work. */
-export function toDb(target: SqlTarget): Db {
+export function toDb(target: SqlTarget): SqlExecutor {
   if (isDb(target)) return target;
   return {
     executeSql: async (text, values) => {
@@ -35,7 +43,7 @@ export function toDb(target: SqlTarget): Db {
  * client. A failed statement inside a transaction drops the client instead of returning it, so the
  * next user never gets an aborted transaction.
  */
-export function poolDatabase(pool: pg.Pool): PoolDatabase {
+export function poolDatabase(pool: Pool): PoolDatabase {
   const db: PoolDatabase = {
     executeSql: async (text, values) => {
       return unwrap(await pool.query(text, values));
@@ -118,7 +126,7 @@ export async function withTransaction<T>(db: PoolDatabase, fn: (tx: PoolDatabase
  * A multi-statement query (pg-boss sends some) answers with one result per statement; pg-boss's own
  * adapter flattens their rows the same way.
  */
-function unwrap(result: pg.QueryResult | pg.QueryResult[]): { rows: Row[]; rowCount: number | null } {
+function unwrap(result: QueryResult | QueryResult[]): { rows: Row[]; rowCount: number | null } {
   if (Array.isArray(result)) {
     return {
       rows: result.flatMap((r) => (r.rows ?? []) as Row[]),

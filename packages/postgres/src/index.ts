@@ -1,7 +1,6 @@
 export { postgresBackend } from './backend.js';
 export type {
   BackendCloseResult,
-  BackendConnection,
   DroppedEvent,
   EnqueueTicket,
   PersistOutcome,
@@ -16,7 +15,7 @@ export { postgresAdmin } from './admin.js';
 export type { PostgresAdminOptions } from './admin.js';
 export { notificationJson } from './notification.js';
 export type { NotificationInit } from './notification.js';
-export type { SqlTarget } from './db.js';
+export type { SqlExecutor, SqlTarget } from './db.js';
 export type {
   AttemptReport,
   AttemptRunnerLike,

@@ -4,6 +4,7 @@ import type { Job } from 'pg-boss';
 import { InvalidArgumentError, isAfterwardError } from '@afterward/core';
 import type { Logger } from '@afterward/core';
 import type { AttemptReport, AttemptRunnerLike, Decision, NotificationJson } from './contract.js';
+import { connectionOf } from './backend.js';
 import type { BackendConnection, PostgresBackend } from './backend.js';
 import { withTransaction } from './db.js';
 import type { PoolDatabase } from './db.js';
@@ -213,7 +214,7 @@ class PgWorker extends EventEmitter implements Worker {
       let jobs: Job<NotificationJson>[];
       let free: number;
       try {
-        this.#conn ??= await this.#backend.start();
+        this.#conn ??= await connectionOf(this.#backend);
         if (this.#listener === undefined) await this.#listen(this.#conn);
         // Let the completions of this turn land first: one fetch for several freed slots.
         await new Promise<void>((resolve) => setImmediate(resolve));
