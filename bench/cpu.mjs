@@ -612,33 +612,40 @@ async function profile(key, { seconds = 4 } = {}) {
   const prof = JSON.parse(await readFile(path.join(dir, file), 'utf8'));
   const byId = new Map(prof.nodes.map((node) => [node.id, node]));
   const selfTime = new Map();
+  const areas = new Map();
+  // By area too: a profile of a loaded machine spreads thin, the sums say more.
+  const areaOf = (url) => {
+    if (url === '') return 'native (syscalls, GC, builtins)';
+    if (url.startsWith('node:')) return 'node core';
+    const workspace = /\/packages\/(core|express|koa)\/dist\//.exec(url);
+    if (workspace) return `afterward ${workspace[1]}`;
+    const dep = /node_modules\/((?:@[^/]+\/)?[^/]+)\/(?!.*node_modules\/)/.exec(url);
+    return dep ? dep[1] : 'other (bench, wasm)';
+  };
   let total = 0;
   prof.samples.forEach((id, i) => {
     const dt = prof.timeDeltas[i] ?? 0;
     const frame = byId.get(id).callFrame;
     if (frame.functionName === '(idle)' || frame.functionName === '(program)') return;
-    const where = `${frame.functionName || '(anonymous)'} ${frame.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/packages\//, '')}:${frame.lineNumber + 1}`;
+    const url = frame.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/packages\//, '');
+    const where = `${frame.functionName || '(anonymous)'} ${url}:${frame.lineNumber + 1}`;
     selfTime.set(where, (selfTime.get(where) ?? 0) + dt);
+    const area = areaOf(frame.url);
+    areas.set(area, (areas.get(area) ?? 0) + dt);
     total += dt;
   });
-  // By area too: a profile under a loaded machine spreads thin, the sums say more.
-  const area = (where) => {
-    const file = where.split(' ')[1] ?? '';
-    if (/^(core|express|koa)\/dist\//.test(file)) return `afterward ${file.split('/')[0]}`;
-    if (file.startsWith('node:') || file.startsWith(':'))
-      return file.startsWith('node:') ? 'node core' : 'native / GC';
-    return file.split('/')[0] || 'other';
-  };
-  const areas = new Map();
-  for (const [where, t] of selfTime) areas.set(area(where), (areas.get(area(where)) ?? 0) + t);
+  const share = (t) => `${((100 * t) / total).toFixed(1).padStart(5)} %`;
+  console.log(
+    `profile: ${path.join(dir, file)}; busy samples ${(total / 1000).toFixed(0)} ms (wall-clock sampling)`,
+  );
   console.log('by area:');
   for (const [name, t] of [...areas.entries()].sort((a, b) => b[1] - a[1]).slice(0, 12)) {
-    console.log(`${((100 * t) / total).toFixed(1).padStart(5)} %  ${name}`);
+    console.log(`${share(t)}  ${name}`);
   }
   console.log('top self time:');
-  const top = [...selfTime.entries()].sort((a, b) => b[1] - a[1]).slice(0, 25);
-  console.log(`profile: ${path.join(dir, file)}; busy samples ${(total / 1000).toFixed(0)} ms`);
-  for (const [where, t] of top) console.log(`${((100 * t) / total).toFixed(1).padStart(5)} %  ${where}`);
+  for (const [where, t] of [...selfTime.entries()].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
+    console.log(`${share(t)}  ${where}`);
+  }
   if (!process.argv.includes('--keep')) await rm(dir, { recursive: true, force: true });
 }
 
