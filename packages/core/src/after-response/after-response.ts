@@ -6,7 +6,7 @@ import type { Notification } from '../notification/notification.js';
 import { CancelledError, InvalidArgumentError, isAfterwardError, QueueFullError } from '../util/errors.js';
 import type { DeliveryHandle } from '../notification/handle.js';
 import type { HookFn } from './hooks.js';
-import { checkInteger, DEFAULTS, show } from '../options/options.js';
+import { checkDuration, checkKeys, DEFAULTS, show } from '../options/options.js';
 import { serializeJson, type SendInit } from '../request/request.js';
 
 /** How the client response ended: fully handed to the socket, or cut off by the client. */
@@ -111,6 +111,8 @@ type Parked<TInfo> =
   | { kind: 'hook'; fn: HookFn<TInfo>; timeout: number; when: When<TInfo>; held: boolean };
 
 const WHEN_VALUES = ['always', 'ok', 'error', 'aborted'];
+// `satisfies` makes a new option in AfterOptions a compile error here until it is listed.
+const AFTER_KEYS = Object.keys({ when: true, timeout: true } satisfies Record<keyof AfterOptions, true>);
 
 /**
  * Parks notifications and hooks on a Node `ServerResponse` and releases them exactly once, when
@@ -183,12 +185,13 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
     if (typeof options !== 'object' || options === null) {
       throw new InvalidArgumentError(`after() options must be an object, got ${show(options)}`);
     }
+    checkKeys('after() options', options as Record<string, unknown>, AFTER_KEYS);
     const when = options.when ?? 'always';
     checkWhen(when);
     const timeout =
       options.timeout === undefined
         ? this.#internal.hooks.defaultTimeout
-        : checkInteger('after() timeout', options.timeout, 1);
+        : checkDuration('after() timeout', options.timeout, 1, true);
     this.#checkRoom();
     this.#park({ kind: 'hook', fn, timeout, when, held: false });
   };

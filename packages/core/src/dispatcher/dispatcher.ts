@@ -4,7 +4,7 @@ import { HookRunner } from '../after-response/hooks.js';
 import type { DeliveryHandle } from '../notification/handle.js';
 import { fromNotificationJson, localKey, type NotificationJson } from '../notification/json.js';
 import { Notification } from '../notification/notification.js';
-import { checkInteger, DEFAULTS } from '../options/options.js';
+import { checkDuration, DEFAULTS } from '../options/options.js';
 import { breakerOutcome, OriginBreakers } from '../policy/breaker.js';
 import { decide, type DecideContext } from '../policy/decide.js';
 import { Scheduler } from '../queue/scheduler.js';
@@ -226,7 +226,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
 
   drain(options: { timeout?: number } = {}): Promise<DrainResult> {
     const timeout = options.timeout ?? Infinity;
-    if (timeout !== Infinity) checkInteger('drain timeout', timeout, 0);
+    if (timeout !== Infinity) checkDuration('drain timeout', timeout, 0, true);
     this.#lifecycle.flushParticipants();
     const flushed = this.#store.flush().catch((error: unknown) => {
       this.#logger.error({ err: error }, 'afterward: store flush failed');
@@ -250,7 +250,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
 
   close(options: { timeout?: number } = {}): Promise<CloseResult> {
     const timeout = options.timeout ?? this.#closeTimeout;
-    checkInteger('close timeout', timeout, 0);
+    checkDuration('close timeout', timeout, 0, true);
     this.#closing ??= this.#close(timeout);
     return this.#closing;
   }
