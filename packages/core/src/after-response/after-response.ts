@@ -245,6 +245,11 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
   }
 
   #release(item: Parked<TInfo>, info: TInfo): void {
+    // Nothing runs after close(): not the hook, its `when`, nor a lazy payload (counted as cancelled there).
+    if (item.kind === 'hook' ? this.#internal.hooks.closed : item.notification.settled) {
+      if (item.kind === 'hook' && item.held) this.#internal.hooks.unhold();
+      return;
+    }
     const skip = skipReason(item.when, info, this.#options.onClientAbort ?? 'send');
     if (item.kind === 'hook') {
       if (skip === undefined) this.#internal.hooks.run(item.fn, info, item.timeout);

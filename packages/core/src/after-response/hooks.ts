@@ -53,12 +53,8 @@ export class HookRunner {
 
   /** Queues a hook; over the bound it is dropped and reported. */
   run<TInfo>(fn: HookFn<TInfo>, info: TInfo, timeout = this.#options.timeout): void {
-    if (this.#closed !== undefined) {
-      // Parked on a response that finished after close(): like a notification then, not run.
-      this.#failed++;
-      this.#options.onError(new CancelledError(this.#closed), info);
-      return;
-    }
+    // Parked on a response that finished after close(): counted in close()'s `cancelled`, never run.
+    if (this.#closed !== undefined) return;
     if (this.#queue.length >= this.#options.maxQueued) {
       this.#failed++;
       this.#options.onError(new DroppedError('after-response hook dropped: the hook queue is full'), info);
@@ -92,10 +88,19 @@ export class HookRunner {
     this.#options.onIdle();
   }
 
-  /** Aborts running hooks and forgets queued ones; returns how many. */
+  /** True once {@link cancelAll} ran: nothing runs any more. */
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
+  /**
+   * Aborts running hooks, forgets queued ones, and refuses the ones still parked on open
+   * responses; returns how many.
+   */
   cancelAll(reason: AfterwardError): number {
+    if (this.#closed !== undefined) return 0;
     this.#closed = reason;
-    const count = this.#queue.length + this.#running.size;
+    const count = this.#queue.length + this.#running.size + this.#held;
     this.#queue.length = 0;
     for (const running of [...this.#running]) {
       running.controller.abort(reason);
