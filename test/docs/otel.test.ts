@@ -4,8 +4,8 @@
  * the core README's `otel.mjs` loaded by `--import`, exactly as the README says; a request that
  * carries a `traceparent` produces a notification, at a real receiver, in the same trace.
  *
- * One request at a time. Under saturation (more work than the dispatcher runs at once) a queued
- * notification can start in another request's context: issue 11 #5, tested where it is fixed.
+ * Also under saturation: a burst of requests against a dispatcher that runs one attempt at a
+ * time, each notification in its own request's trace (issue 11 #5).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

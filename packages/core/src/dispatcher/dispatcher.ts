@@ -24,6 +24,7 @@ import {
   InvalidArgumentError,
   QueueFullError,
 } from '../util/errors.js';
+import { captureContext, type RunInContext } from '../util/context.js';
 import type { Logger } from '../util/logger.js';
 import type { DispatcherEventName, DispatcherEvents } from './events.js';
 import { Lifecycle, type DrainParticipant } from './lifecycle.js';
@@ -127,6 +128,8 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   readonly #scheduler: Scheduler;
   /** Reused for every decision (decide() keeps nothing): no object per attempt. */
   readonly #decideContext: DecideContext = { attempt: 0, retry: DEFAULTS.retry, now: 0 };
+  /** Where revived notifications (no caller) run: the context the dispatcher was made in. */
+  readonly #context: RunInContext = captureContext();
   #accepting = true;
   #closed = false;
   #closing: Promise<CloseResult> | undefined;
@@ -310,6 +313,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       throw new InvalidArgumentError(`httpsOnly: refusing ${request.url.protocol} URL ${request.origin}`);
     }
     const notification = new Notification(localKey(), request, this.#lifecycle);
+    notification.runIn = captureContext();
     this.#lifecycle.track(notification);
     const signal = request.signal;
     if (signal !== undefined) {
@@ -373,10 +377,15 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       this.#scheduler.wake();
       return;
     }
-    this.#attempt(notification).catch((error: unknown) => {
-      // #attempt handles its own failures; reaching this is a bug, reported, never thrown.
-      this.#logger.error({ err: error }, 'afterward: internal error during an attempt');
-    });
+    // In the context of the call that sent it (not of whichever attempt freed the slot), so
+    // AsyncLocalStorage stores and OpenTelemetry's trace follow the notification; undici creates
+    // its request in it, also when the request waits in undici's own pool queue.
+    (notification.runIn ?? this.#context)(() =>
+      this.#attempt(notification).catch((error: unknown) => {
+        // #attempt handles its own failures; reaching this is a bug, reported, never thrown.
+        this.#logger.error({ err: error }, 'afterward: internal error during an attempt');
+      }),
+    );
   }
 
   async #attempt(notification: Notification): Promise<void> {
