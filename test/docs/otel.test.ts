@@ -102,4 +102,27 @@ describe('OpenTelemetry: trace context reaches notifications', () => {
     const [, traceId] = await order({});
     expect(traceId).toMatch(/^(?!0{32})[0-9a-f]{32}$/);
   });
+
+  it('a burst of requests, queued behind one attempt at a time: each notification keeps its own trace', async () => {
+    const before = receiver.requests.length;
+    const traces = Array.from({ length: 12 }, () => ids());
+    await Promise.all(
+      traces.map(async ({ traceId, spanId }, n) => {
+        const response = await fetch(`${appUrl}/burst/${n}`, {
+          method: 'POST',
+          headers: { traceparent: `00-${traceId}-${spanId}-01` },
+        });
+        expect(response.status, output).toBe(201);
+        await response.arrayBuffer();
+      }),
+    );
+    const received = (await receiver.waitFor(before + 12)).slice(before);
+    const mismatched = received.filter((r) => {
+      const sent = TRACEPARENT.exec(String(r.json<{ traceparent: string }>().traceparent));
+      const carried = TRACEPARENT.exec(String(r.headers.traceparent));
+      return sent?.[1] === undefined || sent[1] !== carried?.[1];
+    });
+    expect(received).toHaveLength(12);
+    expect(mismatched.map((r) => r.url)).toEqual([]);
+  });
 });
