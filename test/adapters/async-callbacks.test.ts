@@ -126,4 +126,25 @@ describe('issue 11 #7: async callbacks', () => {
     expect(records).toHaveLength(1);
     expect(records[0]).toMatchObject({ path: '/found', tenant: 'acme' });
   });
+
+  it('json: a promise (not a function) is refused at the call, by send() and fireAndForget()', async () => {
+    const dispatcher = testDispatcher();
+    expect(() => dispatcher.send('http://127.0.0.1:9/', { json: Promise.resolve({ a: 1 }) })).toThrow(
+      /json is a promise/,
+    );
+    let thrown: unknown;
+    const app = express();
+    app.use(afterward({ dispatcher }));
+    app.get('/', (_req, res) => {
+      try {
+        res.fireAndForget('http://127.0.0.1:9/', { json: Promise.resolve({ a: 1 }) });
+      } catch (error) {
+        thrown = error;
+      }
+      res.end();
+    });
+    await request(app).get('/').expect(200);
+    expect(thrown).toBeInstanceOf(InvalidArgumentError);
+    expect(dispatcher.stats()).toMatchObject({ queued: 0, delivered: 0, failed: 0 });
+  });
 });
