@@ -379,7 +379,8 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     }
     // In the context of the call that sent it (not of whichever attempt freed the slot), so
     // AsyncLocalStorage stores and OpenTelemetry's trace follow the notification; undici creates
-    // its request in it, also when the request waits in undici's own pool queue.
+    // its request in it, also when the request waits in undici's own pool queue (undici 8.14
+    // dispatches queued requests in their caller's context: the dependency's lower bound).
     (notification.runIn ?? this.#context)(() =>
       this.#attempt(notification).catch((error: unknown) => {
         // #attempt handles its own failures; reaching this is a bug, reported, never thrown.
