@@ -83,11 +83,11 @@ describe('issue 11 #7: async callbacks', () => {
     app.get('/', (_req, res) => {
       handles.push(
         res.fireAndForget(`${receiver.url}/yes`, { when: async () => (await tick(10), true) }),
-        res.fireAndForget(`${receiver.url}/no`, { when: async () => false }),
+        res.fireAndForget(`${receiver.url}/no`, { when: () => Promise.resolve(false) }),
         res.fireAndForget(`${receiver.url}/throws`, { when: () => Promise.reject(new Error('nope')) }),
       );
-      res.after(() => void hooks.push('yes'), { when: async () => true });
-      res.after(() => void hooks.push('no'), { when: async () => false });
+      res.after(() => void hooks.push('yes'), { when: () => Promise.resolve(true) });
+      res.after(() => void hooks.push('no'), { when: () => Promise.resolve(false) });
       res.end();
     });
     await request(app).get('/').expect(200);
@@ -110,7 +110,7 @@ describe('issue 11 #7: async callbacks', () => {
         url: receiver.url,
         dispatcher,
         batch: false,
-        when: async (info) => info.statusCode !== 404,
+        when: (info) => Promise.resolve(info.statusCode !== 404),
         fields: async (req) => {
           await tick(20);
           return { tenant: req.get('x-tenant') };

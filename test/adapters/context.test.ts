@@ -6,7 +6,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import type { Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterward } from '@afterward/express';
 import { auditLog as koaAuditLog } from '@afterward/koa';
@@ -27,8 +27,7 @@ afterEach(() => {
   }
 });
 
-async function listen(handler: Parameters<typeof import('node:http').createServer>[1]): Promise<string> {
-  const { createServer } = await import('node:http');
+async function listen(handler: RequestListener): Promise<string> {
   const server = createServer(handler);
   servers.push(server);
   await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
@@ -162,7 +161,8 @@ describe('issue 11 #5: parked work keeps the request context at saturation', () 
     app.use((ctx) => {
       ctx.body = 'ok';
     });
-    const base = await listen(app.callback());
+    const callback = app.callback();
+    const base = await listen((req, res) => void callback(req, res));
     await fire(base, 20);
     await dispatcher.drain({ timeout: 10_000 });
     const records = receiver.requests.map((r) => r.json<{ want: string; got: string | null }>());

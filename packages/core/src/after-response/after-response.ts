@@ -363,16 +363,9 @@ export function within<T>(value: PromiseLike<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => reject(new HookTimeoutError(ms)), ms);
     timer.unref();
-    Promise.resolve(value).then(
-      (result) => {
-        clearTimeout(timer);
-        resolve(result);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error as Error);
-      },
-    );
+    Promise.resolve(value)
+      .finally(() => clearTimeout(timer))
+      .then(resolve, reject);
   });
 }
 

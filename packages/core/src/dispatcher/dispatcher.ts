@@ -381,11 +381,12 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     // AsyncLocalStorage stores and OpenTelemetry's trace follow the notification; undici creates
     // its request in it, also when the request waits in undici's own pool queue (undici 8.14
     // dispatches queued requests in their caller's context: the dependency's lower bound).
-    (notification.runIn ?? this.#context)(() =>
-      this.#attempt(notification).catch((error: unknown) => {
-        // #attempt handles its own failures; reaching this is a bug, reported, never thrown.
-        this.#logger.error({ err: error }, 'afterward: internal error during an attempt');
-      }),
+    (notification.runIn ?? this.#context)(
+      () =>
+        void this.#attempt(notification).catch((error: unknown) => {
+          // #attempt handles its own failures; reaching this is a bug, reported, never thrown.
+          this.#logger.error({ err: error }, 'afterward: internal error during an attempt');
+        }),
     );
   }
 

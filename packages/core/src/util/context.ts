@@ -14,5 +14,5 @@ export type RunInContext = <R>(fn: () => R) => R;
  * ```
  */
 export function captureContext(): RunInContext {
-  return AsyncLocalStorage.snapshot() as RunInContext;
+  return AsyncLocalStorage.snapshot();
 }
