@@ -4,8 +4,8 @@
  * the core README's `otel.mjs` loaded by `--import`, exactly as the README says; a request that
  * carries a `traceparent` produces a notification, at a real receiver, in the same trace.
  *
- * One request at a time. Under saturation (more work than the dispatcher runs at once) a queued
- * notification can start in another request's context: issue 11 #5, tested where it is fixed.
+ * Also under saturation: a burst of requests against a dispatcher that runs one attempt at a
+ * time, each notification in its own request's trace (issue 11 #5).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -101,5 +101,28 @@ describe('OpenTelemetry: trace context reaches notifications', () => {
   it('a request without a traceparent: the notification carries the trace the app started', async () => {
     const [, traceId] = await order({});
     expect(traceId).toMatch(/^(?!0{32})[0-9a-f]{32}$/);
+  });
+
+  it('a burst of requests, queued behind one attempt at a time: each notification keeps its own trace', async () => {
+    const before = receiver.requests.length;
+    const traces = Array.from({ length: 12 }, () => ids());
+    await Promise.all(
+      traces.map(async ({ traceId, spanId }, n) => {
+        const response = await fetch(`${appUrl}/burst/${n}`, {
+          method: 'POST',
+          headers: { traceparent: `00-${traceId}-${spanId}-01` },
+        });
+        expect(response.status, output).toBe(201);
+        await response.arrayBuffer();
+      }),
+    );
+    const received = (await receiver.waitFor(before + 12)).slice(before);
+    const mismatched = received.filter((r) => {
+      const sent = TRACEPARENT.exec(String(r.json<{ traceparent: string }>().traceparent));
+      const carried = TRACEPARENT.exec(String(r.headers.traceparent));
+      return sent?.[1] === undefined || sent[1] !== carried?.[1];
+    });
+    expect(received).toHaveLength(12);
+    expect(mismatched.map((r) => r.url)).toEqual([]);
   });
 });

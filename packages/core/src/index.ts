@@ -39,6 +39,7 @@ export type {
 } from './request/request.js';
 export type { OverflowPolicy, RetryOptions, TimeoutOptions } from './options/options.js';
 export type { BreakerOptions } from './policy/breaker.js';
+export type { LogUrls } from './util/redact-url.js';
 export type {
   CircuitEvent,
   DeliveryEvent,

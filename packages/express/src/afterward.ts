@@ -2,7 +2,7 @@ import { ServerResponse } from 'node:http';
 import type { AfterwardOptions, Dispatcher } from '@afterward/core';
 import { createAdapterKit, resolveAfterwardOptions } from '@afterward/core/adapter';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { responseInfo, routeOf } from './response-info.js';
+import { responseInfo, routeOf, trackRoutes } from './response-info.js';
 import type { ExpressResponseInfo } from './types.js';
 
 /**
@@ -51,13 +51,15 @@ kit.install(express.response);
  */
 export function afterward(options: AfterwardOptions = {}): AfterwardMiddleware {
   const settings = resolveAfterwardOptions(options);
-  function afterwardMiddleware(_req: Request, res: Response, next: NextFunction): void {
+  function afterwardMiddleware(req: Request, res: Response, next: NextFunction): void {
     if (!kit.installedOn(res)) {
       // Another copy of express (a second install, express 4 next to 5): patch its prototype once.
       // A bare Node response is patched alone, so the methods never reach every ServerResponse.
       const proto = Object.getPrototypeOf(res) as object;
       kit.install(proto === ServerResponse.prototype ? res : proto);
     }
+    // The full route template on a second copy of express too (this one is patched at load).
+    trackRoutes(req);
     kit.track(res, settings);
     next();
   }

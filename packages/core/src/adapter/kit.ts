@@ -73,12 +73,16 @@ export interface AdapterKit<TTarget extends object, TInfo extends ResponseInfo> 
   install(target: object, methods?: object): void;
   /** True when `target.fireAndForget` is this kit's method (a second copy of the framework is not). */
   installedOn(target: object): boolean;
-  /** Marks a target as seen by the middleware; its parked work is made on first use. */
+  /**
+   * Marks a target as seen by the middleware; its parked work is made on first use. A second
+   * middleware with other settings (a router's) wins for the calls made after it.
+   */
   track(target: TTarget, settings: ResolvedAfterwardOptions): void;
 }
 
 interface Slot<TInfo extends ResponseInfo> {
-  readonly settings: ResolvedAfterwardOptions;
+  /** The nearest middleware's settings: a later `afterward()` (a router's) replaces them. */
+  settings: ResolvedAfterwardOptions;
   readonly startedAt: number;
   captured: string | undefined;
   work: AfterResponse<TInfo> | undefined;
@@ -141,12 +145,20 @@ export function createAdapterKit<TTarget extends object, TInfo extends ResponseI
       return (target as { fireAndForget?: unknown }).fireAndForget === methods.fireAndForget;
     },
     track(target, settings) {
-      (target as Tracked)[kSlot] ??= {
-        settings,
-        startedAt: performance.now(),
-        captured: undefined,
-        work: undefined,
-      };
+      const slot = (target as Tracked)[kSlot];
+      if (slot === undefined) {
+        (target as Tracked)[kSlot] = {
+          settings,
+          startedAt: performance.now(),
+          captured: undefined,
+          work: undefined,
+        };
+      } else if (slot.settings !== settings) {
+        // A nearer middleware (a router's own, with a guarded dispatcher): calls from here on use
+        // its settings. Work parked before stays with the first; it releases on its own.
+        slot.settings = settings;
+        slot.work = undefined;
+      }
     },
   };
 }

@@ -1,3 +1,4 @@
+import { IncomingMessage } from 'node:http';
 import type { ClientAbortPolicy } from '../after-response/after-response.js';
 import { createDispatcher, isDispatcher, type Dispatcher } from '../dispatcher/dispatcher.js';
 import { InvalidArgumentError } from '../util/errors.js';
@@ -47,6 +48,11 @@ const ADAPTER_KEYS = Object.keys({
  * ```
  */
 export function resolveAfterwardOptions(options: unknown): ResolvedAfterwardOptions {
+  if (looksLikeRequest(options)) {
+    throw new InvalidArgumentError(
+      'afterward was passed to app.use() without being called: write app.use(afterward())',
+    );
+  }
   const obj = checkObject('afterward() options', options);
   checkKeys('afterward() options', obj, ADAPTER_KEYS);
   const {
@@ -65,4 +71,10 @@ export function resolveAfterwardOptions(options: unknown): ResolvedAfterwardOpti
     maxPerResponse: checkInteger('maxPerResponse', maxPerResponse, 1),
     dispatcher: isDispatcher(dispatcher) ? dispatcher : createDispatcher(),
   };
+}
+
+/** An Express/Node request or a Koa context: what a middleware gets when `afterward` itself was installed. */
+function looksLikeRequest(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  return value instanceof IncomingMessage || ('req' in value && 'res' in value && 'app' in value);
 }

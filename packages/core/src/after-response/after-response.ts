@@ -3,10 +3,18 @@ import onFinished from 'on-finished';
 import { internalsOf, type DispatcherInternal } from '../dispatcher/dispatcher.js';
 import type { Dispatcher } from '../dispatcher/types.js';
 import type { Notification } from '../notification/notification.js';
-import { CancelledError, InvalidArgumentError, isAfterwardError, QueueFullError } from '../util/errors.js';
+import {
+  CancelledError,
+  HookTimeoutError,
+  InvalidArgumentError,
+  isAfterwardError,
+  QueueFullError,
+  type AfterwardError,
+} from '../util/errors.js';
 import type { DeliveryHandle } from '../notification/handle.js';
 import type { HookFn } from './hooks.js';
-import { checkInteger, DEFAULTS, show } from '../options/options.js';
+import { captureContext, type RunInContext } from '../util/context.js';
+import { checkDuration, checkKeys, DEFAULTS, show } from '../options/options.js';
 import { serializeJson, type SendInit } from '../request/request.js';
 
 /** How the client response ended: fully handed to the socket, or cut off by the client. */
@@ -38,11 +46,15 @@ export interface ResponseInfo<TReq = unknown, TRes = unknown> {
  * Which responses parked work runs for: `'always'` (default), `'ok'` (status below 400 and not
  * aborted), `'error'` (status 400 or more, not aborted), `'aborted'`, or a predicate.
  */
-export type When<TInfo = ResponseInfo> = 'always' | 'ok' | 'error' | 'aborted' | ((info: TInfo) => boolean);
+export type When<TInfo = ResponseInfo> =
+  'always' | 'ok' | 'error' | 'aborted' | ((info: TInfo) => boolean | PromiseLike<boolean>);
 
 /** `send()`'s init, plus a payload that may be computed from the finished response, and `when`. */
 export interface FireAndForgetInit<TInfo = ResponseInfo> extends Omit<SendInit, 'json'> {
-  /** The JSON payload, or a function of the finished response that returns it (run once, after it finished). */
+  /**
+   * The JSON payload, or a function of the finished response that returns it or a promise of it
+   * (run once, after it finished; awaited within the dispatcher's `hookTimeout`).
+   */
   json?: unknown;
   when?: When<TInfo>;
 }
@@ -108,9 +120,19 @@ type Parked<TInfo> =
       json: ((info: TInfo) => unknown) | undefined;
       when: When<TInfo>;
     }
-  | { kind: 'hook'; fn: HookFn<TInfo>; timeout: number; when: When<TInfo>; held: boolean };
+  | {
+      kind: 'hook';
+      fn: HookFn<TInfo>;
+      timeout: number;
+      when: When<TInfo>;
+      held: boolean;
+      /** The context of the after() call, where `when` and the hook run. */
+      runIn: RunInContext;
+    };
 
 const WHEN_VALUES = ['always', 'ok', 'error', 'aborted'];
+// `satisfies` makes a new option in AfterOptions a compile error here until it is listed.
+const AFTER_KEYS = Object.keys({ when: true, timeout: true } satisfies Record<keyof AfterOptions, true>);
 
 /**
  * Parks notifications and hooks on a Node `ServerResponse` and releases them exactly once, when
@@ -183,14 +205,15 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
     if (typeof options !== 'object' || options === null) {
       throw new InvalidArgumentError(`after() options must be an object, got ${show(options)}`);
     }
+    checkKeys('after() options', options as Record<string, unknown>, AFTER_KEYS);
     const when = options.when ?? 'always';
     checkWhen(when);
     const timeout =
       options.timeout === undefined
         ? this.#internal.hooks.defaultTimeout
-        : checkInteger('after() timeout', options.timeout, 1);
+        : checkDuration('after() timeout', options.timeout, 1, true);
     this.#checkRoom();
-    this.#park({ kind: 'hook', fn, timeout, when, held: false });
+    this.#park({ kind: 'hook', fn, timeout, when, held: false, runIn: captureContext() });
   };
 
   /** Throws before anything is created, so a refused call leaves nothing behind. */
@@ -242,33 +265,108 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
   }
 
   #release(item: Parked<TInfo>, info: TInfo): void {
-    const skip = skipReason(item.when, info, this.#options.onClientAbort ?? 'send');
+    // Nothing runs after close(): not the hook, its `when`, nor a lazy payload (counted as cancelled there).
+    if (this.#stopped(item)) {
+      if (item.kind === 'hook' && item.held) this.#internal.hooks.unhold();
+      return;
+    }
+    // In the context of the call that parked it: `when`, the lazy payload and the hook see the
+    // request's AsyncLocalStorage stores, not those of whatever ended the response.
+    const runIn = item.kind === 'hook' ? item.runIn : (item.notification.runIn ?? runHere);
+    runIn(() => {
+      const onAbort = this.#options.onClientAbort ?? 'send';
+      const timeout = item.kind === 'hook' ? item.timeout : this.#internal.hooks.defaultTimeout;
+      const skip = skipReason(item.when, info, onAbort, timeout);
+      if (isThenable(skip)) {
+        void skip.then((reason) => this.#proceed(item, info, reason));
+      } else {
+        this.#proceed(item, info, skip);
+      }
+    });
+  }
+
+  #stopped(item: Parked<TInfo>): boolean {
+    return item.kind === 'hook' ? this.#internal.hooks.closed : item.notification.settled;
+  }
+
+  #proceed(item: Parked<TInfo>, info: TInfo, skip: string | undefined): void {
     if (item.kind === 'hook') {
-      if (skip === undefined) this.#internal.hooks.run(item.fn, info, item.timeout);
+      if (skip === undefined && !this.#stopped(item))
+        this.#internal.hooks.run(item.fn, info, item.timeout, item.runIn);
       if (item.held) this.#internal.hooks.unhold();
       return;
     }
     const { notification } = item;
+    if (notification.settled) return;
     if (skip !== undefined) {
       notification.settle('cancelled', new CancelledError(skip));
       return;
     }
-    if (item.json !== undefined && !notification.settled) {
-      try {
-        notification.setBody(serializeJson(item.json(info)));
-      } catch (error) {
-        const typed = isAfterwardError(error)
-          ? error
-          : new InvalidArgumentError(
-              `the json function threw: ${(error as Error)?.message ?? String(error)}`,
-              { cause: error },
-            );
-        notification.settle('failed', typed);
-        return;
-      }
+    if (item.json === undefined) {
+      this.#internal.submit(notification);
+      return;
+    }
+    let payload: unknown;
+    try {
+      payload = item.json(info);
+    } catch (error) {
+      notification.settle('failed', jsonError(error, 'threw'));
+      return;
+    }
+    if (!isThenable(payload)) {
+      this.#submitWith(notification, payload);
+      return;
+    }
+    // An async payload is awaited within the hook timeout; the notification stays pending (and
+    // `drain()` waits for it) meanwhile.
+    void within(payload, this.#internal.hooks.defaultTimeout).then(
+      (value) => this.#submitWith(notification, value),
+      (error: unknown) => {
+        if (!notification.settled) notification.settle('failed', jsonError(error, 'rejected'));
+      },
+    );
+  }
+
+  #submitWith(notification: Notification, payload: unknown): void {
+    if (notification.settled) return;
+    try {
+      notification.setBody(serializeJson(payload));
+    } catch (error) {
+      notification.settle('failed', jsonError(error, 'threw'));
+      return;
     }
     this.#internal.submit(notification);
   }
+}
+
+const runHere: RunInContext = (fn) => fn();
+
+function jsonError(error: unknown, verb: string): AfterwardError {
+  return isAfterwardError(error)
+    ? error
+    : new InvalidArgumentError(`the json function ${verb}: ${(error as Error)?.message ?? String(error)}`, {
+        cause: error,
+      });
+}
+
+/** True for a promise or any thenable. */
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    (typeof value === 'object' || typeof value === 'function') &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
+}
+
+/** Settles like `value`, or rejects with HookTimeoutError after `ms`. */
+export function within<T>(value: PromiseLike<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new HookTimeoutError(ms)), ms);
+    timer.unref();
+    Promise.resolve(value)
+      .finally(() => clearTimeout(timer))
+      .then(resolve, reject);
+  });
 }
 
 /** Throws InvalidArgumentError unless `when` is one of the names or a function. */
@@ -285,7 +383,8 @@ export function skipReason<TInfo extends ResponseInfo>(
   when: When<TInfo>,
   info: TInfo,
   onAbort: ClientAbortPolicy,
-): string | undefined {
+  timeout: number = DEFAULTS.hookTimeout,
+): string | undefined | Promise<string | undefined> {
   if (info.outcome === 'aborted' && onAbort === 'cancel')
     return 'the client disconnected before the response finished';
   let matches: boolean;
@@ -304,7 +403,15 @@ export function skipReason<TInfo extends ResponseInfo>(
       break;
     default:
       try {
-        matches = when(info) === true;
+        const result: unknown = when(info);
+        // An async predicate is awaited within the timeout; rejecting or late, it skips.
+        if (isThenable(result)) {
+          return within(result, timeout).then(
+            (value) => (value === true ? undefined : 'when: predicate did not match'),
+            (error: unknown) => `the when predicate threw: ${(error as Error)?.message ?? String(error)}`,
+          );
+        }
+        matches = result === true;
       } catch (error) {
         return `the when predicate threw: ${(error as Error)?.message ?? String(error)}`;
       }

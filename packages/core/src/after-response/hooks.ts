@@ -5,6 +5,7 @@ import {
   HookTimeoutError,
   type AfterwardError,
 } from '../util/errors.js';
+import { captureContext, type RunInContext } from '../util/context.js';
 
 /** A unit of after-response work: gets what happened and a signal that aborts on timeout or shutdown. */
 export type HookFn<TInfo> = (info: TInfo, signal: AbortSignal) => unknown;
@@ -13,6 +14,7 @@ interface HookTask {
   fn: HookFn<unknown>;
   info: unknown;
   timeout: number;
+  runIn: RunInContext;
 }
 
 interface Running {
@@ -51,20 +53,24 @@ export class HookRunner {
     return this.#options.timeout;
   }
 
-  /** Queues a hook; over the bound it is dropped and reported. */
-  run<TInfo>(fn: HookFn<TInfo>, info: TInfo, timeout = this.#options.timeout): void {
-    if (this.#closed !== undefined) {
-      // Parked on a response that finished after close(): like a notification then, not run.
-      this.#failed++;
-      this.#options.onError(new CancelledError(this.#closed), info);
-      return;
-    }
+  /**
+   * Queues a hook; over the bound it is dropped and reported. It runs in `runIn`, the context of
+   * the call that parked it (default: the caller's), not in that of the hook that freed its slot.
+   */
+  run<TInfo>(
+    fn: HookFn<TInfo>,
+    info: TInfo,
+    timeout = this.#options.timeout,
+    runIn: RunInContext = captureContext(),
+  ): void {
+    // Parked on a response that finished after close(): counted in close()'s `cancelled`, never run.
+    if (this.#closed !== undefined) return;
     if (this.#queue.length >= this.#options.maxQueued) {
       this.#failed++;
       this.#options.onError(new DroppedError('after-response hook dropped: the hook queue is full'), info);
       return;
     }
-    this.#queue.push({ fn: fn as HookFn<unknown>, info, timeout });
+    this.#queue.push({ fn: fn as HookFn<unknown>, info, timeout, runIn });
     this.#pump();
   }
 
@@ -92,10 +98,19 @@ export class HookRunner {
     this.#options.onIdle();
   }
 
-  /** Aborts running hooks and forgets queued ones; returns how many. */
+  /** True once {@link cancelAll} ran: nothing runs any more. */
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
+  /**
+   * Aborts running hooks, forgets queued ones, and refuses the ones still parked on open
+   * responses; returns how many.
+   */
   cancelAll(reason: AfterwardError): number {
+    if (this.#closed !== undefined) return 0;
     this.#closed = reason;
-    const count = this.#queue.length + this.#running.size;
+    const count = this.#queue.length + this.#running.size + this.#held;
     this.#queue.length = 0;
     for (const running of [...this.#running]) {
       running.controller.abort(reason);
@@ -140,7 +155,7 @@ export class HookRunner {
     this.#running.add(running);
     let result: unknown;
     try {
-      result = task.fn(task.info, controller.signal);
+      result = task.runIn(() => task.fn(task.info, controller.signal));
     } catch (error) {
       running.finish(new HookError(error));
       return;

@@ -1,8 +1,12 @@
 import { newId } from '../util/id.js';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { HookRunner } from '../after-response/hooks.js';
+import { captureContext } from '../util/context.js';
 import {
   checkWhen,
+  isThenable,
   skipReason,
+  within,
   type ResponseInfo,
   type ResponseOutcome,
   type When,
@@ -114,7 +118,10 @@ export interface AuditLogOptions<TSubject = unknown, TInfo extends ResponseInfo 
   /** Headers, retry, timeout and the rest of `send()`'s init, for every request to `url`. */
   init?: BatchInit;
   /** Extra fields merged into each record (user id, tenant id). Runs after the response ended. */
-  fields?: (subject: TSubject, info: TInfo) => Record<string, unknown> | undefined;
+  fields?: (
+    subject: TSubject,
+    info: TInfo,
+  ) => Record<string, unknown> | undefined | PromiseLike<Record<string, unknown> | undefined>;
   /** Header, query and body-key names to redact. Replaces the default; extend it with `[...DEFAULT_REDACT, …]`. */
   redact?: ReadonlyArray<string | RegExp>;
   /**
@@ -214,6 +221,7 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
   readonly #url: string;
   readonly #init: BatchInit;
   readonly #logger: Logger;
+  readonly #hooks: HookRunner;
   readonly #fields: AuditLogOptions<TSubject, TInfo>['fields'];
   readonly #redact: Redactor;
   readonly #headers: boolean;
@@ -262,6 +270,7 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
         ? undefined
         : createBatcher(this.dispatcher, { ...batch, url: options.url, init: this.#init });
     this.#logger = internalsOf(this.dispatcher).logger;
+    this.#hooks = internalsOf(this.dispatcher).hooks;
     this.#fields = fields;
     this.#redact = createRedactor(redact);
     this.#headers = headers;
@@ -273,7 +282,10 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
     // which the parked-work path uses: since Node 16 a ServerResponse emits 'close' exactly once,
     // after 'finish' or on an abort, and one listener costs half of on-finished's four, which
     // matters on a path that runs for every request (bench/audit.mjs).
-    res.once('close', () => this.#record(res, target));
+    // 'close' is emitted from whatever ended the connection: `when` and `fields` run in the
+    // context the middleware saw the request in, with its AsyncLocalStorage stores.
+    const runIn = captureContext();
+    res.once('close', () => runIn(() => this.#record(res, target)));
   }
 
   #record(res: ServerResponse, target: AuditTarget<TSubject, TInfo>): void {
@@ -281,13 +293,68 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
       const outcome: ResponseOutcome = res.writableFinished ? 'finished' : 'aborted';
       const durationMs = performance.now() - target.startedAt;
       const info = target.describe(outcome, durationMs);
-      if (skipReason(this.#when, info, 'send') !== undefined) return;
+      const skip = skipReason(this.#when, info, 'send', this.#hooks.defaultTimeout);
+      if (isThenable(skip)) {
+        this.#hold(skip.then((reason) => reason === undefined && this.#buildAndSend(res, info, target)));
+      } else if (skip === undefined) {
+        this.#buildAndSend(res, info, target);
+      }
+    } catch (error) {
+      this.#failed(error);
+    }
+  }
+
+  /** Nothing here may reach the app: a closed dispatcher or a bad fields() result is logged. */
+  #failed(error: unknown): void {
+    this.#logger.warn({ err: error }, 'afterward: an audit record could not be sent');
+  }
+
+  /** Counts async work (an async `when` or `fields`) as pending, so `drain()` waits for it. */
+  #hold(work: PromiseLike<unknown>): void {
+    this.#hooks.hold();
+    void Promise.resolve(work)
+      .catch((error: unknown) => this.#failed(error))
+      .finally(() => this.#hooks.unhold());
+  }
+
+  #buildAndSend(res: ServerResponse, info: TInfo, target: AuditTarget<TSubject, TInfo>): void {
+    try {
       const record = this.#build(res, info, target);
+      let extra: unknown;
+      try {
+        extra = this.#fields?.(target.subject, info);
+      } catch (error) {
+        this.#logger.warn({ err: error }, 'afterward: audit fields() threw; the record goes without them');
+      }
+      if (!isThenable(extra)) {
+        this.#send(record, extra);
+        return;
+      }
+      // Awaited within the dispatcher's hookTimeout; rejected or late, the record goes without them.
+      this.#hold(
+        within(extra, this.#hooks.defaultTimeout).then(
+          (value) => this.#send(record, value),
+          (error: unknown) => {
+            this.#logger.warn(
+              { err: error },
+              'afterward: audit fields() failed; the record goes without them',
+            );
+            this.#send(record, undefined);
+          },
+        ),
+      );
+    } catch (error) {
+      this.#failed(error);
+    }
+  }
+
+  #send(record: AuditRecord, extra: unknown): void {
+    try {
+      if (typeof extra === 'object' && extra !== null) Object.assign(record, extra);
       if (this.batcher !== undefined) addUnobserved(this.batcher, record);
       else this.dispatcher.send(this.#url, { ...this.#init, json: record });
     } catch (error) {
-      // Nothing here may reach the app: a closed dispatcher or a bad fields() result is logged.
-      this.#logger.warn({ err: error }, 'afterward: an audit record could not be sent');
+      this.#failed(error);
     }
   }
 
@@ -321,15 +388,6 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
       record.responseHeaders = this.#headerRecord(res.getHeaders());
     }
     if (this.#bodyCap > 0 && target.body !== undefined) this.#addBody(record, target.body());
-    if (this.#fields !== undefined) {
-      let extra: Record<string, unknown> | undefined;
-      try {
-        extra = this.#fields(target.subject, info);
-      } catch (error) {
-        this.#logger.warn({ err: error }, 'afterward: audit fields() threw; the record goes without them');
-      }
-      if (typeof extra === 'object' && extra !== null) Object.assign(record, extra);
-    }
     return record;
   }
 

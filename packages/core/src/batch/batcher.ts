@@ -1,4 +1,5 @@
 import { newId } from '../util/id.js';
+import { originOfUrl } from '../util/redact-url.js';
 import {
   internalsOf,
   isDispatcher,
@@ -402,7 +403,9 @@ class BatcherImpl implements Batcher {
   }
 
   #drop(): DeliveryHandle {
-    const error = new DroppedError(`batcher full: ${this.#maxPending} items already pending for ${this.url}`);
+    const error = new DroppedError(
+      `batcher full: ${this.#maxPending} items already pending for ${originOfUrl(this.url)}`,
+    );
     try {
       // Through the dispatcher, so the drop is counted in stats(), evented and logged like any other.
       const notification = this.#internal.prepare(this.url, { method: this.#method, id: newId() });

@@ -4,7 +4,7 @@ import { HookRunner } from '../after-response/hooks.js';
 import type { DeliveryHandle } from '../notification/handle.js';
 import { fromNotificationJson, localKey, type NotificationJson } from '../notification/json.js';
 import { Notification } from '../notification/notification.js';
-import { checkInteger, DEFAULTS } from '../options/options.js';
+import { checkDuration, DEFAULTS } from '../options/options.js';
 import { breakerOutcome, OriginBreakers } from '../policy/breaker.js';
 import { decide, type DecideContext } from '../policy/decide.js';
 import { Scheduler } from '../queue/scheduler.js';
@@ -24,6 +24,7 @@ import {
   InvalidArgumentError,
   QueueFullError,
 } from '../util/errors.js';
+import { captureContext, type RunInContext } from '../util/context.js';
 import type { Logger } from '../util/logger.js';
 import type { DispatcherEventName, DispatcherEvents } from './events.js';
 import { Lifecycle, type DrainParticipant } from './lifecycle.js';
@@ -127,6 +128,8 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   readonly #scheduler: Scheduler;
   /** Reused for every decision (decide() keeps nothing): no object per attempt. */
   readonly #decideContext: DecideContext = { attempt: 0, retry: DEFAULTS.retry, now: 0 };
+  /** Where revived notifications (no caller) run: the context the dispatcher was made in. */
+  readonly #context: RunInContext = captureContext();
   #accepting = true;
   #closed = false;
   #closing: Promise<CloseResult> | undefined;
@@ -226,7 +229,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
 
   drain(options: { timeout?: number } = {}): Promise<DrainResult> {
     const timeout = options.timeout ?? Infinity;
-    if (timeout !== Infinity) checkInteger('drain timeout', timeout, 0);
+    if (timeout !== Infinity) checkDuration('drain timeout', timeout, 0, true);
     this.#lifecycle.flushParticipants();
     const flushed = this.#store.flush().catch((error: unknown) => {
       this.#logger.error({ err: error }, 'afterward: store flush failed');
@@ -250,7 +253,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
 
   close(options: { timeout?: number } = {}): Promise<CloseResult> {
     const timeout = options.timeout ?? this.#closeTimeout;
-    checkInteger('close timeout', timeout, 0);
+    checkDuration('close timeout', timeout, 0, true);
     this.#closing ??= this.#close(timeout);
     return this.#closing;
   }
@@ -310,6 +313,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       throw new InvalidArgumentError(`httpsOnly: refusing ${request.url.protocol} URL ${request.origin}`);
     }
     const notification = new Notification(localKey(), request, this.#lifecycle);
+    notification.runIn = captureContext();
     this.#lifecycle.track(notification);
     const signal = request.signal;
     if (signal !== undefined) {
@@ -373,10 +377,17 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       this.#scheduler.wake();
       return;
     }
-    this.#attempt(notification).catch((error: unknown) => {
-      // #attempt handles its own failures; reaching this is a bug, reported, never thrown.
-      this.#logger.error({ err: error }, 'afterward: internal error during an attempt');
-    });
+    // In the context of the call that sent it (not of whichever attempt freed the slot), so
+    // AsyncLocalStorage stores and OpenTelemetry's trace follow the notification; undici creates
+    // its request in it, also when the request waits in undici's own pool queue (undici 8.14
+    // dispatches queued requests in their caller's context: the dependency's lower bound).
+    (notification.runIn ?? this.#context)(
+      () =>
+        void this.#attempt(notification).catch((error: unknown) => {
+          // #attempt handles its own failures; reaching this is a bug, reported, never thrown.
+          this.#logger.error({ err: error }, 'afterward: internal error during an attempt');
+        }),
+    );
   }
 
   async #attempt(notification: Notification): Promise<void> {

@@ -7,6 +7,7 @@ import type { Transport } from '../transport/transport.js';
 import { InvalidArgumentError } from '../util/errors.js';
 import { rateLimitLogger, stderrLogger, type Logger } from '../util/logger.js';
 import {
+  checkDuration,
   checkInteger,
   checkKeys,
   checkObject,
@@ -48,6 +49,7 @@ const DISPATCHER_KEYS = Object.keys({
   userAgent: true,
   headers: true,
   logger: true,
+  logUrls: true,
   signing: true,
   guard: true,
   breaker: true,
@@ -114,7 +116,11 @@ export function resolveDispatcherOptions(options: DispatcherOptions): ResolvedDi
   const closeTimeout =
     options.closeTimeout === undefined
       ? DEFAULTS.closeTimeout
-      : checkInteger('closeTimeout', options.closeTimeout, 0);
+      : checkDuration('closeTimeout', options.closeTimeout, 0, true);
+  const logUrls = options.logUrls ?? 'origin';
+  if (logUrls !== 'origin' && logUrls !== 'full') {
+    throw new InvalidArgumentError(`logUrls must be 'origin' or 'full', got ${show(options.logUrls)}`);
+  }
   const logger = options.logger ?? stderrLogger;
   if (
     typeof logger !== 'object' ||
@@ -136,7 +142,7 @@ export function resolveDispatcherOptions(options: DispatcherOptions): ResolvedDi
   const hookTimeout =
     options.hookTimeout === undefined
       ? DEFAULTS.hookTimeout
-      : checkInteger('hookTimeout', options.hookTimeout, 1);
+      : checkDuration('hookTimeout', options.hookTimeout, 1, true);
   if (options.store !== undefined && !isStore(options.store)) {
     throw new InvalidArgumentError(`store must implement NotificationStore, got ${show(options.store)}`);
   }
@@ -154,7 +160,7 @@ export function resolveDispatcherOptions(options: DispatcherOptions): ResolvedDi
     overflow,
     maxQueued,
     request,
-    logger: rateLimitLogger(logger),
+    logger: rateLimitLogger(logger, undefined, logUrls),
     httpsOnly: options.httpsOnly ?? false,
     closeTimeout,
     hookConcurrency,

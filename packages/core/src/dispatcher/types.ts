@@ -6,6 +6,7 @@ import type { NotificationStore } from '../queue/store.js';
 import type { HeadersInput, SendInit, SendRequest } from '../request/request.js';
 import type { Transport } from '../transport/transport.js';
 import type { Logger } from '../util/logger.js';
+import type { LogUrls } from '../util/redact-url.js';
 import type { OverflowPolicy, RetryOptions, TimeoutOptions } from '../options/options.js';
 import type { DispatcherEventName, DispatcherEvents } from './events.js';
 
@@ -38,6 +39,11 @@ export interface DispatcherOptions {
   headers?: HeadersInput;
   /** A pino-compatible logger; failures and drops are logged at warn, rate-limited. Default: JSON lines on stderr. */
   logger?: Logger;
+  /**
+   * How target URLs appear in log lines: `'origin'` (default; scheme, host and port, as webhook
+   * URLs carry their token in the path or query) or `'full'`.
+   */
+  logUrls?: LogUrls;
   /** Sign every notification the Standard Webhooks way. */
   signing?: SigningOptions;
   /** Refuse private, loopback and other internal targets (for URLs customers type in). */
@@ -107,7 +113,7 @@ export interface DrainResult {
  * ```ts
  * const dispatcher = createDispatcher();
  * const handle = dispatcher.send('https://hooks.example.com/x', { json: { hello: 'world' } });
- * dispatcher.on('failed', ({ url, error }) => log.warn({ url, error }));
+ * dispatcher.on('failed', ({ id, error }) => log.warn({ id, err: error }));
  * process.on('SIGTERM', () => void dispatcher.close());
  * ```
  */

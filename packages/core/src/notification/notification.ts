@@ -1,5 +1,6 @@
 import { CancelledError, HttpStatusError, type AfterwardError } from '../util/errors.js';
 import type { NormalizedRequest } from '../request/request.js';
+import type { RunInContext } from '../util/context.js';
 import type { SettleOutcome, StoredRecord } from '../queue/store.js';
 import {
   FINAL,
@@ -58,6 +59,8 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   readonly url: string;
   readonly method: string;
   readonly createdAt: number;
+  /** The async context of the call that made it: its attempts run there (undefined: revived). */
+  runIn: RunInContext | undefined = undefined;
   #request: NormalizedRequest | undefined;
   #state: DeliveryState = 'pending';
   #attempts = 0;

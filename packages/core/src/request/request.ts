@@ -222,6 +222,12 @@ export function serializeJson(value: unknown): Buffer {
 
 /** JSON.stringify with the failures turned into InvalidArgumentError (circular, BigInt, nothing to send). */
 export function stringifyJson(value: unknown): string {
+  // A promise serialises as `{}`: refused rather than sent as a wrong body.
+  if (typeof (value as { then?: unknown } | null)?.then === 'function') {
+    throw new InvalidArgumentError(
+      'json is a promise: await it first (or, in fireAndForget, pass a function that returns it)',
+    );
+  }
   let text: string | undefined;
   try {
     text = JSON.stringify(value);
