@@ -81,8 +81,8 @@ export function resolveUndiciTransportOptions(
 
 /**
  * The default transport, on undici: pooled keep-alive connections for `confirm: 'response'`, and a
- * dedicated connection per attempt for `confirm: 'sent'`, closed as soon as the request bytes are
- * on the wire.
+ * dedicated connection per attempt for `confirm: 'sent'`, settled as soon as the request bytes are
+ * on the wire and closed once the receiver answers (or a bounded linger ends).
  *
  * @example
  * ```ts
@@ -102,6 +102,7 @@ class UndiciTransport implements Transport {
   readonly #agents = new Map<number, Agent>();
   readonly #connectors = new Map<number, Connector>();
   readonly #clients = new Set<Client>();
+  readonly #lingering = new Map<string, Map<Client, () => void>>();
 
   constructor(options: UndiciTransportOptions) {
     const resolved = resolveUndiciTransportOptions(options);
@@ -123,7 +124,7 @@ class UndiciTransport implements Transport {
       }
     }
     return request.confirm === 'sent'
-      ? this.#sendAndClose(request, attempt)
+      ? this.#sendAndLinger(request, attempt)
       : this.#request(request, attempt);
   }
 
@@ -133,6 +134,7 @@ class UndiciTransport implements Transport {
     for (const client of this.#clients) closing.push(client.destroy());
     this.#agents.clear();
     this.#clients.clear();
+    this.#lingering.clear();
     await Promise.allSettled(closing);
   }
 
@@ -177,12 +179,15 @@ class UndiciTransport implements Transport {
     return { kind: 'response', response };
   }
 
-  #sendAndClose(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
+  #sendAndLinger(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
     return new Promise<TransportResult>((resolve) => {
       let socket: Socket | undefined;
       // True once every byte of the request was handed to the kernel, not merely queued on the socket.
       let flushed = false;
       let settled = false;
+      // The receiver answered or went away: nothing more can arrive that it needs.
+      let over = false;
+      let linger: NodeJS.Timeout | undefined;
       const connector = this.#connectorFor(request.timeout.connect);
       const client = new Client(request.origin, {
         connect: (opts, callback) => {
@@ -196,18 +201,34 @@ class UndiciTransport implements Transport {
         bodyTimeout: 0,
       });
       this.#clients.add(client);
+      const close = (): void => {
+        if (!this.#clients.delete(client)) return;
+        if (linger !== undefined) clearTimeout(linger);
+        this.#unlinger(request.origin, client);
+        // Deferred, because undici must not be destroyed from inside its own write path
+        // (onRequestSent runs there).
+        queueMicrotask(() => {
+          client.destroy().catch(() => undefined);
+        });
+      };
       const finish = (result: TransportResult): void => {
         if (settled) return;
         settled = true;
         attempt.signal.removeEventListener('abort', onAbort);
-        this.#clients.delete(client);
-        // Closing without reading the answer is the point of this mode: nothing is held while the
-        // receiver works. Deferred, because undici must not be destroyed from inside its own
-        // write path (onRequestSent runs there).
-        queueMicrotask(() => {
-          client.destroy().catch(() => undefined);
-        });
         resolve(result);
+        if (result.kind !== 'sent' || over) {
+          close();
+          return;
+        }
+        // Flushed is not read: closing now makes a receiver that reads asynchronously (a paused
+        // stream, `for await`, a slow pipe) lose the tail or see a reset, and a half-close does
+        // not help (Node's http server aborts an unanswered request on it). So the connection
+        // stays open, unref'd, until the receiver answers or closes, or the linger deadline
+        // (the response timeout) ends; lingering connections count against the per-origin cap.
+        socket?.unref();
+        linger = setTimeout(close, request.timeout.response);
+        linger.unref();
+        this.#linger(request.origin, client, close);
       };
       const onAbort = (): void => {
         finish({
@@ -224,9 +245,9 @@ class UndiciTransport implements Transport {
         onRequestStart: () => undefined,
         // undici calls onRequestSent once the whole request was handed to socket.write.
         onRequestSent: () => {
-          // An empty write's callback runs once every earlier byte has been handed to the kernel,
-          // so closing after it cannot lose the tail. It gets an error instead when the
-          // connection broke first: then the request did not leave.
+          // An empty write's callback runs once every earlier byte has been handed to the kernel.
+          // It gets an error instead when the connection broke first: then the request did not
+          // leave.
           const written = (): void => {
             flushed = true;
             finish({ kind: 'sent' });
@@ -240,17 +261,24 @@ class UndiciTransport implements Transport {
             });
           }
         },
-        // An answer can come before the body was read (a 413, say); only the flush decides, so
-        // the answer is not read at all.
-        onResponseStart: (controller) => controller.pause(),
+        // An answer can come before the body was read (a 413, say); only the flush decides. The
+        // answer's body is not read: its headers say the receiver is done with the request.
+        onResponseStart: (controller) => {
+          controller.pause();
+          over = true;
+          if (settled) close();
+        },
         onResponseData: () => undefined,
         onResponseEnd: () => undefined,
         onResponseError: (_controller, error) => {
-          finish(
-            flushed
-              ? { kind: 'sent' }
-              : { kind: 'error', error: toAfterwardError(error, request, attempt.signal, true) },
-          );
+          over = true;
+          if (settled) close();
+          else
+            finish(
+              flushed
+                ? { kind: 'sent' }
+                : { kind: 'error', error: toAfterwardError(error, request, attempt.signal, true) },
+            );
         },
       };
       client.dispatch(
@@ -264,6 +292,25 @@ class UndiciTransport implements Transport {
         handler,
       );
     });
+  }
+
+  // Lingering connections of one origin, oldest first. Past the per-origin cap the oldest is
+  // closed: a burst of sends to one origin never holds more sockets than `connectionsPerOrigin`.
+  #linger(origin: string, client: Client, close: () => void): void {
+    let lingering = this.#lingering.get(origin);
+    if (lingering === undefined) this.#lingering.set(origin, (lingering = new Map<Client, () => void>()));
+    lingering.set(client, close);
+    if (lingering.size > this.#connections) {
+      for (const oldest of lingering.values()) {
+        oldest();
+        break;
+      }
+    }
+  }
+
+  #unlinger(origin: string, client: Client): void {
+    const lingering = this.#lingering.get(origin);
+    if (lingering?.delete(client) === true && lingering.size === 0) this.#lingering.delete(origin);
   }
 
   #connectorFor(connectTimeout: number): Connector {
