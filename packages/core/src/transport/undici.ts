@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import { Agent, buildConnector, Client } from 'undici';
+import { Agent, buildConnector, Client, errors } from 'undici';
 import type { Dispatcher } from 'undici';
 import { abortSourceOf } from './attempt-abort.js';
 import { checkInteger, checkKeys, checkObject, DEFAULTS } from '../options/options.js';
@@ -98,9 +98,14 @@ class UndiciTransport implements Transport {
   readonly #guard: AddressGuard | undefined;
   readonly #keepAliveTimeout: number;
   readonly #connections: number;
-  // One pool per connect timeout: undici takes the connect timeout per connector, not per request.
-  readonly #agents = new Map<number, Agent>();
-  readonly #connectors = new Map<number, Connector>();
+  // One pool for every connect timeout: undici takes the connect timeout per connector, not per
+  // request, and a pool per value let each distinct `timeout.connect` open sockets of its own past
+  // the per-origin cap, until close(). The connector times the connection itself instead, with the
+  // connect timeout of the latest request to the origin (the request the new socket is for, unless
+  // another one with a different timeout was queued in between).
+  readonly #connect: Connector;
+  readonly #connectTimeouts = new Map<string, number>();
+  #agent: Agent | undefined;
   readonly #clients = new Set<Client>();
   readonly #lingering = new Map<string, Map<Client, () => void>>();
 
@@ -110,6 +115,7 @@ class UndiciTransport implements Transport {
     this.#guard = resolved.guard;
     this.#keepAliveTimeout = resolved.keepAliveTimeout;
     this.#connections = resolved.connectionsPerOrigin;
+    this.#connect = timedConnector(this.#guard);
   }
 
   send(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
@@ -130,9 +136,9 @@ class UndiciTransport implements Transport {
 
   async close(): Promise<void> {
     const closing: Array<Promise<void>> = [];
-    for (const agent of this.#agents.values()) closing.push(agent.destroy());
+    if (this.#agent !== undefined) closing.push(this.#agent.destroy());
     for (const client of this.#clients) closing.push(client.destroy());
-    this.#agents.clear();
+    this.#agent = undefined;
     this.#clients.clear();
     this.#lingering.clear();
     await Promise.allSettled(closing);
@@ -141,7 +147,13 @@ class UndiciTransport implements Transport {
   async #request(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
     let data: Dispatcher.ResponseData;
     try {
-      data = await this.#agentFor(request.timeout.connect).request({
+      const connectTimeout = request.timeout.connect;
+      if (this.#connectTimeouts.get(request.origin) !== connectTimeout) {
+        // Bounded like undici's own per-origin state; a dropped entry falls back to the default.
+        if (this.#connectTimeouts.size >= MAX_ORIGINS_REMEMBERED) this.#connectTimeouts.clear();
+        this.#connectTimeouts.set(request.origin, connectTimeout);
+      }
+      data = await this.#agentFor().request({
         origin: request.origin,
         path: request.path,
         method: request.method,
@@ -188,10 +200,11 @@ class UndiciTransport implements Transport {
       // The receiver answered or went away: nothing more can arrive that it needs.
       let over = false;
       let linger: NodeJS.Timeout | undefined;
-      const connector = this.#connectorFor(request.timeout.connect);
+      const connector = this.#connect;
+      const connectTimeout = request.timeout.connect;
       const client = new Client(request.origin, {
         connect: (opts, callback) => {
-          connector(opts, (error, connected) => {
+          connector({ ...opts, connectTimeout } as buildConnector.Options, (error, connected) => {
             if (connected !== null) socket = connected;
             (callback as (error: Error | null, socket: unknown) => void)(error, connected);
           });
@@ -313,31 +326,53 @@ class UndiciTransport implements Transport {
     if (lingering?.delete(client) === true && lingering.size === 0) this.#lingering.delete(origin);
   }
 
-  #connectorFor(connectTimeout: number): Connector {
-    let connector = this.#connectors.get(connectTimeout);
-    if (connector === undefined) {
-      const base = this.#guard
-        ? buildConnector({ timeout: connectTimeout, lookup: this.#guard.lookup })
-        : buildConnector({ timeout: connectTimeout });
-      connector = this.#guard ? this.#guard.wrapConnector(base) : base;
-      this.#connectors.set(connectTimeout, connector);
-    }
-    return connector;
+  #agentFor(): Agent {
+    return (this.#agent ??= new Agent({
+      connect: (opts, callback) => {
+        const connectTimeout =
+          this.#connectTimeouts.get(`${opts.protocol}//${opts.host ?? opts.hostname}`) ??
+          DEFAULTS.timeout.connect;
+        this.#connect({ ...opts, connectTimeout } as buildConnector.Options, callback);
+      },
+      keepAliveTimeout: this.#keepAliveTimeout,
+      pipelining: 1,
+      connections: this.#connections,
+    }));
   }
+}
 
-  #agentFor(connectTimeout: number): Agent {
-    let agent = this.#agents.get(connectTimeout);
-    if (agent === undefined) {
-      agent = new Agent({
-        connect: this.#connectorFor(connectTimeout),
-        keepAliveTimeout: this.#keepAliveTimeout,
-        pipelining: 1,
-        connections: this.#connections,
-      });
-      this.#agents.set(connectTimeout, agent);
-    }
-    return agent;
-  }
+const MAX_ORIGINS_REMEMBERED = 10_000;
+
+/**
+ * One connector for every connect timeout: it reads the timeout from the options it is called
+ * with (`connectTimeout`, which undici's own connector ignores) and destroys the socket when it
+ * runs out, the way undici's connector does with its fixed one.
+ */
+function timedConnector(guard: AddressGuard | undefined): Connector {
+  // timeout 0: undici arms no timer of its own.
+  const base = guard ? buildConnector({ timeout: 0, lookup: guard.lookup }) : buildConnector({ timeout: 0 });
+  const timed: Connector = (opts, callback) => {
+    const timeout = (opts as { connectTimeout?: number }).connectTimeout ?? DEFAULTS.timeout.connect;
+    let timer: NodeJS.Timeout | undefined = undefined;
+    // undici's connector returns the socket it dials, although its type says void.
+    const socket = (base as unknown as (o: typeof opts, c: typeof callback) => Socket | undefined)(
+      opts,
+      (...result) => {
+        clearTimeout(timer);
+        callback(...result);
+      },
+    );
+    if (socket === undefined) return;
+    timer = setTimeout(() => {
+      socket.destroy(
+        new errors.ConnectTimeoutError(
+          `Connect Timeout Error (attempted address: ${opts.hostname}:${opts.port}, timeout: ${timeout}ms)`,
+        ),
+      );
+    }, timeout);
+    timer.unref();
+  };
+  return guard ? guard.wrapConnector(timed) : timed;
 }
 
 async function readPrefix(
