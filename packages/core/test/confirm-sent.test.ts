@@ -1,10 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
+import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createDispatcher, NetworkError, type Dispatcher, type RetryEvent } from '../src/index.js';
 import {
   cleanupScope,
+  listen,
   refusingPort,
+  ServerTracker,
   resetMidRequest,
   statusSequence,
   type FaultServer,
@@ -122,7 +126,7 @@ describe("confirm: 'sent'", () => {
     expect(dispatcher.stats()).toMatchObject({ sent: 1, delivered: 0, inFlight: 0 });
   });
 
-  it('closes the connection without waiting for the answer: no socket held while the receiver works', async () => {
+  it('settles without waiting for the answer; the connection lingers only until the linger deadline', async () => {
     let handlerCalls = 0;
     const receiver = await startReceiver(() => {
       handlerCalls++;
@@ -132,15 +136,27 @@ describe("confirm: 'sent'", () => {
     cleanup.push(() => receiver.close());
     const { dispatcher } = dispatcherFor();
     const started = performance.now();
-    const result = await dispatcher.send(receiver.url, { json: { event: 'x' }, confirm: 'sent' }).done;
+    const handle = dispatcher.send(receiver.url, {
+      json: { event: 'x' },
+      confirm: 'sent',
+      timeout: { response: 10_000 },
+    });
+    const result = await handle.done;
     expect(result.state).toBe('sent');
-    // The default 10 s header timeout never came into play.
+    // Settled at the flush: the 10 s response timeout (the linger deadline) never came into play.
     expect(performance.now() - started).toBeLessThan(5_000);
     const [request] = await receiver.waitFor(1);
     expect(request?.json()).toEqual({ event: 'x' });
-    await waitUntil(() => receiver.openConnections() === 0, { message: 'connection closed by the sender' });
+    expect(receiver.openConnections()).toBe(1);
+    // The connection lingers, unref'd, until the linger deadline (the response timeout) ends.
+    const short = dispatcher.send(receiver.url, { body: 'y', confirm: 'sent', timeout: { response: 200 } });
+    expect((await short.done).state).toBe('sent');
+    await receiver.waitFor(2);
+    await waitUntil(() => receiver.openConnections() === 1, {
+      message: 'the 200 ms linger closed its connection',
+    });
     // The handler is still waiting: the close came from our side, not from an answer.
-    expect(handlerCalls).toBe(1);
+    expect(handlerCalls).toBe(2);
   });
 
   it('does not read (or wait for) the status: a 503 receiver still counts as sent, once', async () => {
@@ -185,4 +201,91 @@ describe("confirm: 'sent'", () => {
     expect(server.requestsStarted).toBe(1);
     expect(retries).toHaveLength(0);
   });
+});
+
+type ReadMode = 'flowing' | 'for await' | 'paused then resumed' | 'slow pipe';
+
+/** Reads the body the way `mode` says, then resolves with it. */
+async function readBody(req: IncomingMessage, mode: ReadMode): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  switch (mode) {
+    case 'flowing':
+      return new Promise((resolve, reject) => {
+        req.on('data', (chunk: Buffer) => chunks.push(chunk));
+        req.once('end', () => resolve(Buffer.concat(chunks)));
+        req.once('error', reject);
+      });
+    case 'for await':
+      await sleep(20);
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks);
+    case 'paused then resumed':
+      req.pause();
+      await sleep(150);
+      // A listener alone does not restart a stream paused explicitly: resume() does.
+      setImmediate(() => req.resume());
+      return readBody(req, 'flowing');
+    case 'slow pipe':
+      return new Promise((resolve, reject) => {
+        const sink = new Writable({
+          highWaterMark: 16 * 1024,
+          write(chunk: Buffer, _encoding, callback) {
+            chunks.push(chunk);
+            setTimeout(callback, 1);
+          },
+        });
+        sink.once('finish', () => resolve(Buffer.concat(chunks)));
+        req.once('error', reject);
+        req.pipe(sink);
+      });
+  }
+}
+
+describe("confirm: 'sent' with Node http receivers that read asynchronously", () => {
+  const modes: ReadMode[] = ['flowing', 'for await', 'paused then resumed', 'slow pipe'];
+  const sizes = [16 * 1024, 1024 * 1024, 16 * 1024 * 1024];
+
+  it.each(modes)(
+    '%s: every byte of 16 KiB to 16 MiB arrives and the receiver sees no error',
+    async (mode) => {
+      const received: Array<{ length: number; sha256: string }> = [];
+      const errors: string[] = [];
+      const server = createHttpServer((req, res) => {
+        req.once('aborted', () => errors.push('aborted'));
+        req.on('error', (error) => errors.push(`request: ${error.message}`));
+        res.on('error', (error) => errors.push(`response: ${error.message}`));
+        readBody(req, mode).then(
+          (body) => {
+            received.push({ length: body.length, sha256: createHash('sha256').update(body).digest('hex') });
+            res.statusCode = 204;
+            res.end();
+          },
+          (error: unknown) => errors.push(`read: ${String(error)}`),
+        );
+      });
+      const tracker = new ServerTracker(server);
+      const port = await listen(server);
+      cleanup.push(() => tracker.close());
+      const { dispatcher } = dispatcherFor();
+      const bodies = sizes.map((size) => randomBytes(size));
+      const results = await Promise.all(
+        bodies.map((body) => dispatcher.send(`http://127.0.0.1:${port}/`, { body, confirm: 'sent' }).done),
+      );
+      expect(results.map((result) => result.state)).toEqual(['sent', 'sent', 'sent']);
+      await waitUntil(() => received.length === sizes.length || errors.length > 0, {
+        message: `${mode}: every body read`,
+      });
+      expect(errors).toEqual([]);
+      const expected = bodies.map((body) => ({
+        length: body.length,
+        sha256: createHash('sha256').update(body).digest('hex'),
+      }));
+      expect([...received].sort((a, b) => a.length - b.length)).toEqual(expected);
+      // Answered, so the sender closed its connections.
+      await waitUntil(() => tracker.openConnections() === 0, {
+        message: 'connections closed after the answers',
+      });
+      expect(errors).toEqual([]);
+    },
+  );
 });

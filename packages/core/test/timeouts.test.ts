@@ -10,6 +10,7 @@ import {
   blackhole,
   recordingLogger,
   guardUnhandledRejections,
+  startReceiver,
 } from '../../../test/support/index.js';
 
 guardUnhandledRejections();
@@ -87,6 +88,29 @@ describe('per-attempt deadlines', () => {
     expect((result.error as TimeoutError).phase).toBe('connect');
     expect(result.error?.code).toBe('AFTERWARD_ERR_CONNECT_TIMEOUT');
     expect(performance.now() - started).toBeLessThan(5_000);
+  });
+
+  it('a distinct timeout.connect per send shares one pool: 2,000 values, per-origin cap holds', async () => {
+    const receiver = await startReceiver();
+    cleanup.push(() => receiver.close());
+    const dispatcher = dispatcherFor({ concurrencyPerOrigin: 4, maxQueued: 2_000 });
+    const handles = Array.from({ length: 2_000 }, (_, i) =>
+      dispatcher.send(receiver.url, { body: 'x', timeout: { connect: 1_000 + i } }),
+    );
+    const results = await Promise.all(handles.map((handle) => handle.done));
+    expect(results.filter((result) => result.state === 'delivered')).toHaveLength(2_000);
+    // A pool per value dialled a connection per value (2,000) past the cap of 4.
+    expect(receiver.connections).toBeLessThanOrEqual(4);
+  });
+
+  it('a connect timeout still applies per send, with one pool', async () => {
+    const hole = await blackhole();
+    cleanup.push(() => hole.close());
+    const dispatcher = dispatcherFor({ timeout: { connect: 5_000 } });
+    const started = performance.now();
+    const result = await dispatcher.send(`${hole.url}/x`, { timeout: { connect: 150 } }).done;
+    expect((result.error as TimeoutError).phase).toBe('connect');
+    expect(performance.now() - started).toBeLessThan(2_000);
   });
 
   it('retries timeouts', async () => {

@@ -1,7 +1,7 @@
 import { resolveBreaker, type BreakerOptions } from '../policy/breaker.js';
 import { createMemoryStore } from '../queue/memory-store.js';
 import type { NotificationStore } from '../queue/store.js';
-import { addHeaders, type RequestDefaults } from '../request/request.js';
+import { addHeaders, TargetCache, type RequestDefaults } from '../request/request.js';
 import { composeTransport } from '../transport/compose.js';
 import type { Transport } from '../transport/transport.js';
 import { InvalidArgumentError } from '../util/errors.js';
@@ -109,6 +109,7 @@ export function resolveDispatcherOptions(options: DispatcherOptions): ResolvedDi
     headers,
     userAgent,
     canSign: options.signing !== undefined,
+    targets: new TargetCache(),
   };
   if (options.httpsOnly !== undefined && typeof options.httpsOnly !== 'boolean') {
     throw new InvalidArgumentError(`httpsOnly must be a boolean, got ${show(options.httpsOnly)}`);

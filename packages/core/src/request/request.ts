@@ -95,6 +95,8 @@ export interface RequestDefaults {
   headers: string[];
   userAgent: string;
   canSign: boolean;
+  /** The dispatcher's cache of parsed targets; none: every target is parsed. */
+  targets?: TargetCache;
 }
 
 // `satisfies` makes a new field of SendInit a compile error here until it is listed.
@@ -146,7 +148,7 @@ export function normalizeRequest(
   if (options !== EMPTY) {
     checkKeys('init', options as Record<string, unknown>, parked ? PARKED_KEYS : INIT_KEYS);
   }
-  const parsed = parseTarget(target);
+  const parsed = parseTarget(target, defaults.targets);
   // The cached URL is shared between requests, so anything that changes it works on a copy.
   const url = options.query !== undefined || parsed.credentials ? new URL(parsed.url.href) : parsed.url;
   const method = normalizeMethod(options.method);
@@ -294,36 +296,110 @@ function setDefault(headers: string[], name: string, value: string): void {
   headers.push(name, value);
 }
 
-interface ParsedTarget {
+/** A target as parsed once: `url` is read-only when it came from the cache. */
+export interface ParsedTarget {
   readonly url: URL;
   readonly origin: string;
   readonly path: string;
   readonly credentials: boolean;
 }
 
-// Most apps send to a handful of URLs over and over; parsing one costs more than the rest of the
-// validation together, so recent parses are kept (bounded, oldest out first).
-const parsedTargets = new Map<string, ParsedTarget>();
-const PARSED_TARGETS_MAX = 256;
+// Accessors of URL that change it. A URL shared through the cache is handed out read-only, so a
+// custom transport that changes one cannot change later sends.
+const URL_SETTERS = [
+  'href',
+  'protocol',
+  'username',
+  'password',
+  'host',
+  'hostname',
+  'port',
+  'pathname',
+  'search',
+  'hash',
+] as const;
 
-function parseTarget(target: unknown): ParsedTarget {
-  if (typeof target === 'string') {
-    const hit = parsedTargets.get(target);
+/**
+ * A URL whose setters throw and whose `searchParams` is a detached copy: what a cached target
+ * shares between notifications. `new URL(url)` gives a mutable copy.
+ */
+class ReadonlyURL extends URL {}
+for (const name of URL_SETTERS) {
+  const { get } = Object.getOwnPropertyDescriptor(URL.prototype, name) as { get: () => unknown };
+  Object.defineProperty(ReadonlyURL.prototype, name, {
+    get,
+    set(): never {
+      throw new TypeError(`this URL is shared and read-only (${name}): copy it with new URL(url)`);
+    },
+    enumerable: true,
+    configurable: true,
+  });
+}
+Object.defineProperty(ReadonlyURL.prototype, 'searchParams', {
+  get(this: URL): URLSearchParams {
+    return new URLSearchParams(this.search);
+  },
+  enumerable: true,
+  configurable: true,
+});
+
+/**
+ * Recent parses of string targets, per dispatcher. Most apps send to a handful of URLs over and
+ * over; parsing one costs more than the rest of the validation together. Bounded in entries and
+ * bytes (oldest out first); a long URL is not kept at all, as parsing it costs little next to its
+ * size, and 256 one-megabyte URLs once held 489 MB in a module-wide cache.
+ */
+export class TargetCache {
+  static readonly MAX_ENTRIES = 256;
+  static readonly MAX_BYTES = 256 * 1024;
+  static readonly MAX_ENTRY_BYTES = 4 * 1024;
+  readonly #entries = new Map<string, ParsedTarget>();
+  #bytes = 0;
+
+  /** Bytes held, counted as UTF-16 of the key plus the href and path kept. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  get(target: string): ParsedTarget | undefined {
+    return this.#entries.get(target);
+  }
+
+  set(target: string, parsed: ParsedTarget): void {
+    const bytes = entryBytes(target, parsed);
+    if (bytes > TargetCache.MAX_ENTRY_BYTES) return;
+    while (
+      this.#entries.size > 0 &&
+      (this.#entries.size >= TargetCache.MAX_ENTRIES || this.#bytes + bytes > TargetCache.MAX_BYTES)
+    ) {
+      const [oldest, entry] = this.#entries.entries().next().value as [string, ParsedTarget];
+      this.#entries.delete(oldest);
+      this.#bytes -= entryBytes(oldest, entry);
+    }
+    this.#entries.set(target, parsed);
+    this.#bytes += bytes;
+  }
+}
+
+function entryBytes(target: string, parsed: ParsedTarget): number {
+  return 2 * (target.length + parsed.url.href.length + parsed.path.length);
+}
+
+function parseTarget(target: unknown, cache: TargetCache | undefined): ParsedTarget {
+  const cached = typeof target === 'string' && cache !== undefined;
+  if (cached) {
+    const hit = cache.get(target);
     if (hit !== undefined) return hit;
   }
-  const url = parseUrl(target);
+  const parsedUrl = parseUrl(target);
+  const url = cached ? new ReadonlyURL(parsedUrl.href) : parsedUrl;
   const parsed: ParsedTarget = {
     url,
     origin: url.origin,
     path: `${url.pathname}${url.search}`,
     credentials: url.username !== '' || url.password !== '',
   };
-  if (typeof target === 'string') {
-    if (parsedTargets.size >= PARSED_TARGETS_MAX) {
-      parsedTargets.delete(parsedTargets.keys().next().value as string);
-    }
-    parsedTargets.set(target, parsed);
-  }
+  if (cached) cache.set(target, parsed);
   return parsed;
 }
 

@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import { Agent, buildConnector, Client } from 'undici';
+import { Agent, buildConnector, Client, errors } from 'undici';
 import type { Dispatcher } from 'undici';
 import { abortSourceOf } from './attempt-abort.js';
 import { checkInteger, checkKeys, checkObject, DEFAULTS } from '../options/options.js';
@@ -81,8 +81,8 @@ export function resolveUndiciTransportOptions(
 
 /**
  * The default transport, on undici: pooled keep-alive connections for `confirm: 'response'`, and a
- * dedicated connection per attempt for `confirm: 'sent'`, closed as soon as the request bytes are
- * on the wire.
+ * dedicated connection per attempt for `confirm: 'sent'`, settled as soon as the request bytes are
+ * on the wire and closed once the receiver answers (or a bounded linger ends).
  *
  * @example
  * ```ts
@@ -98,10 +98,16 @@ class UndiciTransport implements Transport {
   readonly #guard: AddressGuard | undefined;
   readonly #keepAliveTimeout: number;
   readonly #connections: number;
-  // One pool per connect timeout: undici takes the connect timeout per connector, not per request.
-  readonly #agents = new Map<number, Agent>();
-  readonly #connectors = new Map<number, Connector>();
+  // One pool for every connect timeout: undici takes the connect timeout per connector, not per
+  // request, and a pool per value let each distinct `timeout.connect` open sockets of its own past
+  // the per-origin cap, until close(). The connector times the connection itself instead, with the
+  // connect timeout of the latest request to the origin (the request the new socket is for, unless
+  // another one with a different timeout was queued in between).
+  readonly #connect: Connector;
+  readonly #connectTimeouts = new Map<string, number>();
+  #agent: Agent | undefined;
   readonly #clients = new Set<Client>();
+  readonly #lingering = new Map<string, Map<Client, () => void>>();
 
   constructor(options: UndiciTransportOptions) {
     const resolved = resolveUndiciTransportOptions(options);
@@ -109,6 +115,7 @@ class UndiciTransport implements Transport {
     this.#guard = resolved.guard;
     this.#keepAliveTimeout = resolved.keepAliveTimeout;
     this.#connections = resolved.connectionsPerOrigin;
+    this.#connect = timedConnector(this.#guard);
   }
 
   send(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
@@ -123,23 +130,30 @@ class UndiciTransport implements Transport {
       }
     }
     return request.confirm === 'sent'
-      ? this.#sendAndClose(request, attempt)
+      ? this.#sendAndLinger(request, attempt)
       : this.#request(request, attempt);
   }
 
   async close(): Promise<void> {
     const closing: Array<Promise<void>> = [];
-    for (const agent of this.#agents.values()) closing.push(agent.destroy());
+    if (this.#agent !== undefined) closing.push(this.#agent.destroy());
     for (const client of this.#clients) closing.push(client.destroy());
-    this.#agents.clear();
+    this.#agent = undefined;
     this.#clients.clear();
+    this.#lingering.clear();
     await Promise.allSettled(closing);
   }
 
   async #request(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
     let data: Dispatcher.ResponseData;
     try {
-      data = await this.#agentFor(request.timeout.connect).request({
+      const connectTimeout = request.timeout.connect;
+      if (this.#connectTimeouts.get(request.origin) !== connectTimeout) {
+        // Bounded like undici's own per-origin state; a dropped entry falls back to the default.
+        if (this.#connectTimeouts.size >= MAX_ORIGINS_REMEMBERED) this.#connectTimeouts.clear();
+        this.#connectTimeouts.set(request.origin, connectTimeout);
+      }
+      data = await this.#agentFor().request({
         origin: request.origin,
         path: request.path,
         method: request.method,
@@ -177,16 +191,20 @@ class UndiciTransport implements Transport {
     return { kind: 'response', response };
   }
 
-  #sendAndClose(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
+  #sendAndLinger(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
     return new Promise<TransportResult>((resolve) => {
       let socket: Socket | undefined;
       // True once every byte of the request was handed to the kernel, not merely queued on the socket.
       let flushed = false;
       let settled = false;
-      const connector = this.#connectorFor(request.timeout.connect);
+      // The receiver answered or went away: nothing more can arrive that it needs.
+      let over = false;
+      let linger: NodeJS.Timeout | undefined;
+      const connector = this.#connect;
+      const connectTimeout = request.timeout.connect;
       const client = new Client(request.origin, {
         connect: (opts, callback) => {
-          connector(opts, (error, connected) => {
+          connector({ ...opts, connectTimeout } as buildConnector.Options, (error, connected) => {
             if (connected !== null) socket = connected;
             (callback as (error: Error | null, socket: unknown) => void)(error, connected);
           });
@@ -196,18 +214,34 @@ class UndiciTransport implements Transport {
         bodyTimeout: 0,
       });
       this.#clients.add(client);
+      const close = (): void => {
+        if (!this.#clients.delete(client)) return;
+        if (linger !== undefined) clearTimeout(linger);
+        this.#unlinger(request.origin, client);
+        // Deferred, because undici must not be destroyed from inside its own write path
+        // (onRequestSent runs there).
+        queueMicrotask(() => {
+          client.destroy().catch(() => undefined);
+        });
+      };
       const finish = (result: TransportResult): void => {
         if (settled) return;
         settled = true;
         attempt.signal.removeEventListener('abort', onAbort);
-        this.#clients.delete(client);
-        // Closing without reading the answer is the point of this mode: nothing is held while the
-        // receiver works. Deferred, because undici must not be destroyed from inside its own
-        // write path (onRequestSent runs there).
-        queueMicrotask(() => {
-          client.destroy().catch(() => undefined);
-        });
         resolve(result);
+        if (result.kind !== 'sent' || over) {
+          close();
+          return;
+        }
+        // Flushed is not read: closing now makes a receiver that reads asynchronously (a paused
+        // stream, `for await`, a slow pipe) lose the tail or see a reset, and a half-close does
+        // not help (Node's http server aborts an unanswered request on it). So the connection
+        // stays open, unref'd, until the receiver answers or closes, or the linger deadline
+        // (the response timeout) ends; lingering connections count against the per-origin cap.
+        socket?.unref();
+        linger = setTimeout(close, request.timeout.response);
+        linger.unref();
+        this.#linger(request.origin, client, close);
       };
       const onAbort = (): void => {
         finish({
@@ -224,9 +258,9 @@ class UndiciTransport implements Transport {
         onRequestStart: () => undefined,
         // undici calls onRequestSent once the whole request was handed to socket.write.
         onRequestSent: () => {
-          // An empty write's callback runs once every earlier byte has been handed to the kernel,
-          // so closing after it cannot lose the tail. It gets an error instead when the
-          // connection broke first: then the request did not leave.
+          // An empty write's callback runs once every earlier byte has been handed to the kernel.
+          // It gets an error instead when the connection broke first: then the request did not
+          // leave.
           const written = (): void => {
             flushed = true;
             finish({ kind: 'sent' });
@@ -240,17 +274,24 @@ class UndiciTransport implements Transport {
             });
           }
         },
-        // An answer can come before the body was read (a 413, say); only the flush decides, so
-        // the answer is not read at all.
-        onResponseStart: (controller) => controller.pause(),
+        // An answer can come before the body was read (a 413, say); only the flush decides. The
+        // answer's body is not read: its headers say the receiver is done with the request.
+        onResponseStart: (controller) => {
+          controller.pause();
+          over = true;
+          if (settled) close();
+        },
         onResponseData: () => undefined,
         onResponseEnd: () => undefined,
         onResponseError: (_controller, error) => {
-          finish(
-            flushed
-              ? { kind: 'sent' }
-              : { kind: 'error', error: toAfterwardError(error, request, attempt.signal, true) },
-          );
+          over = true;
+          if (settled) close();
+          else
+            finish(
+              flushed
+                ? { kind: 'sent' }
+                : { kind: 'error', error: toAfterwardError(error, request, attempt.signal, true) },
+            );
         },
       };
       client.dispatch(
@@ -266,31 +307,72 @@ class UndiciTransport implements Transport {
     });
   }
 
-  #connectorFor(connectTimeout: number): Connector {
-    let connector = this.#connectors.get(connectTimeout);
-    if (connector === undefined) {
-      const base = this.#guard
-        ? buildConnector({ timeout: connectTimeout, lookup: this.#guard.lookup })
-        : buildConnector({ timeout: connectTimeout });
-      connector = this.#guard ? this.#guard.wrapConnector(base) : base;
-      this.#connectors.set(connectTimeout, connector);
+  // Lingering connections of one origin, oldest first. Past the per-origin cap the oldest is
+  // closed: a burst of sends to one origin never holds more sockets than `connectionsPerOrigin`.
+  #linger(origin: string, client: Client, close: () => void): void {
+    let lingering = this.#lingering.get(origin);
+    if (lingering === undefined) this.#lingering.set(origin, (lingering = new Map<Client, () => void>()));
+    lingering.set(client, close);
+    if (lingering.size > this.#connections) {
+      for (const oldest of lingering.values()) {
+        oldest();
+        break;
+      }
     }
-    return connector;
   }
 
-  #agentFor(connectTimeout: number): Agent {
-    let agent = this.#agents.get(connectTimeout);
-    if (agent === undefined) {
-      agent = new Agent({
-        connect: this.#connectorFor(connectTimeout),
-        keepAliveTimeout: this.#keepAliveTimeout,
-        pipelining: 1,
-        connections: this.#connections,
-      });
-      this.#agents.set(connectTimeout, agent);
-    }
-    return agent;
+  #unlinger(origin: string, client: Client): void {
+    const lingering = this.#lingering.get(origin);
+    if (lingering?.delete(client) === true && lingering.size === 0) this.#lingering.delete(origin);
   }
+
+  #agentFor(): Agent {
+    return (this.#agent ??= new Agent({
+      connect: (opts, callback) => {
+        const connectTimeout =
+          this.#connectTimeouts.get(`${opts.protocol}//${opts.host ?? opts.hostname}`) ??
+          DEFAULTS.timeout.connect;
+        this.#connect({ ...opts, connectTimeout } as buildConnector.Options, callback);
+      },
+      keepAliveTimeout: this.#keepAliveTimeout,
+      pipelining: 1,
+      connections: this.#connections,
+    }));
+  }
+}
+
+const MAX_ORIGINS_REMEMBERED = 10_000;
+
+/**
+ * One connector for every connect timeout: it reads the timeout from the options it is called
+ * with (`connectTimeout`, which undici's own connector ignores) and destroys the socket when it
+ * runs out, the way undici's connector does with its fixed one.
+ */
+function timedConnector(guard: AddressGuard | undefined): Connector {
+  // timeout 0: undici arms no timer of its own.
+  const base = guard ? buildConnector({ timeout: 0, lookup: guard.lookup }) : buildConnector({ timeout: 0 });
+  const timed: Connector = (opts, callback) => {
+    const timeout = (opts as { connectTimeout?: number }).connectTimeout ?? DEFAULTS.timeout.connect;
+    let timer: NodeJS.Timeout | undefined = undefined;
+    // undici's connector returns the socket it dials, although its type says void.
+    const socket = (base as unknown as (o: typeof opts, c: typeof callback) => Socket | undefined)(
+      opts,
+      (...result) => {
+        clearTimeout(timer);
+        callback(...result);
+      },
+    );
+    if (socket === undefined) return;
+    timer = setTimeout(() => {
+      socket.destroy(
+        new errors.ConnectTimeoutError(
+          `Connect Timeout Error (attempted address: ${opts.hostname}:${opts.port}, timeout: ${timeout}ms)`,
+        ),
+      );
+    }, timeout);
+    timer.unref();
+  };
+  return guard ? guard.wrapConnector(timed) : timed;
 }
 
 async function readPrefix(
