@@ -1,3 +1,4 @@
+import { postgresAdmin } from '@afterward/postgres';
 import { openSqliteAdmin } from '@afterward/sqlite';
 import type { OutboxAdmin } from '@afterward/sqlite';
 
@@ -12,9 +13,7 @@ export interface Backend {
 }
 
 /**
- * The backends by flag name. PostgreSQL joins as `postgres: { valueName: 'URL', env:
- * 'AFTERWARD_POSTGRES', open: (url, env) => openPostgresAdmin(url) }`: every command works through
- * {@link OutboxAdmin} only.
+ * The backends by flag name: every command works through {@link OutboxAdmin} only.
  *
  * @example
  * ```ts
@@ -33,5 +32,14 @@ export const backends: Record<string, Backend> = {
         Number.isFinite(ms) && ms >= 0 && env.AFTERWARD_BUSY_TIMEOUT !== '' ? { busyTimeout: ms } : {},
       );
     },
+  },
+  postgres: {
+    valueName: 'URL',
+    env: 'AFTERWARD_POSTGRES',
+    open: (url, env) =>
+      postgresAdmin({
+        connectionString: url,
+        ...(env.AFTERWARD_POSTGRES_SCHEMA ? { schema: env.AFTERWARD_POSTGRES_SCHEMA } : {}),
+      }),
   },
 };

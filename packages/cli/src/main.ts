@@ -5,6 +5,7 @@ import type { DeadLetter, DeadLetterFilter, OutboxAdmin } from '@afterward/sqlit
 import { backends } from './backends.js';
 import { deadDetail, deadTable, parseTime, progressBar } from './format.js';
 import { EXIT, UsageError } from './usage.js';
+import { positiveFlag, runWorker } from './worker.js';
 
 /** Where the command writes, and what it reads from its environment; a test passes its own. */
 export interface CommandIo {
@@ -26,6 +27,8 @@ Usage:
   afterward dead replay  BACKEND ID... | --all [filters] [--dry-run] [--rate N/s]
   afterward dead purge   BACKEND --all | [filters] [--dry-run]
   afterward stats        BACKEND [--json]
+  afterward worker       --postgres URL [--concurrency N] [--per-origin N] [--drain-timeout MS]
+                         [--guard public-only]   (signs with AFTERWARD_SIGNING_SECRET if set)
 
 Backend (or its environment variable):
 ${Object.entries(backends)
@@ -38,7 +41,8 @@ Filters:
   --code C             error code, e.g. AFTERWARD_ERR_HTTP_STATUS
   --since T, --until T failed at or after / before: ISO date, epoch ms, or ago (15m, 2h, 7d)
 
-Environment: AFTERWARD_BUSY_TIMEOUT=MS, how long a write waits for the app's lock (default 5000).
+Environment: AFTERWARD_BUSY_TIMEOUT=MS, how long a write waits for the app's lock (default 5000);
+AFTERWARD_POSTGRES_SCHEMA, the fleet's schema (default afterward).
 
 Exit codes: 0 ok, 1 failure, 2 bad usage, 3 no outbox at that path, 4 unknown id,
 5 locked by another process, 6 read-only.
@@ -56,6 +60,10 @@ const OPTIONS = {
   all: { type: 'boolean' },
   'dry-run': { type: 'boolean' },
   rate: { type: 'string' },
+  concurrency: { type: 'string' },
+  'per-origin': { type: 'string' },
+  'drain-timeout': { type: 'string' },
+  guard: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } satisfies ParseArgsConfig['options'];
 
@@ -105,8 +113,10 @@ export async function run(argv: readonly string[], io: CommandIo): Promise<numbe
     ctx.args = rest;
     if (command === undefined)
       return usage(io, `unknown command 'dead ${verb ?? ''}': use list, show, replay or purge`);
+  } else if (group === 'worker') {
+    return worker(values, verb === undefined ? rest : [verb, ...rest], io);
   } else {
-    return usage(io, `unknown command '${group}': use dead or stats`);
+    return usage(io, `unknown command '${group}': use dead, stats or worker`);
   }
   let admin: OutboxAdmin | undefined;
   try {
@@ -116,6 +126,35 @@ export async function run(argv: readonly string[], io: CommandIo): Promise<numbe
     return fail(io, error);
   } finally {
     await admin?.close().catch(() => undefined);
+  }
+}
+
+async function worker(values: Values, args: string[], io: CommandIo): Promise<number> {
+  try {
+    if (args.length > 0) throw new UsageError(`worker takes no arguments, got '${args.join(' ')}'`);
+    const url =
+      typeof (values as Record<string, unknown>).postgres === 'string'
+        ? ((values as Record<string, unknown>).postgres as string)
+        : io.env.AFTERWARD_POSTGRES;
+    if (url === undefined || url === '') throw new UsageError('worker needs --postgres URL');
+    if (values.guard !== undefined && values.guard !== 'public-only')
+      throw new UsageError(`--guard takes public-only, got '${String(values.guard)}'`);
+    const secret = io.env.AFTERWARD_SIGNING_SECRET;
+    return await runWorker(
+      {
+        postgres: url,
+        schema: io.env.AFTERWARD_POSTGRES_SCHEMA,
+        concurrency: positiveFlag('concurrency', values.concurrency),
+        perOrigin: positiveFlag('per-origin', values['per-origin']),
+        drainTimeout: positiveFlag('drain-timeout', values['drain-timeout']) ?? 10_000,
+        guard: values.guard === 'public-only' ? 'public-only' : undefined,
+        secret: secret === undefined || secret === '' ? undefined : secret,
+      },
+      io,
+    );
+  } catch (error) {
+    if (error instanceof UsageError) return usage(io, error.message);
+    return fail(io, error);
   }
 }
 

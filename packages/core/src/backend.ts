@@ -6,6 +6,7 @@ export type { DecideContext, Decision, RetryPolicy } from './policy/decide.js';
 export { fromNotificationJson, newKey, storageKey, toNotificationJson } from './notification/json.js';
 export type { NotificationJson, NotificationRequest, NotificationSource } from './notification/json.js';
 export { createMemoryStore, MemoryStore } from './queue/memory-store.js';
+export type { ExternalBackend, ExternalOutcome } from './queue/external.js';
 export type {
   Admit,
   NotificationStore,

@@ -1,4 +1,5 @@
-import type { DeadLetter, DeadLetterFilter, NotificationJson, OutboxAdmin } from './contract.js';
+import type { NotificationJson } from '@afterward/core/backend';
+import type { DeadLetter, DeadLetterFilter, OutboxAdmin } from './contract.js';
 import { connectionOf, postgresBackend } from './backend.js';
 import type { PostgresBackend, PostgresBackendOptions } from './backend.js';
 import { withTransaction } from './db.js';

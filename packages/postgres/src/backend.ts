@@ -6,7 +6,7 @@ import { PgBoss } from 'pg-boss';
 import type { ConstructorOptions } from 'pg-boss';
 import { ClosedError, DroppedError, InvalidArgumentError } from '@afterward/core';
 import type { AfterwardError, Logger } from '@afterward/core';
-import type { NotificationJson } from './contract.js';
+import type { NotificationJson } from '@afterward/core/backend';
 import { poolDatabase, toDb } from './db.js';
 import type { PoolDatabase, SqlTarget } from './db.js';
 import { approximateBytes, checkIdentifier, deadLetterDdl, toJobInsert } from './jobs.js';

@@ -1,10 +1,17 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { JobInsert } from 'pg-boss';
 import { InvalidArgumentError } from '@afterward/core';
-import type { NotificationJson } from './contract.js';
+import type { NotificationJson } from '@afterward/core/backend';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** The first job id of a storage key: the key when it is a UUID, else a UUID from its MD5. */
+export function jobId(key: string): string {
+  if (UUID.test(key)) return key.toLowerCase();
+  const h = createHash('md5').update(key).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+}
 
 /** How jobs are shaped; fixed per backend. */
 export interface JobShape {
@@ -19,14 +26,14 @@ export interface JobShape {
 }
 
 /**
- * One notification as a pg-boss job. The first insert uses the notification's storage key as the
- * job id (when it is a UUID), so a batch retried after an ambiguous failure (the commit landed, the
+ * One notification as a pg-boss job. The first insert derives the job id from the notification's
+ * storage key (the key itself when it is a UUID, else a UUID made from its hash), so a batch retried after an ambiguous failure (the commit landed, the
  * answer was lost) is a no-op thanks to pg-boss's `ON CONFLICT DO NOTHING`. Re-schedules and replays
  * pass `fresh` and get a new job id, since the old job row may still exist.
  */
 export function toJobInsert(n: NotificationJson, shape: JobShape, fresh = false): JobInsert {
   const job: JobInsert = {
-    id: !fresh && UUID.test(n.key) ? n.key.toLowerCase() : randomUUID(),
+    id: fresh ? randomUUID() : jobId(n.key),
     data: n,
     // Per-origin concurrency across every worker: pg-boss groupConcurrency counts active jobs per group.
     group: { id: n.origin },

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { InvalidArgumentError } from '@afterward/core';
-import type { NotificationJson } from './contract.js';
+import { newKey } from '@afterward/core/backend';
+import type { NotificationJson } from '@afterward/core/backend';
 
 /** What `add(target, url, init)` accepts: the serialisable subset of core's `SendInit`. */
 export interface NotificationInit {
@@ -25,8 +26,8 @@ const RETRY = { attempts: 5, minDelay: 500, maxDelay: 30_000, factor: 2, maxRetr
 /**
  * Builds the stored form of a notification from a URL and an init.
  *
- * TODO(core): a local stand-in for core's `toNotificationJson` (same defaults as
- * `createDispatcher`); replace with the import from `@afterward/core/backend` once it lands.
+ * For `add(tx, url, init)` and direct `enqueue`: the same defaults as `createDispatcher`. (With
+ * `createDispatcher({ backend })`, the dispatcher validates the call and serialises it itself.)
  *
  * @example
  * ```ts
@@ -65,11 +66,16 @@ export function notificationJson(url: string | URL, init: NotificationInit = {})
   if (body !== null && (method === 'GET' || method === 'HEAD')) {
     throw new InvalidArgumentError(`a ${method} notification cannot have a body`);
   }
+  const id = init.id ?? randomUUID();
+  // As core's dispatcher does: the webhook id rides in the stored headers, unless the caller set them.
+  for (const name of ['webhook-id', 'idempotency-key']) {
+    if (!headers.some((h, i) => i % 2 === 0 && h === name)) headers.push(name, id);
+  }
   const now = Date.now();
   return {
     v: 1,
-    key: randomUUID(),
-    id: init.id ?? randomUUID(),
+    key: newKey(),
+    id,
     url: parsed.href,
     origin: parsed.origin,
     method,

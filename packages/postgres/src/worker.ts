@@ -3,7 +3,14 @@ import type pg from 'pg';
 import type { Job } from 'pg-boss';
 import { InvalidArgumentError, isAfterwardError } from '@afterward/core';
 import type { Logger } from '@afterward/core';
-import type { AttemptReport, AttemptRunnerLike, Decision, NotificationJson } from './contract.js';
+import { createAttemptRunner } from '@afterward/core/backend';
+import type {
+  AttemptReport,
+  AttemptRunner,
+  AttemptRunnerOptions,
+  Decision,
+  NotificationJson,
+} from '@afterward/core/backend';
 import { connectionOf } from './backend.js';
 import type { BackendConnection, PostgresBackend } from './backend.js';
 import { withTransaction } from './db.js';
@@ -11,11 +18,18 @@ import type { PoolDatabase } from './db.js';
 import { notifyChannel, toJobInsert } from './jobs.js';
 import { defaultLogger, rateLimited } from './log.js';
 
-/** Options of {@link createWorker}. */
-export interface WorkerOptions {
+/**
+ * Options of {@link createWorker}: the backend, the dispatcher options that shape one attempt
+ * (`signing`, `guard`, `timeout`, `retry`, `breaker`, `headers`, `userAgent`, `transport`,
+ * `maxResponseBytes`, `logger`; the same as `createDispatcher`'s), and the worker's own limits.
+ */
+export interface WorkerOptions extends AttemptRunnerOptions {
   backend: PostgresBackend;
-  /** Makes one attempt; core's `createAttemptRunner(dispatcherOptions)` in production. */
-  runner: AttemptRunnerLike;
+  /**
+   * Makes one attempt. Default: `createAttemptRunner(options)` from `@afterward/core/backend`, built
+   * from this object's attempt options and closed by `close()`. A runner given here is not closed.
+   */
+  runner?: AttemptRunner;
   /** Attempts in flight in this worker. Default 32. */
   concurrency?: number;
   /**
@@ -68,7 +82,8 @@ export interface Worker {
   on(event: 'delivered' | 'sent' | 'retry' | 'held' | 'failed', listener: (e: WorkerEvent) => void): this;
   /**
    * Stops fetching, lets attempts in flight finish until `timeout` (default 10 000 ms), then aborts
-   * the rest and returns them to the queue. Does not close the backend nor the runner.
+   * the rest and returns them to the queue. Closes the runner it built; not the backend, nor a
+   * runner passed in.
    */
   close(options?: { timeout?: number }): Promise<WorkerCloseResult>;
 }
@@ -92,7 +107,7 @@ interface Running {
  * @example
  * ```ts
  * const backend = postgresBackend({ connectionString: process.env.DATABASE_URL });
- * const worker = createWorker({ backend, runner: createAttemptRunner({ signing: { secret } }) });
+ * const worker = createWorker({ backend, signing: { secret: process.env.WEBHOOK_SECRET! } });
  * process.once('SIGTERM', async () => { await worker.close({ timeout: 10_000 }); await backend.close(); });
  * ```
  */
@@ -100,9 +115,29 @@ export function createWorker(options: WorkerOptions): Worker {
   return new PgWorker(options);
 }
 
+const ATTEMPT_KEYS = [
+  'timeout',
+  'retry',
+  'userAgent',
+  'headers',
+  'logger',
+  'signing',
+  'guard',
+  'breaker',
+  'transport',
+  'maxResponseBytes',
+] as const satisfies readonly (keyof AttemptRunnerOptions)[];
+
+function attemptOptions(options: WorkerOptions): AttemptRunnerOptions {
+  const picked: Record<string, unknown> = {};
+  for (const key of ATTEMPT_KEYS) if (options[key] !== undefined) picked[key] = options[key];
+  return picked;
+}
+
 class PgWorker extends EventEmitter implements Worker {
   readonly #backend: PostgresBackend;
-  readonly #runner: AttemptRunnerLike;
+  readonly #runner: AttemptRunner;
+  readonly #ownsRunner: boolean;
   readonly #concurrency: number;
   readonly #perOrigin: number;
   readonly #pollInterval: number;
@@ -136,7 +171,8 @@ class PgWorker extends EventEmitter implements Worker {
   constructor(options: WorkerOptions) {
     super();
     this.#backend = options.backend;
-    this.#runner = options.runner;
+    this.#ownsRunner = options.runner === undefined;
+    this.#runner = options.runner ?? createAttemptRunner(attemptOptions(options));
     this.#concurrency = positive('concurrency', options.concurrency ?? 32);
     this.#perOrigin = positive('concurrencyPerOrigin', options.concurrencyPerOrigin ?? 16);
     this.#pollInterval = positive('pollInterval', options.pollInterval ?? 1_000);
@@ -180,6 +216,7 @@ class PgWorker extends EventEmitter implements Worker {
       await Promise.all(left.map((r) => r.done));
     }
     this.#closeListener();
+    if (this.#ownsRunner) await this.#runner.close().catch(() => undefined);
     return { drained, returned };
   }
 

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { createWorker, notificationJson, postgresAdmin, postgresBackend } from '../src/index.js';
-import { standInRunner } from './fixtures/stand-in-runner.mjs';
+import { testRunner } from './fixtures/runner.mjs';
 import {
   connectionString,
   dropSchema,
@@ -36,7 +36,7 @@ describe.skipIf(!available)('postgresAdmin (PostgreSQL)', () => {
     const a = backend.enqueue(notificationJson(`${gone.url}?secret=1`, { json: { a: 1 } }));
     const b = backend.enqueue(notificationJson(broken.url));
     await a.persisted;
-    const runner = standInRunner();
+    const runner = testRunner();
     const worker = createWorker({ backend, runner, pollInterval: 100, logger: quiet });
     cleanup.push(
       () => runner.close(),

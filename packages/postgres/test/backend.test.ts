@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { notificationJson, postgresBackend } from '../src/index.js';
+import { jobId } from '../src/jobs.js';
 import type { DroppedEvent, PostgresBackend } from '../src/index.js';
 import {
   closedPort,
@@ -50,8 +51,8 @@ describe.skipIf(!available)('postgresBackend (PostgreSQL)', () => {
     expect(backend.stats()).toMatchObject({ batches: 1, persisted: 200, buffered: 0, dropped: 0 });
     const rows = await jobs(backend);
     expect(rows).toHaveLength(200);
-    // The job id is the notification's storage key: a retried insert cannot duplicate it.
-    expect(new Set(rows.map((r) => r.id))).toEqual(new Set(tickets.map((t) => t.key)));
+    // The job id derives from the notification's storage key: a retried insert cannot duplicate it.
+    expect(new Set(rows.map((r) => r.id))).toEqual(new Set(tickets.map((t) => jobId(t.key))));
   });
 
   it('keeps notifications in the local buffer through an outage and writes them once after it', async () => {

@@ -4,7 +4,7 @@ import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createWorker, notificationJson, postgresBackend } from '../src/index.js';
 import type { PostgresBackendOptions } from '../src/index.js';
-import { standInRunner } from './fixtures/stand-in-runner.mjs';
+import { testRunner } from './fixtures/runner.mjs';
 import {
   connectionString,
   dropSchema,
@@ -121,7 +121,7 @@ describe.skipIf(!available)('a fleet of worker processes (PostgreSQL)', () => {
     victim.proc.kill('SIGKILL');
     await victim.exited;
     const killedAt = Date.now();
-    const runner = standInRunner();
+    const runner = testRunner();
     const survivor = createWorker({ backend, runner, pollInterval: 200, logger: quiet });
     cleanup.push(
       () => runner.close(),

@@ -3,7 +3,7 @@ import { fromKnex } from 'pg-boss';
 import type { KnexTransactionLike } from 'pg-boss';
 import { createWorker, notificationJson, postgresAdmin, postgresBackend } from '@afterward/postgres';
 import type {
-  AttemptRunnerLike,
+  AttemptRunner,
   EnqueueTicket,
   OutboxAdmin,
   PersistOutcome,
@@ -13,7 +13,7 @@ import type {
 } from '@afterward/postgres';
 import { describe, expectTypeOf, it } from 'vitest';
 
-declare const runner: AttemptRunnerLike;
+declare const runner: AttemptRunner;
 declare const trx: KnexTransactionLike;
 
 describe('@afterward/postgres types (built declarations)', () => {
@@ -41,7 +41,11 @@ describe('@afterward/postgres types (built declarations)', () => {
     expectTypeOf(worker).toEqualTypeOf<Worker>();
     expectTypeOf(await worker.close({ timeout: 1 })).toEqualTypeOf<WorkerCloseResult>();
     expectTypeOf(postgresAdmin({ backend })).toEqualTypeOf<OutboxAdmin>();
-    // @ts-expect-error a runner is required
-    createWorker({ backend });
+    // The runner is built from the dispatcher's attempt options; a runner may still be given.
+    expectTypeOf(
+      createWorker({ backend, signing: { secret: 'whsec_x' }, guard: 'public-only' }),
+    ).toEqualTypeOf<Worker>();
+    // @ts-expect-error not a worker option
+    createWorker({ backend, concurrencyPerOrign: 4 });
   });
 });

@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createWorker, notificationJson, postgresBackend } from '../src/index.js';
-import type { AttemptRunnerLike, NotificationJson, PostgresBackend, Worker } from '../src/index.js';
-import { standInRunner } from './fixtures/stand-in-runner.mjs';
+import type { AttemptRunner, NotificationJson, PostgresBackend, Worker } from '../src/index.js';
+import { testRunner } from './fixtures/runner.mjs';
 import {
   closedPort,
   connectionString,
@@ -40,7 +40,7 @@ describe.skipIf(!available)('createWorker (PostgreSQL)', () => {
     cleanup.push(() => r.close());
     return r;
   };
-  const worker = (backend: PostgresBackend, runner: AttemptRunnerLike, extra: object = {}): Worker => {
+  const worker = (backend: PostgresBackend, runner: AttemptRunner, extra: object = {}): Worker => {
     const w = createWorker({ backend, runner, pollInterval: 100, logger: quiet, ...extra });
     cleanup.push(
       () => runner.close(),
@@ -66,7 +66,7 @@ describe.skipIf(!available)('createWorker (PostgreSQL)', () => {
     await client.query('COMMIT');
     client.release();
     await pool.end();
-    const w = worker(backend, standInRunner());
+    const w = worker(backend, testRunner());
     await waitUntil(() => r.requests.length === 2, 'two requests (500, then 200)');
     expect(r.requests.map((x) => x.id)).toEqual([id, id]);
     expect(JSON.parse(r.requests[1]!.body)).toEqual({ order: 7 });
@@ -86,7 +86,7 @@ describe.skipIf(!available)('createWorker (PostgreSQL)', () => {
       }),
     );
     await gone.persisted;
-    const w = worker(backend, standInRunner());
+    const w = worker(backend, testRunner());
     await waitUntil(() => w.stats().failed === 2, 'two failures');
     const dead = await query<{
       id: string;
@@ -118,7 +118,7 @@ describe.skipIf(!available)('createWorker (PostgreSQL)', () => {
     const backend = await setup();
     const seen: { attempts: number; at: number }[] = [];
     let until = 0;
-    const runner: AttemptRunnerLike = {
+    const runner: AttemptRunner = {
       run: (n: NotificationJson) => {
         seen.push({ attempts: n.attempts, at: Date.now() });
         if (seen.length === 1) {
@@ -148,7 +148,7 @@ describe.skipIf(!available)('createWorker (PostgreSQL)', () => {
     const started = Date.now();
     // A poll interval of 5 s: at polling speed (32 per poll) 500 jobs would take ~80 s. The bound is
     // loose because the 2-core test machine is shared (a quiet run drains in ~1-4 s).
-    const w = worker(backend, standInRunner(), { pollInterval: 5_000, concurrency: 32 });
+    const w = worker(backend, testRunner(), { pollInterval: 5_000, concurrency: 32 });
     await waitUntil(() => w.stats().delivered === 500, '500 delivered', 20_000);
     const ms = Date.now() - started;
     process.stderr.write(`backlog of 500 drained in ${ms} ms by one worker\n`);
@@ -159,7 +159,7 @@ describe.skipIf(!available)('createWorker (PostgreSQL)', () => {
   it('wakes an idle worker through LISTEN/NOTIFY, well before its poll interval', async () => {
     const backend = await setup();
     const r = await receiver();
-    const w = worker(backend, standInRunner(), { pollInterval: 10_000 });
+    const w = worker(backend, testRunner(), { pollInterval: 10_000 });
     await w.ready();
     await new Promise((resolve) => setTimeout(resolve, 100));
     const at = Date.now();
@@ -173,7 +173,7 @@ describe.skipIf(!available)('createWorker (PostgreSQL)', () => {
     // The first request of each id hangs (a slow receiver); later ones answer at once.
     const r = await receiver((_req, count) => ({ delay: count === 1 ? 5_000 : 0 }));
     const ids = Array.from({ length: 3 }, () => backend.enqueue(notificationJson(r.url)).id);
-    const first = createWorker({ backend, runner: standInRunner(), pollInterval: 100, logger: quiet });
+    const first = createWorker({ backend, runner: testRunner(), pollInterval: 100, logger: quiet });
     await waitUntil(() => r.inFlight === 3, 'three attempts in flight');
     const closed = await first.close({ timeout: 200 });
     expect(closed).toEqual({ drained: false, returned: 3 });
@@ -183,7 +183,7 @@ describe.skipIf(!available)('createWorker (PostgreSQL)', () => {
       [backend.queue],
     );
     expect(pending.map((p) => p.data.attempts)).toEqual([1, 1, 1]);
-    const second = worker(backend, standInRunner());
+    const second = worker(backend, testRunner());
     await waitUntil(() => second.stats().delivered === 3, 'delivered by the next worker');
     expect(new Set(r.requests.map((x) => x.id))).toEqual(new Set(ids));
   });
@@ -199,7 +199,7 @@ describe.skipIf(!available)('createWorker (PostgreSQL)', () => {
     });
     cleanup.push(() => viaProxy.close({ timeout: 500 }));
     const r = await receiver();
-    const w = worker(viaProxy, standInRunner());
+    const w = worker(viaProxy, testRunner());
     await w.ready();
     proxy.cut();
     for (let i = 0; i < 20; i++) producer.enqueue(notificationJson(`${r.url}?i=${i}`));
@@ -223,7 +223,7 @@ describe.skipIf(!available)('createWorker (PostgreSQL)', () => {
         logger: quiet,
       });
       cleanup.push(() => own.close({ timeout: 500 }));
-      return worker(own, standInRunner(), { concurrencyPerOrigin: 1, concurrency: 8 });
+      return worker(own, testRunner(), { concurrencyPerOrigin: 1, concurrency: 8 });
     });
     await waitUntil(
       () => workers.reduce((n, w) => n + w.stats().delivered, 0) === 40,

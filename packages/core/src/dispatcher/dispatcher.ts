@@ -8,6 +8,7 @@ import { checkDuration, DEFAULTS } from '../options/options.js';
 import { breakerOutcome, OriginBreakers } from '../policy/breaker.js';
 import { decide, type DecideContext } from '../policy/decide.js';
 import { Scheduler } from '../queue/scheduler.js';
+import type { ExternalBackend } from '../queue/external.js';
 import type { NotificationStore, StoredRecord } from '../queue/store.js';
 import {
   normalizeRequest,
@@ -122,6 +123,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   readonly #httpsOnly: boolean;
   readonly #closeTimeout: number;
   readonly #store: NotificationStore;
+  readonly #backend: ExternalBackend | undefined;
   readonly #transport: Transport;
   readonly #hooks: HookRunner;
   readonly #lifecycle: Lifecycle;
@@ -144,6 +146,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     this.#httpsOnly = resolved.httpsOnly;
     this.#closeTimeout = resolved.closeTimeout;
     this.#store = resolved.store;
+    this.#backend = resolved.backend;
     this.#transport = resolved.transport;
     const lifecycle = new Lifecycle(this, this.#logger, this.#store);
     this.#lifecycle = lifecycle;
@@ -294,6 +297,9 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     await this.#store.close().catch((error: unknown) => {
       this.#logger.error({ err: error }, 'afterward: store close failed');
     });
+    await this.#backend?.close({ timeout: 0 }).catch((error: unknown) => {
+      this.#logger.error({ err: error }, 'afterward: backend close failed');
+    });
     if (cancelled > 0) {
       this.#logger.warn(
         { cancelled, timeoutMs: timeout },
@@ -336,6 +342,10 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   }
 
   #enqueue(notification: Notification, fromCall: boolean): void {
+    if (this.#backend !== undefined) {
+      this.#handOff(this.#backend, notification);
+      return;
+    }
     const result = this.#store.put(notification);
     if (!result.accepted) {
       if (fromCall && this.#overflow === 'reject') {
@@ -358,6 +368,20 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       this.#lifecycle.live.get(evicted.key)?.settle('dropped', droppedOldestError());
     }
     this.#scheduler.wake();
+  }
+
+  /**
+   * To an external backend: 'queued' until its batch commits, then 'sent' (handed off; workers
+   * deliver it) or 'dropped'. A cancel while queued settles the handle only: the batch may commit.
+   */
+  #handOff(backend: ExternalBackend, notification: Notification): void {
+    const { persisted } = backend.enqueue(notification.json());
+    notification.release(
+      persisted.then((outcome) => {
+        if (outcome.state === 'persisted') notification.settle('sent');
+        else notification.settle('dropped', outcome.error);
+      }),
+    );
   }
 
   /** A notification a durable store recovered: live again, waiting in the store. */

@@ -1,5 +1,6 @@
 import { resolveBreaker, type BreakerOptions } from '../policy/breaker.js';
 import { createMemoryStore } from '../queue/memory-store.js';
+import { isExternalBackend, type ExternalBackend } from '../queue/external.js';
 import type { NotificationStore } from '../queue/store.js';
 import { addHeaders, TargetCache, type RequestDefaults } from '../request/request.js';
 import { composeTransport } from '../transport/compose.js';
@@ -33,6 +34,7 @@ export interface ResolvedDispatcherOptions {
   hookTimeout: number;
   breaker: BreakerOptions | undefined;
   store: NotificationStore;
+  backend: ExternalBackend | undefined;
   /** The transport with its decorators (signing) applied. */
   transport: Transport;
 }
@@ -59,6 +61,7 @@ const DISPATCHER_KEYS = Object.keys({
   hookTimeout: true,
   closeTimeout: true,
   store: true,
+  backend: true,
   transport: true,
 } satisfies Record<keyof DispatcherOptions, true>);
 
@@ -147,6 +150,14 @@ export function resolveDispatcherOptions(options: DispatcherOptions): ResolvedDi
   if (options.store !== undefined && !isStore(options.store)) {
     throw new InvalidArgumentError(`store must implement NotificationStore, got ${show(options.store)}`);
   }
+  if (options.backend !== undefined) {
+    if (!isExternalBackend(options.backend)) {
+      throw new InvalidArgumentError(
+        `backend must have enqueue() and close() (postgresBackend()), got ${show(options.backend)}`,
+      );
+    }
+    if (options.store !== undefined) throw new InvalidArgumentError('give store or backend, not both');
+  }
   // Signing is a decorator around the transport: the dispatcher never signs anything itself.
   const transport = composeTransport({
     transport: options.transport,
@@ -168,6 +179,7 @@ export function resolveDispatcherOptions(options: DispatcherOptions): ResolvedDi
     hookTimeout,
     breaker,
     store: options.store ?? createMemoryStore({ maxQueued, maxQueuedBytes, overflow }),
+    backend: options.backend,
     transport,
   };
 }

@@ -2,6 +2,7 @@ import type { BreakerOptions } from '../policy/breaker.js';
 import type { GuardSetting } from '../policy/guard.js';
 import type { SigningOptions } from '../policy/signing.js';
 import type { DeliveryHandle } from '../notification/handle.js';
+import type { ExternalBackend } from '../queue/external.js';
 import type { NotificationStore } from '../queue/store.js';
 import type { HeadersInput, SendInit, SendRequest } from '../request/request.js';
 import type { Transport } from '../transport/transport.js';
@@ -69,6 +70,13 @@ export interface DispatcherOptions {
    * {@link NotificationStore} and passes the store contract suite.
    */
   store?: NotificationStore;
+  /**
+   * An external queue that owns delivery (`postgresBackend()` from `@afterward/postgres`): the
+   * dispatcher validates each call and hands the notification to it; workers deliver. The handle
+   * reads `'queued'` until the backend commits it, then settles `'sent'` with `attempts: 0` (handed
+   * off: the outcome is known to the workers, not here), or `'dropped'`. Not with `store`.
+   */
+  backend?: ExternalBackend;
   /** How bytes move; undici by default. */
   transport?: Transport;
 }
