@@ -14,3 +14,5 @@ export type { OutboxErrorCode } from './errors.js';
 export { redactMessage } from './redact.js';
 export type { DeadLetter, DeadLetterFilter, OutboxAdmin } from './contract.js';
 export type { NotificationJson } from '@afterward/core/backend';
+export { sqliteOutbox, SqliteOutbox } from './outbox.js';
+export type { SqliteOutboxOptions } from './outbox.js';
