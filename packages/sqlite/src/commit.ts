@@ -3,9 +3,20 @@ import { rollbackQuietly } from './schema.js';
 
 /**
  * One row of a group commit, as plain values so it crosses to the commit worker cheaply:
- * key, id, origin, attempts, not_before, created_at, bytes, json.
+ * key, id, origin, attempts, not_before, created_at, bytes, json, lease_owner, lease_until.
  */
-export type BatchRow = [string, string, string, number, number, number, number, string];
+export type BatchRow = [
+  string,
+  string,
+  string,
+  number,
+  number,
+  number,
+  number,
+  string,
+  string | null,
+  number | null,
+];
 
 /** The file's pending rows and bytes after a commit (kept by triggers, see schema.ts). */
 export interface FileCounts {
@@ -14,7 +25,7 @@ export interface FileCounts {
 }
 
 const INSERT =
-  "INSERT INTO outbox (key, id, origin, state, attempts, not_before, created_at, bytes, json) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)";
+  "INSERT INTO outbox (key, id, origin, state, attempts, not_before, created_at, bytes, json, lease_owner, lease_until) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)";
 
 /**
  * Writes batches in one transaction each, on whichever connection it is given: the main thread's

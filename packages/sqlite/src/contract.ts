@@ -1,47 +1,9 @@
 /**
- * Local stand-ins for the shapes in the wave-2 contract (`/work/plan/CONTRACT.md`).
- *
- * TODO(core-redesign): replace every type here by the import from `@afterward/core/backend` once
- * that subpath export lands; the shapes are copied exactly so the switch is an import change.
+ * The dead-letter shapes of the wave-2 contract, shared by the SQLite and PostgreSQL backends and
+ * the `afterward` command. `NotificationJson` comes from `@afterward/core/backend`; these move
+ * there too once both backends are merged.
  */
-
-/**
- * A notification as pure data: what a durable store or an external queue keeps. Never a secret.
- *
- * @example
- * ```ts
- * const n: NotificationJson = { v: 1, key, id, url, origin: new URL(url).origin, method: 'POST', ... };
- * ```
- */
-export interface NotificationJson {
-  v: 1;
-  /** Storage key, unique across processes and restarts (a UUIDv7-ish or random UUID string). */
-  key: string;
-  /** The stable webhook id (`webhook-id` / `idempotency-key`); same on every retry and replay. */
-  id: string;
-  /** href, full (path and query): stored, never logged. */
-  url: string;
-  /** URL origin, e.g. 'https://hooks.example.com'. */
-  origin: string;
-  method: string;
-  /** Flat name/value list, lower-case names, without per-attempt headers. */
-  headers: string[];
-  /** base64 of the body bytes, or null. */
-  body: string | null;
-  confirm: 'response' | 'sent';
-  keepBody: number;
-  timeout: { connect: number; response: number; total: number };
-  /** `attempts: 1` means no retry. */
-  retry: { attempts: number; minDelay: number; maxDelay: number; factor: number; maxRetryAfter: number };
-  /** Whether the attempt runner signs it (when the runner has a secret). */
-  sign: boolean;
-  /** Attempts already started (an attempt is recorded when it starts). */
-  attempts: number;
-  /** Epoch ms before which it is not due (backoff). */
-  notBefore: number;
-  /** Epoch ms of the call. */
-  createdAt: number;
-}
+import type { NotificationJson } from '@afterward/core/backend';
 
 /**
  * A notification that failed for good, as an outbox keeps it for an operator.

@@ -4,7 +4,8 @@ import { Worker } from 'node:worker_threads';
 import { ClosedError, InvalidArgumentError } from '@afterward/core';
 import { BatchWriter, type BatchRow, type FileCounts } from './commit.js';
 import type { WorkerData, WorkerReply, WorkerRequest } from './commit-worker.js';
-import type { DeadLetter, DeadLetterFilter, NotificationJson } from './contract.js';
+import type { NotificationJson } from '@afterward/core/backend';
+import type { DeadLetter, DeadLetterFilter } from './contract.js';
 import { OutboxError, toOutboxError } from './errors.js';
 import { redactMessage } from './redact.js';
 import { openOutboxFile, rollbackQuietly } from './schema.js';
@@ -323,7 +324,7 @@ export class OutboxDb {
    * r.persisted.then(() => log('durable'));
    * ```
    */
-  enqueue(n: NotificationJson): EnqueueResult {
+  enqueue(n: NotificationJson, lease?: { owner: string; until: number }): EnqueueResult {
     this.#assertOpen();
     if (this.#failure !== undefined) throw this.#failure;
     const bytes = bodyBytes(n.body);
@@ -340,7 +341,18 @@ export class OutboxDb {
       setImmediate(this.#flush);
     }
     // The JSON is made at the commit, off the call path.
-    this.#batch.push([n.key, n.id, n.origin, n.attempts, n.notBefore, n.createdAt, bytes, '']);
+    this.#batch.push([
+      n.key,
+      n.id,
+      n.origin,
+      n.attempts,
+      n.notBefore,
+      n.createdAt,
+      bytes,
+      '',
+      lease?.owner ?? null,
+      lease?.until ?? null,
+    ]);
     this.#batchNotifications.push(n);
     this.#batchBytes += bytes;
     return { accepted: true, persisted: this.#batchDone.promise };
@@ -533,6 +545,34 @@ export class OutboxDb {
   }
 
   /**
+   * Like {@link OutboxDb.claim}, but also takes rows still in backoff: what an outbox that keeps
+   * its own schedule in memory (the dispatcher's) loads at start and after a takeover, so a
+   * backoff survives the restart instead of being waited out on disk.
+   *
+   * @example
+   * ```ts
+   * const rows = db.adopt(owner, Date.now(), 500, 30_000);
+   * ```
+   */
+  adopt(owner: string, now: number, limit: number, leaseMs: number): NotificationJson[] {
+    const rows = this.#all<PendingRow>(
+      'adopting rows',
+      `UPDATE outbox SET lease_owner = ?, lease_until = ?
+       WHERE key IN (SELECT key FROM outbox
+                     WHERE state = 'pending' AND (lease_until IS NULL OR lease_until <= ?)
+                     ORDER BY not_before LIMIT ?)
+       RETURNING key, attempts, not_before, json`,
+      owner,
+      now + leaseMs,
+      now,
+      limit,
+    );
+    rows.sort((a, b) => a.not_before - b.not_before);
+    this.#file = this.#readCounts();
+    return rows.map(toNotification);
+  }
+
+  /**
    * Extends every lease `owner` holds to `leaseUntil`; returns how many rows it still holds.
    *
    * @example
@@ -590,13 +630,20 @@ export class OutboxDb {
    * db.reschedule(n.key, Date.now() + decision.delay, n.attempts + 1);
    * ```
    */
-  reschedule(key: string, notBefore: number, attempts: number): boolean {
+  reschedule(
+    key: string,
+    notBefore: number,
+    attempts: number,
+    lease?: { owner: string; until: number },
+  ): boolean {
     return (
       this.#run(
         'rescheduling',
-        "UPDATE outbox SET not_before = ?, attempts = ?, lease_owner = NULL, lease_until = NULL WHERE key = ? AND state = 'pending'",
+        "UPDATE outbox SET not_before = ?, attempts = ?, lease_owner = ?, lease_until = ? WHERE key = ? AND state = 'pending'",
         notBefore,
         attempts,
+        lease?.owner ?? null,
+        lease?.until ?? null,
         key,
       ) > 0
     );

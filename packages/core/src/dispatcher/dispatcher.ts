@@ -135,6 +135,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   #accepting = true;
   #closed = false;
   #closing: Promise<CloseResult> | undefined;
+  readonly ready: Promise<void>;
   readonly [kInternal]: DispatcherInternal;
 
   constructor(options: DispatcherOptions) {
@@ -197,6 +198,9 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       revive: (json) => this.#revive(json),
       wake: () => this.#scheduler.wake(),
     });
+    this.ready = (this.#store.ready ?? Promise.resolve()).catch((error: unknown) => {
+      this.#logger.error({ err: error }, 'afterward: store recovery failed');
+    });
   }
 
   get closed(): boolean {
@@ -221,13 +225,15 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   }
 
   stats(): DispatcherStats {
-    return {
+    const stats: DispatcherStats = {
       queued: this.#store.waiting,
       inFlight: this.#scheduler.inFlight,
       ...this.#lifecycle.counts,
       queuedBytes: this.#store.bytes,
       hooks: this.#hooks.stats(),
     };
+    if (this.#store.stats !== undefined && !this.#closed) stats.store = this.#store.stats();
+    return stats;
   }
 
   drain(options: { timeout?: number } = {}): Promise<DrainResult> {
@@ -283,12 +289,19 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   async #close(timeout: number): Promise<CloseResult> {
     this.#accepting = false;
     const { drained } = await this.drain({ timeout });
+    // A durable store keeps what is left for the next start; it is not counted as cancelled.
+    const kept = this.#store.keep?.() ?? 0;
     this.#closed = true;
     let cancelled = 0;
-    const reason = new ClosedError('the dispatcher closed before this finished');
+    const reason = new ClosedError(
+      kept > 0
+        ? 'the dispatcher closed before this finished; it stays in the outbox for the next start'
+        : 'the dispatcher closed before this finished',
+    );
     for (const notification of [...this.#lifecycle.live.values()]) {
       if (notification.cancel(reason)) cancelled++;
     }
+    cancelled = Math.max(0, cancelled - kept);
     cancelled += this.#hooks.cancelAll(reason);
     this.#scheduler.stop();
     await this.#transport.close().catch((error: unknown) => {
@@ -306,7 +319,13 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
         'afterward: closed with work left unfinished; it was cancelled',
       );
     }
-    return { drained, cancelled, stats: this.stats() };
+    if (kept > 0) {
+      this.#logger.warn(
+        { kept, timeoutMs: timeout },
+        'afterward: closed with notifications undelivered; they stay in the outbox for the next start',
+      );
+    }
+    return { drained, cancelled, kept, stats: this.stats() };
   }
 
   #pending(): number {

@@ -1,7 +1,7 @@
 import { resolveBreaker, type BreakerOptions } from '../policy/breaker.js';
 import { createMemoryStore } from '../queue/memory-store.js';
 import { isExternalBackend, type ExternalBackend } from '../queue/external.js';
-import type { NotificationStore } from '../queue/store.js';
+import type { NotificationStore, StoreLimits } from '../queue/store.js';
 import { addHeaders, TargetCache, type RequestDefaults } from '../request/request.js';
 import { composeTransport } from '../transport/compose.js';
 import type { Transport } from '../transport/transport.js';
@@ -62,6 +62,7 @@ const DISPATCHER_KEYS = Object.keys({
   closeTimeout: true,
   store: true,
   backend: true,
+  outbox: true,
   transport: true,
 } satisfies Record<keyof DispatcherOptions, true>);
 
@@ -92,7 +93,8 @@ export function resolveDispatcherOptions(options: DispatcherOptions): ResolvedDi
     options.maxQueuedBytes === undefined
       ? DEFAULTS.maxQueuedBytes
       : checkInteger('maxQueuedBytes', options.maxQueuedBytes, 0);
-  const overflow = options.overflow ?? DEFAULTS.overflow;
+  // A durable outbox never deletes an acknowledged row to make room: its default is 'reject'.
+  const overflow = options.overflow ?? (options.outbox === undefined ? DEFAULTS.overflow : 'reject');
   if (!['drop-oldest', 'drop-newest', 'reject'].includes(overflow)) {
     throw new InvalidArgumentError(
       `overflow must be 'drop-oldest', 'drop-newest' or 'reject', got ${show(options.overflow)}`,
@@ -157,7 +159,9 @@ export function resolveDispatcherOptions(options: DispatcherOptions): ResolvedDi
       );
     }
     if (options.store !== undefined) throw new InvalidArgumentError('give store or backend, not both');
+    if (options.outbox !== undefined) throw new InvalidArgumentError('give outbox or backend, not both');
   }
+  const outbox = resolveOutbox(options, { maxQueued, maxQueuedBytes, overflow });
   // Signing is a decorator around the transport: the dispatcher never signs anything itself.
   const transport = composeTransport({
     transport: options.transport,
@@ -178,7 +182,7 @@ export function resolveDispatcherOptions(options: DispatcherOptions): ResolvedDi
     hookConcurrency,
     hookTimeout,
     breaker,
-    store: options.store ?? createMemoryStore({ maxQueued, maxQueuedBytes, overflow }),
+    store: outbox ?? options.store ?? createMemoryStore({ maxQueued, maxQueuedBytes, overflow }),
     backend: options.backend,
     transport,
   };
@@ -203,4 +207,26 @@ function isStore(value: unknown): value is NotificationStore {
     value !== null &&
     STORE_METHODS.every((name) => typeof (value as Record<string, unknown>)[name] === 'function')
   );
+}
+
+/**
+ * `outbox` is the store seam for a durable store: the dispatcher's bounds are handed to it
+ * (`configure`), and 'drop-oldest' is refused, since it would delete acknowledged rows.
+ */
+function resolveOutbox(options: DispatcherOptions, limits: StoreLimits): NotificationStore | undefined {
+  const { outbox } = options;
+  if (outbox === undefined) return undefined;
+  if (!isStore(outbox)) {
+    throw new InvalidArgumentError(`outbox must implement NotificationStore, got ${show(outbox)}`);
+  }
+  if (options.store !== undefined) {
+    throw new InvalidArgumentError('pass either store or outbox, not both (an outbox is a durable store)');
+  }
+  if (limits.overflow === 'drop-oldest') {
+    throw new InvalidArgumentError(
+      "overflow 'drop-oldest' cannot be used with a durable outbox: it would delete notifications already acknowledged as persisted; use 'reject' (the default with an outbox) or 'drop-newest'",
+    );
+  }
+  outbox.configure?.(limits);
+  return outbox;
 }

@@ -77,6 +77,13 @@ export interface DispatcherOptions {
    * off: the outcome is known to the workers, not here), or `'dropped'`. Not with `store`.
    */
   backend?: ExternalBackend;
+  /**
+   * A durable outbox, e.g. `sqliteOutbox({ path })` from `@afterward/sqlite`: the same seam as
+   * `store`, with the dispatcher's bounds handed to it. `handle.persisted` resolves once a
+   * notification is written; what is left at `close()` stays in it for the next start (`kept`).
+   * Overflow defaults to `'reject'` with an outbox; `'drop-oldest'` is refused.
+   */
+  outbox?: NotificationStore;
   /** How bytes move; undici by default. */
   transport?: Transport;
 }
@@ -95,6 +102,8 @@ export interface DispatcherStats {
   /** Body bytes held. */
   queuedBytes: number;
   hooks: { queued: number; running: number; completed: number; failed: number };
+  /** The durable outbox's gauges (rows on disk, dead letters, file bytes), when there is one. */
+  store?: Record<string, number>;
 }
 
 /** What `close()` resolves with. */
@@ -103,6 +112,8 @@ export interface CloseResult {
   drained: boolean;
   /** Notifications and hooks cancelled because the timeout ran out. */
   cancelled: number;
+  /** Notifications left undelivered in a durable outbox for the next start (0 without one). */
+  kept: number;
   stats: DispatcherStats;
 }
 
@@ -133,6 +144,11 @@ export interface Dispatcher {
   /** Stops accepting, drains, then cancels and reports what is left. Never rejects; safe to call twice. */
   close(options?: { timeout?: number }): Promise<CloseResult>;
   stats(): DispatcherStats;
+  /**
+   * Resolves once the notifications a durable outbox recovered at start are scheduled; at once
+   * without one. Never rejects.
+   */
+  readonly ready: Promise<void>;
   on<TEvent extends DispatcherEventName>(
     event: TEvent,
     listener: (payload: DispatcherEvents[TEvent]) => void,

@@ -164,6 +164,21 @@ export interface NotificationStore {
   readonly waiting: number;
   /** Waits until every change so far is durable. */
   flush(): Promise<void>;
+  /**
+   * A durable store passed as the `outbox` option gets the dispatcher's bounds here, before
+   * `open`. Optional.
+   */
+  configure?(limits: StoreLimits): void;
+  /** Resolves once the records found in storage are scheduled (`dispatcher.ready`). Optional. */
+  readonly ready?: Promise<void>;
+  /**
+   * Called by `close()` before it cancels what is left: a durable store stops forgetting records
+   * from then on (they stay in storage for the next start) and returns how many it keeps. Optional;
+   * a store without it loses what is left.
+   */
+  keep?(): number;
+  /** Gauges of the storage (rows, dead letters, file bytes), in `dispatcher.stats().store`. Optional. */
+  stats?(): Record<string, number>;
   /** Flushes and releases the store's resources; the dispatcher calls it from `close()`. */
   close(): Promise<void>;
 }

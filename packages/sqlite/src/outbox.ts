@@ -1,0 +1,380 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { createMemoryStore } from '@afterward/core/backend';
+import type {
+  Admit,
+  NotificationJson,
+  NotificationStore,
+  PutResult,
+  SettleOutcome,
+  StoreHost,
+  StoredRecord,
+  StoreLimits,
+} from '@afterward/core/backend';
+import { InvalidArgumentError } from '@afterward/core';
+import { OutboxDb, type OutboxDbOptions } from './db.js';
+
+/**
+ * Options of {@link sqliteOutbox}.
+ *
+ * @example
+ * ```ts
+ * sqliteOutbox({ path: './outbox.db', synchronous: 'full', lease: 30_000 });
+ * ```
+ */
+export interface SqliteOutboxOptions extends Pick<
+  OutboxDbOptions,
+  'path' | 'synchronous' | 'busyTimeout' | 'maxRows' | 'maxBytes' | 'deadLetterTtl' | 'maxDeadLetters'
+> {
+  /**
+   * How long (ms) this process's claim on its rows lasts without renewal; renewed every third of
+   * it. A killed process's rows are taken over by another process on the file once it expires.
+   * Default 30,000.
+   */
+  lease?: number;
+  /**
+   * How often (ms) the outbox looks for rows it does not hold yet: replayed by `afterward dead
+   * replay`, or left by a process whose lease expired. Default 1,000.
+   */
+  poll?: number;
+  /** How often (ms) expired dead letters are purged and the file shrunk. Default 60,000. */
+  housekeeping?: number;
+}
+
+const DEFAULT_LIMITS: StoreLimits = {
+  maxQueued: 10_000,
+  maxQueuedBytes: 32 * 1024 * 1024,
+  overflow: 'reject',
+};
+const PAGE = 500;
+
+function ms(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 1) {
+    throw new InvalidArgumentError(`${name} must be an integer >= 1 (ms), got ${String(value)}`);
+  }
+  return value;
+}
+
+/**
+ * The durable store on one SQLite file: the dispatcher's schedule stays in memory (this process's
+ * rows, claimed with a lease), every change is written behind it. A new notification joins the
+ * group commit of this event-loop turn; its `persisted` resolves at that commit.
+ */
+export class SqliteOutbox implements NotificationStore {
+  readonly db: OutboxDb;
+  readonly owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  readonly ready: Promise<void>;
+  readonly #lease: number;
+  readonly #poll: number;
+  readonly #housekeeping: number;
+  #memory: NotificationStore | undefined;
+  #limits: StoreLimits = DEFAULT_LIMITS;
+  #host: StoreHost | undefined;
+  /** Local key → storage key, for every record this process holds. */
+  readonly #storageKeys = new Map<string, string>();
+  /** Storage keys held, to skip a row adopted twice. */
+  readonly #held = new Set<string>();
+  // Writes other than the insert, applied in one transaction per turn, after the commit that
+  // inserted their rows.
+  #ops: Array<() => void> = [];
+  #opsScheduled = false;
+  #lastCommit: Promise<void> = Promise.resolve();
+  #commitsInFlight = 0;
+  #keeping = false;
+  #closed = false;
+  #timer: NodeJS.Timeout | undefined;
+  #lastRenew = 0;
+  #lastAdopt = 0;
+  #lastHousekeeping = Date.now();
+  #dataVersion = -1;
+  #resolveReady!: () => void;
+
+  constructor(options: SqliteOutboxOptions) {
+    this.#lease = ms('lease', options.lease, 30_000);
+    this.#poll = ms('poll', options.poll, 1_000);
+    this.#housekeeping = ms('housekeeping', options.housekeeping, 60_000);
+    const { lease: _lease, poll: _poll, housekeeping: _housekeeping, ...db } = options;
+    this.db = new OutboxDb(db);
+    this.ready = new Promise<void>((resolve) => (this.#resolveReady = resolve));
+  }
+
+  configure(limits: StoreLimits): void {
+    this.#limits = limits;
+  }
+
+  get #store(): NotificationStore {
+    return (this.#memory ??= createMemoryStore(this.#limits));
+  }
+
+  open(host: StoreHost): void {
+    this.#host = host;
+    const now = Date.now();
+    this.#lastRenew = now;
+    this.#adopt(now, () => this.#resolveReady());
+    this.#timer = setInterval(() => this.#tick(), this.#poll);
+    this.#timer.unref();
+  }
+
+  /** Claims rows nobody holds (a previous process's, replayed ones), page by page, into memory. */
+  #adopt(now: number, done?: () => void): void {
+    const host = this.#host;
+    if (host === undefined || this.#closed || this.#keeping) {
+      done?.();
+      return;
+    }
+    this.#lastAdopt = now;
+    this.#dataVersion = this.db.dataVersion();
+    const room = Math.min(PAGE, this.#limits.maxQueued - this.#store.size);
+    if (room <= 0) {
+      done?.();
+      return;
+    }
+    const rows = this.db.adopt(this.owner, now, room, this.#lease);
+    let taken = 0;
+    for (const json of rows) if (this.#revive(host, json)) taken++;
+    if (taken > 0) host.wake();
+    if (rows.length === room && room === PAGE) setImmediate(() => this.#adopt(Date.now(), done));
+    else done?.();
+  }
+
+  #revive(host: StoreHost, json: NotificationJson): boolean {
+    if (this.#held.has(json.key)) return false;
+    const record = host.revive(json);
+    const result = this.#store.put(record);
+    if (!result.accepted) {
+      // No room after all (bytes): give the row back for later or for another process.
+      this.db.reschedule(json.key, json.notBefore, json.attempts);
+      return false;
+    }
+    this.#storageKeys.set(record.key, json.key);
+    this.#held.add(json.key);
+    return true;
+  }
+
+  #tick(): void {
+    if (this.#closed) return;
+    const now = Date.now();
+    try {
+      if (now - this.#lastRenew >= this.#lease / 3) {
+        this.#lastRenew = now;
+        this.db.renew(this.owner, now + this.#lease);
+      }
+      // Another connection committed (a replay, another process), or a lease may have expired.
+      if (this.db.dataVersion() !== this.#dataVersion || now - this.#lastAdopt >= this.#lease / 2) {
+        this.#adopt(now);
+      }
+      if (now - this.#lastHousekeeping >= this.#housekeeping) {
+        this.#lastHousekeeping = now;
+        // A failed housekeeping run is retried at the next one; nothing acknowledged depends on it.
+        this.db.housekeep(now).catch(() => undefined);
+      }
+    } catch {
+      // A locked or failing file: retried at the next tick; the enqueue path reports its own errors.
+    }
+  }
+
+  put(record: StoredRecord): PutResult {
+    const store = this.#store;
+    const result = store.put(record);
+    if (!result.accepted) return result;
+    let json: NotificationJson;
+    let enqueued: ReturnType<OutboxDb['enqueue']>;
+    try {
+      json = record.json();
+      enqueued = this.db.enqueue(json, { owner: this.owner, until: Date.now() + this.#lease });
+    } catch (error) {
+      store.remove(record.key);
+      throw error;
+    }
+    if (!enqueued.accepted) {
+      // The file's bound (all processes together): refused, so never acknowledged.
+      store.remove(record.key);
+      return enqueued;
+    }
+    this.#storageKeys.set(record.key, json.key);
+    this.#held.add(json.key);
+    const persisted = enqueued.persisted;
+    if (persisted !== this.#lastCommit) {
+      this.#lastCommit = persisted;
+      this.#commitsInFlight++;
+      const done = (): void => void this.#commitsInFlight--;
+      persisted.then(done, done);
+    }
+    // Evicted records ('drop-oldest', which the dispatcher refuses with an outbox) are settled
+    // 'dropped' by the dispatcher, and become dead letters here.
+    return { accepted: true, evicted: result.evicted, persisted };
+  }
+
+  take(now: number, admit: (record: StoredRecord) => Admit): StoredRecord[] {
+    return this.#store.take(now, admit);
+  }
+
+  attempt(record: StoredRecord): void {
+    this.#store.attempt(record);
+    const key = this.#storageKeys.get(record.key);
+    if (key === undefined) return;
+    const attempts = record.attempts;
+    this.#op(() => this.db.recordAttempt(key, attempts));
+  }
+
+  release(record: StoredRecord): void {
+    this.#store.release(record);
+    const key = this.#storageKeys.get(record.key);
+    if (key === undefined) return;
+    const { notBefore, attempts } = record;
+    // Still ours while it waits out its backoff: the lease is kept (and renewed).
+    this.#op(() =>
+      this.db.reschedule(key, notBefore, attempts, { owner: this.owner, until: Date.now() + this.#lease }),
+    );
+  }
+
+  settle(record: StoredRecord, outcome: SettleOutcome): void {
+    this.#store.settle(record, outcome);
+    const key = this.#forget(record.key);
+    if (key === undefined || (this.#keeping && outcome.state === 'cancelled')) return;
+    if (outcome.state === 'failed' || outcome.state === 'dropped') {
+      const info = {
+        reason: outcome.state,
+        status: outcome.status,
+        errorCode: outcome.errorCode,
+        errorMessage: outcome.errorMessage,
+        attempts: record.attempts,
+        failedAt: Date.now(),
+      } as const;
+      this.#op(() => this.db.bury(key, info));
+    } else {
+      this.#op(() => this.db.complete(key));
+    }
+  }
+
+  remove(key: string): boolean {
+    if (!this.#store.remove(key)) return false;
+    const storageKey = this.#forget(key);
+    // Cancelled while waiting: gone, unless close() is keeping what is left for the next start.
+    if (storageKey !== undefined && !this.#keeping) this.#op(() => this.db.complete(storageKey));
+    return true;
+  }
+
+  #forget(key: string): string | undefined {
+    const storageKey = this.#storageKeys.get(key);
+    if (storageKey === undefined) return undefined;
+    this.#storageKeys.delete(key);
+    this.#held.delete(storageKey);
+    return storageKey;
+  }
+
+  nextDueAt(): number | undefined {
+    return this.#store.nextDueAt();
+  }
+
+  get size(): number {
+    return this.#store.size;
+  }
+
+  get bytes(): number {
+    return this.#store.bytes;
+  }
+
+  get waiting(): number {
+    return this.#store.waiting;
+  }
+
+  #op(op: () => void): void {
+    this.#ops.push(op);
+    if (this.#opsScheduled) return;
+    this.#opsScheduled = true;
+    setImmediate(() => this.#runOps());
+  }
+
+  #runOps(): void {
+    // The rows these writes touch may still be in a commit in flight: wait for it.
+    if (this.#commitsInFlight > 0) {
+      const after = (): void => this.#runOps();
+      this.#lastCommit.then(after, after);
+      return;
+    }
+    this.#opsScheduled = false;
+    const ops = this.#ops;
+    if (ops.length === 0 || this.#closed) return;
+    this.#ops = [];
+    try {
+      this.db.inTransaction(() => {
+        for (const op of ops) op();
+      });
+    } catch {
+      // Locked for longer than busyTimeout, or the disk failed: apply them one by one, so one bad
+      // write does not lose the others; a write that still fails leaves its row to be delivered
+      // again (at-least-once), never lost.
+      for (const op of ops) {
+        try {
+          op();
+        } catch {
+          // see above
+        }
+      }
+    }
+  }
+
+  async flush(): Promise<void> {
+    await this.#lastCommit.catch(() => undefined);
+    while (this.#commitsInFlight > 0) await this.#lastCommit.catch(() => undefined);
+    this.#runOps();
+  }
+
+  keep(): number {
+    this.#keeping = true;
+    return this.#store.size;
+  }
+
+  /** Rows on disk (all processes), leased ones, dead letters, file bytes. */
+  stats(): Record<string, number> {
+    const s = this.db.stats();
+    return {
+      rows: s.pending + s.leased,
+      pending: s.pending,
+      leased: s.leased,
+      dead: s.dead,
+      fileBytes: s.fileBytes,
+      refused: s.refused,
+      commits: s.commits,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#keeping = true;
+    await this.flush();
+    this.#closed = true;
+    this.#resolveReady();
+    try {
+      // Undelivered rows stay; releasing the leases lets the next start (or another process) take
+      // them at once instead of after the lease expires.
+      this.db.release(this.owner);
+    } finally {
+      await this.db.close();
+    }
+  }
+}
+
+/**
+ * A durable outbox on one SQLite file, for `createDispatcher({ outbox })`: a notification is
+ * written in the group commit of the event-loop turn it was sent in (`handle.persisted` resolves
+ * then), survives a crash, and is delivered after the restart with the same webhook id. Several
+ * processes may share one file. Needs Node >= 22.19 (`node:sqlite`).
+ *
+ * @example
+ * ```ts
+ * import { createDispatcher } from '@afterward/core';
+ * import { sqliteOutbox } from '@afterward/sqlite';
+ *
+ * const dispatcher = createDispatcher({ outbox: sqliteOutbox({ path: './outbox.db' }) });
+ * await dispatcher.ready; // what a previous process left is scheduled
+ * const handle = dispatcher.send('https://hooks.example.com/orders', { json: { id: 1 } });
+ * await handle.persisted; // on disk
+ * ```
+ */
+export function sqliteOutbox(options: SqliteOutboxOptions): SqliteOutbox {
+  return new SqliteOutbox(options);
+}

@@ -1,0 +1,157 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { createDispatcher, InvalidArgumentError, QueueFullError, type Dispatcher } from '@afterward/core';
+import { OutboxDb, sqliteOutbox } from '@afterward/sqlite';
+import { storeContract } from '../../core/test/store-contract.js';
+import { startReceiver, waitUntil, type Receiver } from '../../../test/support/index.js';
+import { tempFile } from './support.js';
+
+const quiet = { warn: () => undefined, error: () => undefined };
+
+// The reopen case closes its first store, then opens a second on the same file.
+let lastPath = '';
+storeContract(
+  'sqlite',
+  (limits) => {
+    lastPath = tempFile();
+    const store = sqliteOutbox({ path: lastPath });
+    store.configure(limits);
+    return store;
+  },
+  {
+    reopen: (limits) => {
+      const store = sqliteOutbox({ path: lastPath });
+      store.configure(limits);
+      return store;
+    },
+  },
+);
+
+const open: Array<{ close(): Promise<unknown> }> = [];
+afterEach(async () => {
+  for (const item of open.splice(0).reverse()) await item.close();
+});
+
+function track<T extends { close(): Promise<unknown> }>(item: T): T {
+  open.push(item);
+  return item;
+}
+
+async function receiver(): Promise<Receiver> {
+  return track(await startReceiver());
+}
+
+function dispatcher(path: string, extra: Parameters<typeof createDispatcher>[0] = {}): Dispatcher {
+  return track(
+    createDispatcher({
+      outbox: sqliteOutbox({ path, lease: 1_000, poll: 50 }),
+      logger: quiet,
+      retry: { attempts: 3, minDelay: 5, maxDelay: 20 },
+      ...extra,
+    }),
+  );
+}
+
+describe('sqliteOutbox through the dispatcher', () => {
+  it('persists at the group commit and removes a delivered row', async () => {
+    const path = tempFile();
+    const r = await receiver();
+    const d = dispatcher(path);
+    await d.ready;
+    const handle = d.send(`${r.url}/hook`, { json: { n: 1 } });
+    await handle.persisted;
+    const db = new OutboxDb({ path, create: false });
+    await r.waitFor(1);
+    await waitUntil(() => db.stats().pending + db.stats().leased === 0, { message: 'row removed' });
+    expect(d.stats().store).toMatchObject({ rows: 0, dead: 0 });
+    expect(d.stats().store?.fileBytes).toBeGreaterThan(0);
+    await db.close();
+  });
+
+  it('keeps undelivered rows at close() and delivers them after a restart, same webhook id', async () => {
+    const path = tempFile();
+    const r = await receiver();
+    r.respondWith(() => undefined); // never answers: the attempt is in flight at close
+    const first = createDispatcher({
+      outbox: sqliteOutbox({ path }),
+      logger: quiet,
+      timeout: 60_000,
+    });
+    const handle = first.send(`${r.url}/hook`, { json: { n: 1 } });
+    await handle.persisted;
+    await r.waitFor(1);
+    const closed = await first.close({ timeout: 50 });
+    expect(closed).toMatchObject({ drained: false, kept: 1, cancelled: 0 });
+    const firstId = r.requests[0]?.headers['webhook-id'];
+    r.respondWith((_req, res) => void res.writeHead(204).end());
+    const second = dispatcher(path);
+    await second.ready;
+    await r.waitFor(2);
+    expect(r.requests[1]?.headers['webhook-id']).toBe(firstId);
+    await waitUntil(() => second.stats().store?.rows === 0, { message: 'row removed after delivery' });
+  });
+
+  it('turns a failed notification into a dead letter', async () => {
+    const path = tempFile();
+    const r = await receiver();
+    r.respondWith((_req, res) => void res.writeHead(410).end());
+    const d = dispatcher(path);
+    d.send(`${r.url}/gone`, { json: { n: 1 } });
+    await waitUntil(() => d.stats().failed === 1);
+    await waitUntil(() => d.stats().store?.dead === 1, { message: 'dead letter written' });
+    const db = track(new OutboxDb({ path, create: false }));
+    const [dead] = db.listDead();
+    expect(dead).toMatchObject({ reason: 'failed', status: 410, errorCode: 'AFTERWARD_ERR_HTTP_STATUS' });
+  });
+
+  it('records attempts and backoff, kept across a restart', async () => {
+    const path = tempFile();
+    const r = await receiver();
+    r.respondWith((_req, res) => void res.writeHead(503).end());
+    const first = createDispatcher({
+      outbox: sqliteOutbox({ path }),
+      logger: quiet,
+      retry: { attempts: 5, minDelay: 60_000, maxDelay: 60_000 },
+    });
+    first.send(`${r.url}/later`, { json: { n: 1 } });
+    await r.waitFor(1);
+    await waitUntil(() => first.stats().retries === 1);
+    const { kept } = await first.close({ timeout: 10 });
+    expect(kept).toBe(1);
+    const db = track(new OutboxDb({ path, create: false }));
+    const [row] = db.pendingPage(undefined, 10).rows;
+    expect(row?.attempts).toBe(1);
+    expect(row?.notBefore).toBeGreaterThan(Date.now() + 1_000);
+  });
+
+  it('bounds at the call: reject by default, drop-newest counted, drop-oldest refused', async () => {
+    const path = tempFile();
+    const r = await receiver();
+    r.respondWith(() => undefined);
+    const d = dispatcher(path, { maxQueued: 1, timeout: 60_000 });
+    d.send(`${r.url}/a`, { json: 1 });
+    expect(() => d.send(`${r.url}/b`, { json: 2 })).toThrow(QueueFullError);
+    const e = dispatcher(tempFile(), { maxQueued: 1, overflow: 'drop-newest', timeout: 60_000 });
+    e.send(`${r.url}/a`, { json: 1 });
+    expect(e.send(`${r.url}/b`, { json: 2 }).state).toBe('dropped');
+    expect(e.stats().dropped).toBe(1);
+    expect(() =>
+      createDispatcher({ outbox: sqliteOutbox({ path: tempFile() }), overflow: 'drop-oldest' }),
+    ).toThrow(InvalidArgumentError);
+    await d.close({ timeout: 0 });
+    await e.close({ timeout: 0 });
+  });
+
+  it('picks up a row replayed by another connection while running (dataVersion poll)', async () => {
+    const path = tempFile();
+    const r = await receiver();
+    r.respondWith((_req, res) => void res.writeHead(r.requests.length === 1 ? 410 : 204).end());
+    const d = dispatcher(path);
+    d.send(`${r.url}/x`, { json: { n: 1 } });
+    await waitUntil(() => d.stats().store?.dead === 1, { message: 'dead letter' });
+    const admin = track(new OutboxDb({ path, create: false }));
+    const [dead] = admin.listDead();
+    expect(admin.replayDead(dead!.id)).toBe(true);
+    await r.waitFor(2);
+    expect(r.requests[1]?.headers['webhook-id']).toBe(r.requests[0]?.headers['webhook-id']);
+  });
+});
