@@ -17,6 +17,7 @@ export type {
   ClientAbortPolicy,
   FireAndForget,
   FireAndForgetInit,
+  LazyJson,
   ResponseInfo,
   ResponseOutcome,
   When,
