@@ -27,22 +27,6 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const PRELOAD = pathToFileURL(join(ROOT, 'test/docs/fixtures/listen-preload.mjs')).href;
 
 /**
- * Blocks that fail today ONLY with TS7006 ("parameter 'info' implicitly has an 'any' type"): a
- * lazy `json: (info) => ...` is typed `unknown`, so strict TypeScript cannot type `info` from
- * context. Issue 12 ("Types") fixes that in the adapters and core. Each entry must still fail
- * with exactly TS7006 and nothing else; once the fix lands they pass, this test then fails, and
- * the entry must be removed (so the list can only shrink).
- */
-const AWAITING_LAZY_JSON_TYPES: ReadonlySet<string> = new Set([
-  'README.md › Quick start: Express (as TypeScript)',
-  'README.md › Quick start: Koa (as TypeScript)',
-  'packages/core/README.md › A Fastify recipe (2)',
-  'packages/core/README.md › `createAfterResponse(res, options)` — for adapter authors',
-  'packages/express/README.md › Quick start (as TypeScript)',
-  'packages/koa/README.md › Quick start (as TypeScript)',
-]);
-
-/**
  * What README samples assume the reader already has: their own logger, metrics, database,
  * server and domain objects. Declared once, globally; a block's own declarations shadow them.
  */
@@ -149,10 +133,9 @@ describe('README code blocks', () => {
     expect(counts.ts + counts.js + counts.fragment + counts.shell).toBe(blocks.length);
     expect(counts.ts).toBeGreaterThanOrEqual(10);
     expect(counts.js).toBeGreaterThanOrEqual(4);
-    // Keys are how the allow-list names blocks: they must be unique and every listed one must exist.
+    // Keys name blocks in failure messages: they must be unique.
     const keys = typeChecked.map((c) => c.key);
     expect(new Set(keys).size).toBe(keys.length);
-    for (const key of AWAITING_LAZY_JSON_TYPES) expect(keys).toContain(key);
   });
 
   it('no diagnostic falls outside a README block', () => {
@@ -174,19 +157,10 @@ describe('README code blocks', () => {
             code: d.code,
             text: format(d, checked),
           }));
-          if (AWAITING_LAZY_JSON_TYPES.has(checked.key)) {
-            // Waiting on the lazy-payload type fix (issue 12): must fail with TS7006 and only that.
-            expect(
-              errors.length,
-              `${checked.key} now type-checks: remove it from AWAITING_LAZY_JSON_TYPES`,
-            ).toBeGreaterThan(0);
-            expect(errors.filter((e) => e.code !== 7006).map((e) => e.text)).toEqual([]);
-          } else {
-            expect(
-              errors.map((e) => e.text),
-              checked.key,
-            ).toEqual([]);
-          }
+          expect(
+            errors.map((e) => e.text),
+            checked.key,
+          ).toEqual([]);
         }
       },
     );

@@ -1,4 +1,6 @@
 // @afterward/core/adapter: what a framework adapter (Express, Koa, or yours) is built from.
+// First: refuses an unsupported Node.js before undici loads (see util/node-version.ts).
+import './util/node-version.js';
 export { createAdapterKit } from './adapter/kit.js';
 export type { AdapterKit, AdapterMethods, AdapterSpec } from './adapter/kit.js';
 export { resolveAfterwardOptions } from './adapter/options.js';

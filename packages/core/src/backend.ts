@@ -1,4 +1,6 @@
 // @afterward/core/backend: for authors of stores, queues, workers and the CLI.
+// First: refuses an unsupported Node.js before undici loads (see util/node-version.ts).
+import './util/node-version.js';
 export { createAttemptRunner } from './attempt/runner.js';
 export type { AttemptReport, AttemptRunner, AttemptRunnerOptions } from './attempt/runner.js';
 export { decide } from './policy/decide.js';

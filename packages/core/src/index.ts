@@ -1,3 +1,5 @@
+// First: refuses an unsupported Node.js before undici loads (see util/node-version.ts).
+import './util/node-version.js';
 export { createDispatcher, isDispatcher } from './dispatcher/dispatcher.js';
 export type {
   CloseResult,
@@ -17,6 +19,7 @@ export type {
   ClientAbortPolicy,
   FireAndForget,
   FireAndForgetInit,
+  LazyJson,
   ResponseInfo,
   ResponseOutcome,
   When,
@@ -87,5 +90,6 @@ export {
   NotInstalledError,
   QueueFullError,
   TimeoutError,
+  UnsupportedNodeError,
 } from './util/errors.js';
 export type { AfterwardErrorCode, TimeoutPhase } from './util/errors.js';

@@ -13,5 +13,6 @@ export {
   type DeliveryHandle,
   type Dispatcher,
   type FireAndForgetInit,
+  type LazyJson,
   type When,
 } from '@afterward/core';

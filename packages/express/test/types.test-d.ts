@@ -6,6 +6,7 @@ import type {
   Dispatcher,
   ExpressResponseInfo,
   FireAndForgetInit,
+  LazyJson,
 } from '@afterward/express';
 import express from 'express';
 import type { Request, Response } from 'express';
@@ -26,6 +27,18 @@ describe('@afterward/express types (built declarations)', () => {
         json: (info: ExpressResponseInfo) => ({ status: info.statusCode }),
         when: (info) => info.req.method === 'POST',
       });
+      // A lazy payload's parameter is typed from context (no TS7006 under strict).
+      res.fireAndForget('https://example.com', {
+        json: (info) => {
+          expectTypeOf(info).toEqualTypeOf<ExpressResponseInfo>();
+          return { status: info.statusCode, route: info.route, method: info.req.method };
+        },
+      });
+      res.fireAndForget({ url: 'https://example.com', json: (info) => info.res.statusCode });
+      res.fireAndForget('https://example.com', { json: [1, 'two', null] });
+      res.fireAndForget('https://example.com', { json: 'text' });
+      // @ts-expect-error the info is typed, so a misspelt field is caught
+      res.fireAndForget('https://example.com', { json: (info) => info.statusCod === 200 });
       // @ts-expect-error when takes only the known names
       res.after(() => {}, { when: 'sometimes' });
       // @ts-expect-error the url is required
@@ -38,7 +51,12 @@ describe('@afterward/express types (built declarations)', () => {
     expectTypeOf<ExpressResponseInfo['res']>().toEqualTypeOf<Response>();
     expectTypeOf<ExpressResponseInfo['outcome']>().toEqualTypeOf<'finished' | 'aborted'>();
     expectTypeOf<ExpressResponseInfo['route']>().toEqualTypeOf<string | undefined>();
-    expectTypeOf<FireAndForgetInit<ExpressResponseInfo>['json']>().toEqualTypeOf<unknown>();
+    expectTypeOf<FireAndForgetInit<ExpressResponseInfo>['json']>().toEqualTypeOf<
+      LazyJson<ExpressResponseInfo> | undefined
+    >();
+    expectTypeOf<FireAndForgetInit<ExpressResponseInfo>['json']>()
+      .extract<(...args: never[]) => unknown>()
+      .toEqualTypeOf<(info: ExpressResponseInfo) => unknown>();
   });
 
   it('returns a middleware that exposes its dispatcher', () => {

@@ -16,6 +16,17 @@ describe('@afterward/koa types (built declarations)', () => {
       expectTypeOf(ctx.after).parameter(0).parameters.toEqualTypeOf<[KoaResponseInfo, AbortSignal]>();
       expectTypeOf(ctx.response.after((info) => info.ctx.state, { when: 'error' })).toBeVoid();
       ctx.fireAndForget('https://example.com', { json: (info: KoaResponseInfo) => info.statusCode });
+      // A lazy payload's parameter is typed from context (no TS7006 under strict).
+      ctx.fireAndForget('https://example.com', {
+        json: (info) => {
+          expectTypeOf(info).toEqualTypeOf<KoaResponseInfo>();
+          return { status: info.statusCode, user: info.ctx.state as unknown };
+        },
+        when: (info) => info.ctx.method === 'POST',
+      });
+      ctx.response.fireAndForget({ url: 'https://example.com', json: (info) => info.route });
+      // @ts-expect-error the info is typed, so a misspelt field is caught
+      ctx.fireAndForget('https://example.com', { json: (info) => info.statusCod === 200 });
       // @ts-expect-error when takes only the known names
       ctx.after(() => {}, { when: 'sometimes' });
     });

@@ -49,13 +49,34 @@ export interface ResponseInfo<TReq = unknown, TRes = unknown> {
 export type When<TInfo = ResponseInfo> =
   'always' | 'ok' | 'error' | 'aborted' | ((info: TInfo) => boolean | PromiseLike<boolean>);
 
+/**
+ * A JSON payload, or a function of the finished response that returns one. Spelled as a union
+ * rather than `unknown` so that `json: (info) => ...` gets `info` typed from context under
+ * `strict` (a function type inside `unknown` is lost, and `info` would be an implicit `any`).
+ *
+ * @example
+ * ```ts
+ * const json: LazyJson<ExpressResponseInfo> = (info) => ({ status: info.statusCode });
+ * ```
+ */
+export type LazyJson<TInfo = ResponseInfo> =
+  ((info: TInfo) => unknown) | object | string | number | boolean | null | undefined;
+
 /** `send()`'s init, plus a payload that may be computed from the finished response, and `when`. */
 export interface FireAndForgetInit<TInfo = ResponseInfo> extends Omit<SendInit, 'json'> {
   /**
-   * The JSON payload, or a function of the finished response that returns it or a promise of it
-   * (run once, after it finished; awaited within the dispatcher's `hookTimeout`).
+   * The JSON payload, or a function of the finished response that returns it or a promise of it:
+   * run once, after the response ended, so it sees the final status; awaited within the
+   * dispatcher's `hookTimeout`. If it throws or rejects, this notification fails with
+   * `InvalidArgumentError`; nothing else is affected.
    */
-  json?: unknown;
+  json?: LazyJson<TInfo>;
+  /**
+   * Which responses this notification is sent for: `'always'` (default), `'ok'` (finished, status
+   * below 400), `'error'` (finished, status 400 or more), `'aborted'` (the client went away first),
+   * or a predicate of the finished response. Otherwise it settles `'cancelled'`; a predicate that
+   * throws counts as no match.
+   */
   when?: When<TInfo>;
 }
 

@@ -15,7 +15,8 @@ export type AfterwardErrorCode =
   | 'AFTERWARD_ERR_BLOCKED_ADDRESS'
   | 'AFTERWARD_ERR_HOOK_FAILED'
   | 'AFTERWARD_ERR_HOOK_TIMEOUT'
-  | 'AFTERWARD_ERR_NOT_INSTALLED';
+  | 'AFTERWARD_ERR_NOT_INSTALLED'
+  | 'AFTERWARD_ERR_UNSUPPORTED_NODE';
 
 /**
  * Base class of every error afterward produces. `instanceof` works across duplicate installs (two
@@ -275,6 +276,28 @@ export class HookTimeoutError extends AfterwardError {
 export class NotInstalledError extends AfterwardError {
   constructor(message: string) {
     super('AFTERWARD_ERR_NOT_INSTALLED', message);
+  }
+}
+
+/**
+ * Thrown when `@afterward/core` (or anything built on it) is imported on a Node.js older than
+ * 22.19, before undici loads: undici 8 would otherwise crash with a bare `TypeError` on Node 20.
+ *
+ * @example
+ * ```ts
+ * // node20 app.js → UnsupportedNodeError: afterward needs Node.js 22.19 or later (24 and 26 are supported); this is v20.20.2
+ * ```
+ */
+export class UnsupportedNodeError extends AfterwardError {
+  /** The running version, `process.version` (`'v20.20.2'`). */
+  readonly nodeVersion: string;
+
+  constructor(nodeVersion: string) {
+    super(
+      'AFTERWARD_ERR_UNSUPPORTED_NODE',
+      `afterward needs Node.js 22.19 or later (24 and 26 are supported); this is ${nodeVersion}`,
+    );
+    this.nodeVersion = nodeVersion;
   }
 }
 
