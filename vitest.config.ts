@@ -79,7 +79,8 @@ export default defineConfig({
       {
         // PostgreSQL (pg-boss) backend, workers and fleets: run once, on one Node line.
         extends: true,
-        test: { name: 'fleet', include: fleet },
+        // One file at a time: the fleet proof restarts PostgreSQL, and no other file may be running then.
+        test: { name: 'fleet', include: fleet, fileParallelism: false },
       },
     ],
   },

@@ -7,6 +7,7 @@ import { createServer } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import pg from '../packages/postgres/node_modules/pg/lib/index.js';
 import { notificationJson, postgresBackend } from '../packages/postgres/dist/index.js';
+import { createDispatcher } from '../packages/core/dist/index.js';
 
 const url = process.env.AFTERWARD_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/afterward_pg_test';
 const schema = `bench_${randomBytes(3).toString('hex')}`;
@@ -99,7 +100,9 @@ async function waitFor(check, timeoutMs) {
 await ensureDatabase();
 const backendOptions = { connectionString: url, schema };
 const backend = postgresBackend({ ...backendOptions, logger: quiet });
-const { boss } = await backend.start();
+await backend.start();
+// Internal (stripped from the .d.ts): the started pg-boss, for the awaited-single-insert baseline.
+const { boss } = await backend.connect();
 const lines = [];
 const log = (line) => {
   lines.push(line);
@@ -148,6 +151,30 @@ try {
   log(
     `batched vs single, CPU    : ${(singleCpu / M / (batchedCpu / N)).toFixed(1)}x less CPU per notification`,
   );
+  // 1b. The same through createDispatcher: send() in memory (nothing delivered: a transport that
+  //     never answers is not needed, the calls are measured before the first attempt) vs
+  //     send() with { backend } (validated, serialised, batched, committed).
+  {
+    const K = 10_000;
+    const memory = createDispatcher({ concurrency: 1, maxQueued: K + 10, logger: quiet, retry: false });
+    let c0 = process.cpuUsage();
+    for (let i = 0; i < K; i++) memory.send(`http://127.0.0.1:9/${i % 20}`, { json: { i } }).cancel();
+    const memCpu = cpuMs(c0);
+    await memory.close({ timeout: 0 });
+    const viaBackend = createDispatcher({ backend, logger: quiet });
+    c0 = process.cpuUsage();
+    const handles = [];
+    for (let i = 0; i < K; i += 100) {
+      for (let j = i; j < i + 100; j++)
+        handles.push(viaBackend.send(`https://hooks.example.com/${j % 20}`, { json: { j } }));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(handles.map((h) => h.done));
+    const pgCpu = cpuMs(c0);
+    log(
+      `app CPU per send()        : in memory ${((memCpu / K) * 1000).toFixed(1)} µs (send + cancel), with { backend } ${((pgCpu / K) * 1000).toFixed(1)} µs (to committed)`,
+    );
+  }
   await pg_clear();
 
   // 2. Enqueue-to-receiver latency, one idle worker process, paced enqueues (~200/s for 2 s).
@@ -186,6 +213,25 @@ try {
     log(
       `deliveries/s, ${count} worker(s)  : ${Math.round(B / seconds)}/s (${B} in ${seconds.toFixed(2)} s, 16 per origin, 32 per worker)`,
     );
+  }
+  {
+    // The in-process dispatcher on the same burst, for scale (same per-origin limit, no PostgreSQL).
+    const inProcess = createDispatcher({
+      concurrency: 32,
+      concurrencyPerOrigin: 16,
+      logger: quiet,
+      breaker: false,
+    });
+    rx.state.delivered = 0;
+    const B = 2_000;
+    const start = performance.now();
+    for (let i = 0; i < B; i++) inProcess.send(rx.urls[i % 4], { json: { i } });
+    await waitFor(() => rx.state.delivered >= B, 20_000);
+    const seconds = (performance.now() - start) / 1000;
+    log(
+      `deliveries/s, in-process  : ${Math.round(B / seconds)}/s (${B} in ${seconds.toFixed(2)} s, 16 per origin, 32 in flight)`,
+    );
+    await inProcess.close({ timeout: 1_000 });
   }
   const stopped = await stopWorkers(workers);
   const delivered = stopped.reduce((s, w) => s + w.stats.delivered, 0);

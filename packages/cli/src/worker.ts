@@ -30,11 +30,18 @@ interface Io {
  * ```
  */
 export async function runWorker(flags: WorkerFlags, io: Io): Promise<number> {
+  // One JSON line per warning; an error as its message and code, not the whole object graph.
+  const line = (level: string, obj: object, msg?: string): void => {
+    const fields: Record<string, unknown> = { level, msg };
+    for (const [key, value] of Object.entries(obj)) {
+      fields[key] =
+        value instanceof Error ? { message: value.message, code: (value as { code?: unknown }).code } : value;
+    }
+    io.stderr.write(`${JSON.stringify(fields)}\n`);
+  };
   const logger = {
-    warn: (obj: object, msg?: string) =>
-      io.stderr.write(`${JSON.stringify({ level: 'warn', msg, ...obj })}\n`),
-    error: (obj: object, msg?: string) =>
-      io.stderr.write(`${JSON.stringify({ level: 'error', msg, ...obj })}\n`),
+    warn: (obj: object, msg?: string) => line('warn', obj, msg),
+    error: (obj: object, msg?: string) => line('error', obj, msg),
   };
   const backend = postgresBackend({
     connectionString: flags.postgres,
