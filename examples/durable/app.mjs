@@ -26,6 +26,6 @@ app.post('/orders', (_req, res, fail) => {
 await dispatcher.ready; // what the killed process left is scheduled again
 const server = app.listen(0, '127.0.0.1', () => {
   process.stdout.write(
-    `${JSON.stringify({ port: server.address().port, recovered: dispatcher.stats().queued })}\n`,
+    `${JSON.stringify({ port: server.address().port, recovered: dispatcher.stats().queued + dispatcher.stats().inFlight })}\n`,
   );
 });

@@ -64,7 +64,7 @@ up = true;
 console.log(`${at()}  receiver back up; restarting the app`);
 const second = await start();
 console.log(
-  `${at()}  app (pid ${second.child.pid}) ready; it takes over the killed process's rows once that one's lease (2 s) expires`,
+  `${at()}  app (pid ${second.child.pid}) ready: ${second.recovered} notifications recovered from the outbox (the killed pid is gone, so its leases were released at once)`,
 );
 
 const deadline = Date.now() + 15_000;

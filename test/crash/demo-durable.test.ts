@@ -9,6 +9,7 @@ it('pnpm demo:durable: every acknowledged notification is delivered after the ki
   child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
   expect(out).toContain('killed with SIGKILL mid-flight');
+  expect(out).toMatch(/ready: \d+ notifications recovered/);
   expect(out).toMatch(/acknowledged 20, delivered after the restart 20, lost 0/);
   expect(out.match(/delivered {2}order/g)?.length).toBeGreaterThanOrEqual(20);
   expect(code).toBe(0);
