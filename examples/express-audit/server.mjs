@@ -8,9 +8,14 @@ import { appendFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createDispatcher } from '@afterward/core';
+import { sqliteOutbox } from '@afterward/sqlite';
 import { createApp } from './app.mjs';
 
 const auditFile = process.env.AUDIT_FILE ?? join(tmpdir(), 'afterward-audit.ndjson');
+// Audit records wait in a durable outbox: one acknowledged is delivered even after a crash or a
+// kill -9 (at the next start, with the same webhook id). Its directory must exist.
+const outboxFile = process.env.OUTBOX_FILE ?? join(tmpdir(), 'afterward-audit-outbox.db');
 
 // The sink answers 2xx only once the batch is on disk, so a failed write is retried by the app.
 const sink = createServer((req, res) => {
@@ -35,6 +40,7 @@ await new Promise((resolve) => sink.listen(0, '127.0.0.1', () => resolve(undefin
 const sinkAddress = /** @type {import('node:net').AddressInfo} */ (sink.address());
 
 const { app, dispatcher } = createApp({
+  dispatcher: createDispatcher({ outbox: sqliteOutbox({ path: outboxFile }) }),
   auditUrl: `http://127.0.0.1:${sinkAddress.port}/audit`,
   // Up to 100 records per request, each batch leaving at most 500 ms after its first record.
   batch: { format: 'ndjson', maxItems: 100, maxWaitMs: 500 },
@@ -43,7 +49,7 @@ const port = Number(process.env.PORT ?? 3000);
 const server = app.listen(port, '127.0.0.1', () => {
   const { port: actual } = /** @type {import('node:net').AddressInfo} */ (server.address());
   console.log(
-    `express-audit listening on http://127.0.0.1:${actual} (audit sink on port ${sinkAddress.port}, writing ${auditFile})`,
+    `express-audit listening on http://127.0.0.1:${actual} (audit sink on port ${sinkAddress.port}, writing ${auditFile}; outbox ${outboxFile})`,
   );
 });
 
@@ -53,8 +59,10 @@ async function shutdown() {
     server.close(resolve);
     server.closeIdleConnections();
   });
-  const { drained, cancelled } = await dispatcher.close({ timeout: 10_000 });
-  console.log(`shut down: ${drained ? 'everything delivered' : `${cancelled} item(s) cancelled`}`);
+  const { drained, cancelled, kept } = await dispatcher.close({ timeout: 10_000 });
+  console.log(
+    `shut down: ${drained ? 'everything delivered' : `${kept} kept in ${outboxFile} for the next start, ${cancelled} cancelled`}`,
+  );
   sink.close();
 }
 

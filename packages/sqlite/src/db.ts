@@ -573,6 +573,22 @@ export class OutboxDb {
   }
 
   /**
+   * The owners holding a lease on a pending row, live or expired: an outbox starting on a host
+   * releases the leases of its own host's dead processes at once instead of waiting them out.
+   *
+   * @example
+   * ```ts
+   * for (const owner of db.leaseOwners()) if (isDead(owner)) db.release(owner);
+   * ```
+   */
+  leaseOwners(): string[] {
+    return this.#all<{ lease_owner: string }>(
+      'listing lease owners',
+      "SELECT DISTINCT lease_owner FROM outbox WHERE state = 'pending' AND lease_owner IS NOT NULL",
+    ).map((row) => row.lease_owner);
+  }
+
+  /**
    * Extends every lease `owner` holds to `leaseUntil`; returns how many rows it still holds.
    *
    * @example

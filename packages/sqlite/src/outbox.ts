@@ -48,6 +48,16 @@ const DEFAULT_LIMITS: StoreLimits = {
 };
 const PAGE = 500;
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, as another user's process.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 function ms(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (!Number.isInteger(value) || value < 1) {
@@ -109,11 +119,29 @@ export class SqliteOutbox implements NotificationStore {
 
   open(host: StoreHost): void {
     this.#host = host;
+    this.#releaseDeadOwners();
     const now = Date.now();
     this.#lastRenew = now;
     this.#adopt(now, () => this.#resolveReady());
     this.#timer = setInterval(() => this.#tick(), this.#poll);
     this.#timer.unref();
+  }
+
+  /**
+   * A process on this host that was killed (SIGKILL, OOM) left its rows leased: when its pid is
+   * gone (or is ours: a container restarted with the same pid), take them at once instead of
+   * after the lease. Another host's owners, and live ones, are left to their lease.
+   */
+  #releaseDeadOwners(): void {
+    const here = hostname();
+    for (const owner of this.db.leaseOwners()) {
+      const [host, pid] = owner.split(':');
+      if (host !== here || owner === this.owner) continue;
+      const n = Number(pid);
+      if (!Number.isInteger(n) || n <= 0) continue;
+      if (n !== process.pid && alive(n)) continue;
+      this.db.release(owner);
+    }
   }
 
   /** Claims rows nobody holds (a previous process's, replayed ones), page by page, into memory. */
