@@ -114,6 +114,11 @@ export interface AfterResponseOptions<TInfo extends ResponseInfo> {
   maxPerResponse?: number;
   /** Builds the info given to lazy payloads, `when` and hooks, once the response has ended. */
   describe: (outcome: ResponseOutcome, durationMs: number) => TInfo;
+  /**
+   * The id of the request (see `readRequestId`), read at the first `fireAndForget` call and kept
+   * on its notifications, so a failed delivery's log line names the request. Default: none.
+   */
+  requestId?: () => string | undefined;
 }
 
 /** The parked work of one response. */
@@ -163,6 +168,7 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
   readonly #max: number;
   #parked: Array<Parked<TInfo>> | undefined;
   #info: TInfo | undefined;
+  #requestId: { value: string | undefined } | undefined;
 
   constructor(res: ServerResponse, options: AfterResponseOptions<TInfo>) {
     this.#res = res;
@@ -197,6 +203,10 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
     // Passed as is (no copy on the hot path): the dispatcher accepts `when` and a json function
     // for parked work, validating the rest now.
     const notification = this.#internal.prepare(url, options, true);
+    if (this.#options.requestId !== undefined) {
+      this.#requestId ??= { value: this.#options.requestId() };
+      notification.requestId = this.#requestId.value;
+    }
     this.#park({ kind: 'send', notification, json: lazy, when });
     return notification;
   };

@@ -58,6 +58,11 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   readonly url: string;
   readonly method: string;
   readonly createdAt: number;
+  /**
+   * The id of the HTTP request that parked it, set once at the call (`res.fireAndForget`), so the
+   * log line of a failed or dropped delivery names the request that caused it.
+   */
+  requestId: string | undefined = undefined;
   #request: NormalizedRequest | undefined;
   #state: DeliveryState = 'pending';
   #attempts = 0;
