@@ -72,6 +72,11 @@ export interface FireAndForgetInit<TInfo = ResponseInfo> extends Omit<SendInit, 
 
 /** Options of `after()`. */
 export interface AfterOptions<TInfo = ResponseInfo> {
+  /**
+   * Which responses the hook runs for: `'always'` (default), `'ok'` (finished, status below 400),
+   * `'error'` (finished, status 400 or more), `'aborted'` (the client went away first), or a
+   * predicate of the finished response; a predicate that throws counts as no match.
+   */
   when?: When<TInfo>;
   /** Milliseconds before the hook's signal aborts and its slot is freed. Default: the dispatcher's `hookTimeout`. */
   timeout?: number;
