@@ -12,3 +12,4 @@ export type {
   ResponseInfo,
   ResponseOutcome,
 } from './after-response/after-response.js';
+export { readRequestId } from './audit/request-id.js';

@@ -1,6 +1,6 @@
 import { ServerResponse } from 'node:http';
 import type { AfterwardOptions, Dispatcher } from '@afterward/core';
-import { createAdapterKit, resolveAfterwardOptions } from '@afterward/core/adapter';
+import { createAdapterKit, readRequestId, resolveAfterwardOptions } from '@afterward/core/adapter';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { responseInfo, routeOf, trackRoutes } from './response-info.js';
 import type { ExpressResponseInfo } from './types.js';
@@ -29,6 +29,8 @@ const kit = createAdapterKit<Response, ExpressResponseInfo>({
   // Read inside the route: leaving a router restores req.baseUrl, so at finish the mount path is gone.
   capture: (res) => routeOf(res.req),
   describe: (res, outcome, durationMs, route) => responseInfo(res.req, res, outcome, durationMs, route),
+  // pino-http (and express-request-id) set req.id; else the x-request-id header.
+  requestId: (res) => readRequestId((res.req as { id?: unknown }).id, res.req),
 });
 
 // On express.response so that a route reached without the middleware throws NotInstalledError

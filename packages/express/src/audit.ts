@@ -45,6 +45,8 @@ export function auditLog(options: ExpressAuditLogOptions): AuditLogMiddleware {
       // req.ip applies the app's 'trust proxy' setting.
       ip: () => req.ip,
       body: (): unknown => req.body,
+      // pino-http (and express-request-id) set req.id.
+      requestId: () => (req as { id?: unknown }).id,
     });
     next();
   }

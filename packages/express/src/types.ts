@@ -19,6 +19,9 @@ declare global {
     interface Response {
       /**
        * Validates a notification now and sends it once the response has finished.
+       * Returns a `DeliveryHandle` at once (state `'pending'` until then); its `done` never
+       * rejects. Bad input throws `InvalidArgumentError` here, at the call. `json` may be a function
+       * of the finished response; `when` picks the responses it is sent for (default `'always'`).
        *
        * @example
        * ```ts

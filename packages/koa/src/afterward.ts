@@ -1,8 +1,8 @@
 import type { AfterOptions, AfterwardOptions, DeliveryHandle, Dispatcher, HookFn } from '@afterward/core';
-import { createAdapterKit, resolveAfterwardOptions } from '@afterward/core/adapter';
+import { createAdapterKit, readRequestId, resolveAfterwardOptions } from '@afterward/core/adapter';
 import Koa from 'koa';
 import type { Context, Next } from 'koa';
-import { responseInfo } from './response-info.js';
+import { koaRequestId, responseInfo } from './response-info.js';
 import type { KoaResponseInfo } from './types.js';
 
 /**
@@ -27,6 +27,7 @@ const kit = createAdapterKit<Context, KoaResponseInfo>({
   callers: 'the middleware that calls',
   response: (ctx) => ctx.res,
   describe: (ctx, outcome, durationMs) => responseInfo(ctx, outcome, durationMs),
+  requestId: (ctx) => readRequestId(koaRequestId(ctx), ctx.req),
 });
 
 // ctx.response carries the same methods, working on its context.

@@ -1,6 +1,6 @@
 import { createAuditLog, type AuditLogOptions, type Dispatcher } from '@afterward/core';
 import type { Context, Next } from 'koa';
-import { responseInfo } from './response-info.js';
+import { koaRequestId, responseInfo } from './response-info.js';
 import type { KoaResponseInfo } from './types.js';
 
 // Re-exported so `redact: [...DEFAULT_REDACT, 'x-email']` needs no direct dependency on core.
@@ -45,6 +45,7 @@ export function auditLog(options: KoaAuditLogOptions): AuditLogMiddleware {
       ip: () => ctx.ip,
       // Where body parsers (koa-body, @koa/bodyparser) leave the parsed body.
       body: () => (ctx.request as { body?: unknown }).body,
+      requestId: () => koaRequestId(ctx),
     });
     return next();
   }

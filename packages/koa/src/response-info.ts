@@ -17,6 +17,19 @@ export function routeOf(ctx: Context): string | undefined {
 }
 
 /**
+ * The request id other middleware left on the context: `ctx.req.id` (koa-pino-logger, which is
+ * pino-http), else `ctx.state.requestId`. Audit records and failed-delivery log lines carry it.
+ *
+ * @example
+ * ```ts
+ * app.use(async (ctx, next) => { ctx.state.requestId = crypto.randomUUID(); await next(); });
+ * ```
+ */
+export function koaRequestId(ctx: Context): unknown {
+  return (ctx.req as { id?: unknown }).id ?? (ctx.state as { requestId?: unknown }).requestId;
+}
+
+/**
  * What after-response work learns about a Koa response: one shape for `ctx.after`, lazy payloads
  * and the audit log.
  *

@@ -20,6 +20,9 @@ declare module 'koa' {
   interface BaseContext {
     /**
      * Validates a notification now and sends it once the response has finished.
+     * Returns a `DeliveryHandle` at once (state `'pending'` until then); its `done` never
+     * rejects. Bad input throws `InvalidArgumentError` here, at the call. `json` may be a function
+     * of the finished response; `when` picks the responses it is sent for (default `'always'`).
      *
      * @example
      * ```ts

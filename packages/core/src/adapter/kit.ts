@@ -42,6 +42,8 @@ export interface AdapterSpec<TTarget extends object, TInfo extends ResponseInfo>
     durationMs: number,
     captured: string | undefined,
   ): TInfo;
+  /** The id of the request (pino-http's `req.id`, `x-request-id`): see `readRequestId`. */
+  requestId?(target: TTarget): string | undefined;
 }
 
 /**
@@ -120,6 +122,7 @@ export function createAdapterKit<TTarget extends object, TInfo extends ResponseI
       startedAt: slot.startedAt,
       describe: (outcome, durationMs) =>
         spec.describe(target, outcome, durationMs, slot.captured ?? spec.capture?.(target)),
+      ...(spec.requestId === undefined ? {} : { requestId: () => spec.requestId?.(target) }),
     });
     return slot.work;
   }

@@ -82,6 +82,11 @@ export interface FireAndForgetInit<TInfo = ResponseInfo> extends Omit<SendInit, 
 
 /** Options of `after()`. */
 export interface AfterOptions<TInfo = ResponseInfo> {
+  /**
+   * Which responses the hook runs for: `'always'` (default), `'ok'` (finished, status below 400),
+   * `'error'` (finished, status 400 or more), `'aborted'` (the client went away first), or a
+   * predicate of the finished response; a predicate that throws counts as no match.
+   */
   when?: When<TInfo>;
   /** Milliseconds before the hook's signal aborts and its slot is freed. Default: the dispatcher's `hookTimeout`. */
   timeout?: number;
@@ -124,6 +129,11 @@ export interface AfterResponseOptions<TInfo extends ResponseInfo> {
   maxPerResponse?: number;
   /** Builds the info given to lazy payloads, `when` and hooks, once the response has ended. */
   describe: (outcome: ResponseOutcome, durationMs: number) => TInfo;
+  /**
+   * The id of the request (see `readRequestId`), read at the first `fireAndForget` call and kept
+   * on its notifications, so a failed delivery's log line names the request. Default: none.
+   */
+  requestId?: () => string | undefined;
 }
 
 /** The parked work of one response. */
@@ -183,6 +193,7 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
   readonly #max: number;
   #parked: Array<Parked<TInfo>> | undefined;
   #info: TInfo | undefined;
+  #requestId: { value: string | undefined } | undefined;
 
   constructor(res: ServerResponse, options: AfterResponseOptions<TInfo>) {
     this.#res = res;
@@ -217,6 +228,10 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
     // Passed as is (no copy on the hot path): the dispatcher accepts `when` and a json function
     // for parked work, validating the rest now.
     const notification = this.#internal.prepare(url, options, true);
+    if (this.#options.requestId !== undefined) {
+      this.#requestId ??= { value: this.#options.requestId() };
+      notification.requestId = this.#requestId.value;
+    }
     this.#park({ kind: 'send', notification, json: lazy, when });
     return notification;
   };

@@ -22,6 +22,7 @@ import {
 import { createDispatcher, internalsOf, isDispatcher, type Dispatcher } from '../dispatcher/dispatcher.js';
 import { InvalidArgumentError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
+import { readRequestId } from './request-id.js';
 import { checkInteger, checkKeys, checkObject, show } from '../options/options.js';
 
 /**
@@ -85,7 +86,7 @@ export interface AuditRecord {
   outcome: ResponseOutcome;
   ip?: string;
   userAgent?: string;
-  /** The request id header (`x-request-id` by default). */
+  /** The request's id: your `requestId` getter's, else the framework's (pino-http's `req.id`), else the `x-request-id` header. */
   requestId?: string;
   /** Request headers, redacted (with `headers: true`). */
   requestHeaders?: Record<string, string | string[]>;
@@ -137,8 +138,14 @@ export interface AuditLogOptions<TSubject = unknown, TInfo extends ResponseInfo 
   body?: boolean | number;
   /** With `body`, also send a body that is not JSON, as is and unredacted. Default false. */
   rawBody?: boolean;
-  /** The header carrying the request id. Default `x-request-id`. */
+  /** The header carrying the request id, when the framework has none. Default `x-request-id`. */
   requestIdHeader?: string;
+  /**
+   * The request's id, read once the response ended. When it returns undefined (or is not given),
+   * the framework's id is used (pino-http's `req.id` in Express, `ctx.req.id` or
+   * `ctx.state.requestId` in Koa), then the `requestIdHeader` header.
+   */
+  requestId?: (subject: TSubject, info: TInfo) => string | undefined;
   /** Batching of records (see `createBatcher`), or `false` to send one request per record. Default: batched. */
   batch?: Omit<BatcherOptions, 'url' | 'init'> | false;
   /** Which responses are recorded. Default `'always'`, aborted requests included. */
@@ -164,6 +171,8 @@ export interface AuditTarget<TSubject, TInfo extends ResponseInfo> {
   ip(): string | undefined;
   /** The parsed request body; read only when body logging is on. */
   body?(): unknown;
+  /** The framework's own request id (pino-http's `req.id`), if any: a string or a number. */
+  requestId?(): unknown;
 }
 
 /**
@@ -193,6 +202,7 @@ const OPTION_KEYS = [
   'body',
   'rawBody',
   'requestIdHeader',
+  'requestId',
   'batch',
   'when',
 ] as const;
@@ -228,6 +238,7 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
   readonly #bodyCap: number;
   readonly #rawBody: boolean;
   readonly #requestIdHeader: string;
+  readonly #requestId: AuditLogOptions<TSubject, TInfo>['requestId'];
   readonly #when: When<TInfo>;
 
   constructor(options: AuditLogOptions<TSubject, TInfo>) {
@@ -257,6 +268,10 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
     if (typeof requestIdHeader !== 'string' || requestIdHeader === '') {
       throw new InvalidArgumentError(`requestIdHeader must be a header name, got ${show(requestIdHeader)}`);
     }
+    if (options.requestId !== undefined && typeof options.requestId !== 'function') {
+      throw new InvalidArgumentError(`requestId must be a function, got ${show(options.requestId)}`);
+    }
+    this.#requestId = options.requestId;
     this.#when = options.when ?? 'always';
     checkWhen(this.#when);
     const batch = options.batch ?? {};
@@ -380,15 +395,27 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
     if (ip !== undefined) record.ip = ip;
     const userAgent = headers['user-agent'];
     if (userAgent !== undefined) record.userAgent = userAgent;
-    const requestId = headers[this.#requestIdHeader];
-    if (requestId !== undefined)
-      record.requestId = Array.isArray(requestId) ? requestId.join(', ') : requestId;
+    const requestId =
+      this.#requestIdOf(target.subject, info) ??
+      readRequestId(target.requestId?.(), res.req, this.#requestIdHeader);
+    if (requestId !== undefined) record.requestId = requestId;
     if (this.#headers) {
       record.requestHeaders = this.#headerRecord(headers);
       record.responseHeaders = this.#headerRecord(res.getHeaders());
     }
     if (this.#bodyCap > 0 && target.body !== undefined) this.#addBody(record, target.body());
     return record;
+  }
+
+  #requestIdOf(subject: TSubject, info: TInfo): string | undefined {
+    if (this.#requestId === undefined) return undefined;
+    try {
+      const id = this.#requestId(subject, info);
+      return typeof id === 'string' && id !== '' ? id : undefined;
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'afterward: audit requestId() threw; the default is used');
+      return undefined;
+    }
   }
 
   #headerRecord(headers: IncomingHttpHeaders | OutgoingHttpHeaders): Record<string, string | string[]> {

@@ -22,6 +22,7 @@ import {
   CancelledError,
   ClosedError,
   DroppedError,
+  HookError,
   InvalidArgumentError,
   QueueFullError,
 } from '../util/errors.js';
@@ -182,7 +183,10 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       maxQueued: resolved.maxQueued,
       onError: (error, info) => {
         lifecycle.emit('hook-error', { error, info });
-        this.#logger.error({ err: error }, 'afterward: after-response hook failed');
+        // The hook's own error, with its stack: HookError's message already quotes it, and pino's
+        // err serializer appends an error's causes, which printed the message twice.
+        const err = error instanceof HookError ? error.cause : error;
+        this.#logger.error({ err, code: error.code }, 'afterward: after-response hook failed');
       },
       onIdle: () => lifecycle.checkIdle(),
     });
@@ -407,6 +411,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   #revive(json: NotificationJson): StoredRecord {
     const request = { ...fromNotificationJson(json), headers: [...json.headers], signal: undefined };
     const notification = new Notification(json.key, request, this.#lifecycle, undefined, json.createdAt);
+    notification.requestId = json.requestId;
     this.#lifecycle.track(notification);
     notification.resume(json.attempts, json.notBefore);
     return notification;

@@ -110,6 +110,7 @@ export class Lifecycle implements NotificationLifecycle {
           id: notification.id,
           url: notification.url,
           attempts: notification.attempts,
+          ...(notification.requestId === undefined ? {} : { requestId: notification.requestId }),
           err: notification.error,
         },
         state === 'failed' ? 'afterward: notification failed' : 'afterward: notification dropped',

@@ -90,17 +90,25 @@ export interface DispatcherOptions {
 
 /** Counters and gauges of a dispatcher. */
 export interface DispatcherStats {
-  /** Waiting to be sent: queued or in backoff. */
+  /** Notifications waiting to be sent, including those waiting out a retry backoff. */
   queued: number;
+  /** Notifications with an attempt on the wire now. */
   inFlight: number;
+  /** Notifications the receiver answered with a 2xx (counted since the dispatcher was created). */
   delivered: number;
+  /** Notifications with `confirm: 'sent'` whose request was written in full. */
   sent: number;
+  /** Notifications that ran out of attempts or met an error that is not retried. */
   failed: number;
+  /** Notifications dropped by the overflow policy (`maxQueued`, `maxQueuedBytes`). */
   dropped: number;
+  /** Notifications cancelled: `cancel()`, a signal, `close()`, a `when` that did not match. */
   cancelled: number;
+  /** Retries scheduled (an attempt that failed and will be tried again). */
   retries: number;
-  /** Body bytes held. */
+  /** Body bytes held by queued and in-flight notifications, against `maxQueuedBytes`. */
   queuedBytes: number;
+  /** `after()` hooks: waiting for a slot, running now, and finished (completed or failed: threw, rejected, timed out, dropped). */
   hooks: { queued: number; running: number; completed: number; failed: number };
   /** The durable outbox's gauges (rows on disk, dead letters, file bytes), when there is one. */
   store?: Record<string, number>;
@@ -143,6 +151,10 @@ export interface Dispatcher {
   drain(options?: { timeout?: number }): Promise<DrainResult>;
   /** Stops accepting, drains, then cancels and reports what is left. Never rejects; safe to call twice. */
   close(options?: { timeout?: number }): Promise<CloseResult>;
+  /**
+   * Counters and gauges, read synchronously (cheap enough for a metrics scrape):
+   * `{ queued, inFlight, delivered, sent, failed, dropped, cancelled, retries, queuedBytes, hooks }`.
+   */
   stats(): DispatcherStats;
   /**
    * Resolves once the notifications a durable outbox recovered at start are scheduled; at once

@@ -48,6 +48,12 @@ export interface DeliveryHandle {
   readonly response: DeliveryResponse | undefined;
   /** The last error, typed. */
   readonly error: AfterwardError | undefined;
+  /**
+   * Resolves with `{ state, attempts, response, error }` once the notification reached a final
+   * state (`delivered`, `sent`, `failed`, `dropped`, `cancelled`). **Never rejects**: a failure is
+   * `state: 'failed'` with a typed `error`, so an un-awaited handle can never cause an unhandled
+   * rejection.
+   */
   readonly done: Promise<DeliveryResult>;
   /**
    * Resolves once the notification is committed to its store: at once with the in-memory store,

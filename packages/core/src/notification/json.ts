@@ -39,6 +39,8 @@ export interface NotificationJson {
   notBefore: number;
   /** Epoch ms of the call. */
   createdAt: number;
+  /** The id of the HTTP request that parked it (pino-http's `req.id`, `x-request-id`), for log lines. */
+  requestId?: string;
 }
 
 /**
@@ -80,6 +82,7 @@ export interface NotificationSource {
   readonly attempts: number;
   readonly notBefore: number;
   readonly createdAt: number;
+  readonly requestId?: string | undefined;
 }
 
 /**
@@ -111,6 +114,7 @@ export function toNotificationJson(source: NotificationSource): NotificationJson
     attempts: source.attempts,
     notBefore: source.notBefore,
     createdAt: source.createdAt,
+    ...(source.requestId === undefined ? {} : { requestId: source.requestId }),
   };
 }
 

@@ -61,6 +61,11 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   readonly createdAt: number;
   /** The async context of the call that made it: its attempts run there (undefined: revived). */
   runIn: RunInContext | undefined = undefined;
+  /**
+   * The id of the HTTP request that parked it, set once at the call (`res.fireAndForget`), so the
+   * log line of a failed or dropped delivery names the request that caused it.
+   */
+  requestId: string | undefined = undefined;
   #request: NormalizedRequest | undefined;
   #state: DeliveryState = 'pending';
   #attempts = 0;
