@@ -334,17 +334,22 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   #enqueue(notification: Notification, fromCall: boolean): void {
     const result = this.#store.put(notification);
     if (!result.accepted) {
+      const tooLarge =
+        result.reason === 'too-large'
+          ? `notification too large: ${notification.bytes} bytes, above maxQueuedBytes (${result.maxBytes})`
+          : undefined;
       if (fromCall && this.#overflow === 'reject') {
         this.#lifecycle.untrack(notification);
         notification.forget();
         throw new QueueFullError(
-          `queue full (${this.#store.size} notifications, ${this.#store.bytes} bytes held)`,
+          tooLarge ?? `queue full (${this.#store.size} notifications, ${this.#store.bytes} bytes held)`,
         );
       }
       notification.settle(
         'dropped',
         new DroppedError(
-          `queue full: ${this.#overflow === 'drop-oldest' ? 'everything held is in flight' : this.#overflow}`,
+          tooLarge ??
+            `queue full: ${this.#overflow === 'drop-oldest' ? 'everything held is in flight' : this.#overflow}`,
         ),
       );
       return;
