@@ -38,6 +38,9 @@ export interface AttemptSwitch {
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
+/** The notifications watching each caller's AbortSignal, and the one listener that cancels them. */
+const WATCHERS = new WeakMap<AbortSignal, { all: Set<Notification>; onAbort: () => void }>();
+
 /**
  * One notification from the call to its final state: the handle the caller holds, the record the
  * store keeps, and the carrier the scheduler moves. It is the only writer of its own state; each
@@ -166,11 +169,28 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
 
   /** Ties the notification to a caller's AbortSignal until it settles. */
   watch(signal: AbortSignal): void {
-    const onAbort = (): void => {
-      this.cancel(signal.reason);
+    let watchers = WATCHERS.get(signal);
+    if (watchers === undefined) {
+      // One listener per signal, whatever the number of sends it cancels: a listener per send
+      // made Node warn (MaxListenersExceededWarning) past 10 sends sharing one signal.
+      const all = new Set<Notification>();
+      const onAbort = (): void => {
+        WATCHERS.delete(signal);
+        for (const notification of all) notification.cancel(signal.reason);
+      };
+      watchers = { all, onAbort };
+      WATCHERS.set(signal, watchers);
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+    const { all, onAbort } = watchers;
+    all.add(this);
+    this.#detach = () => {
+      all.delete(this);
+      if (all.size === 0 && WATCHERS.get(signal)?.all === all) {
+        WATCHERS.delete(signal);
+        signal.removeEventListener('abort', onAbort);
+      }
     };
-    signal.addEventListener('abort', onAbort, { once: true });
-    this.#detach = () => signal.removeEventListener('abort', onAbort);
   }
 
   /** Replaces the body while still pending (a lazy payload computed after the response). */
