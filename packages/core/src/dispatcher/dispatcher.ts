@@ -45,6 +45,14 @@ export interface DispatcherInternal {
   prepare(target: unknown, init: SendInit | undefined, parked?: boolean): Notification;
   /** Releases a parked notification into the queue; never throws (overflow becomes 'dropped'). */
   submit(notification: Notification): void;
+  /**
+   * Counts work parked on an open response (a notification, or a hook when none) against
+   * `maxParked`/`maxParkedBytes`. Over the bound: throws QueueFullError with `'reject'`, else a
+   * notification settles `'dropped'` and a hook is skipped with a warning; false then.
+   */
+  park(notification: Notification | undefined): boolean;
+  /** Parked work was released (or dropped): `bytes` as counted by {@link park}. */
+  unpark(bytes: number): void;
   hooks: HookRunner;
   logger: Logger;
   /**
@@ -116,6 +124,10 @@ function droppedOldestError(): DroppedError {
  */
 class DispatcherImpl extends EventEmitter implements Dispatcher {
   readonly #overflow: DispatcherOptions['overflow'];
+  readonly #maxParked: number;
+  readonly #maxParkedBytes: number;
+  #parked = 0;
+  #parkedBytes = 0;
   readonly #defaults: RequestDefaults;
   readonly #logger: Logger;
   readonly #httpsOnly: boolean;
@@ -136,6 +148,8 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     super();
     const resolved = resolveDispatcherOptions(options);
     this.#overflow = resolved.overflow;
+    this.#maxParked = resolved.maxParked;
+    this.#maxParkedBytes = resolved.maxParkedBytes;
     this.#defaults = resolved.request;
     this.#logger = resolved.logger;
     this.#httpsOnly = resolved.httpsOnly;
@@ -183,6 +197,11 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     this[kInternal] = {
       prepare: (target, init, parked) => this.#prepare(target, init, parked),
       submit: (notification) => this.#submit(notification),
+      park: (notification) => this.#park(notification),
+      unpark: (bytes) => {
+        this.#parked -= 1;
+        this.#parkedBytes -= bytes;
+      },
       hooks: this.#hooks,
       logger: this.#logger,
       addDrainParticipant: (participant) => lifecycle.addParticipant(participant),
@@ -220,6 +239,8 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       inFlight: this.#scheduler.inFlight,
       ...this.#lifecycle.counts,
       queuedBytes: this.#store.bytes,
+      parked: this.#parked,
+      parkedBytes: this.#parkedBytes,
       hooks: this.#hooks.stats(),
     };
   }
@@ -320,6 +341,28 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       notification.watch(signal);
     }
     return notification;
+  }
+
+  #park(notification: Notification | undefined): boolean {
+    const bytes = notification?.bytes ?? 0;
+    if (this.#parked < this.#maxParked && this.#parkedBytes + bytes <= this.#maxParkedBytes) {
+      this.#parked += 1;
+      this.#parkedBytes += bytes;
+      return true;
+    }
+    // Parked work belongs to responses still being written: none is evicted for a newcomer, so
+    // 'drop-oldest' drops the newcomer here, like 'drop-newest'.
+    const message = `parked work full (${this.#parked} items, ${this.#parkedBytes} bytes parked on open responses)`;
+    if (this.#overflow === 'reject') {
+      if (notification !== undefined) {
+        this.#lifecycle.untrack(notification);
+        notification.forget();
+      }
+      throw new QueueFullError(message);
+    }
+    if (notification === undefined) this.#logger.warn({}, `afterward: hook skipped: ${message}`);
+    else notification.settle('dropped', new DroppedError(message));
+    return false;
   }
 
   #submit(notification: Notification): void {

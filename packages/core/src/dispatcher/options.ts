@@ -24,6 +24,8 @@ export interface ResolvedDispatcherOptions {
   concurrencyPerOrigin: number;
   overflow: OverflowPolicy;
   maxQueued: number;
+  maxParked: number;
+  maxParkedBytes: number;
   request: RequestDefaults;
   logger: Logger;
   httpsOnly: boolean;
@@ -42,6 +44,8 @@ const DISPATCHER_KEYS = Object.keys({
   concurrencyPerOrigin: true,
   maxQueued: true,
   maxQueuedBytes: true,
+  maxParked: true,
+  maxParkedBytes: true,
   overflow: true,
   timeout: true,
   retry: true,
@@ -154,6 +158,12 @@ export function resolveDispatcherOptions(options: DispatcherOptions): ResolvedDi
     concurrencyPerOrigin,
     overflow,
     maxQueued,
+    maxParked:
+      options.maxParked === undefined ? DEFAULTS.maxParked : checkInteger('maxParked', options.maxParked, 0),
+    maxParkedBytes:
+      options.maxParkedBytes === undefined
+        ? DEFAULTS.maxParkedBytes
+        : checkInteger('maxParkedBytes', options.maxParkedBytes, 0),
     request,
     logger: rateLimitLogger(logger),
     httpsOnly: options.httpsOnly ?? false,
