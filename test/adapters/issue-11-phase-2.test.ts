@@ -74,7 +74,7 @@ describe('issue 11, phase 2 (pending fixes in rewritten files)', () => {
     expect(response.text).toContain('app.use(afterward())');
   });
 
-  it.fails('a single payload above maxQueuedBytes says it is too large (dispatcher.ts)', async () => {
+  it('a single payload above maxQueuedBytes says it is too large (dispatcher.ts)', async () => {
     const dispatcher = createDispatcher({ maxQueuedBytes: 10, overflow: 'reject' });
     try {
       expect(() => dispatcher.send('http://127.0.0.1:9/', { body: 'x'.repeat(11) })).toThrow(/too large/);

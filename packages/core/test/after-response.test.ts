@@ -1,11 +1,11 @@
 import {
   createServer,
+  IncomingMessage,
   request as httpRequest,
-  type IncomingMessage,
+  ServerResponse,
   type Server,
-  type ServerResponse,
 } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { Socket, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { createAfterResponse, type AfterResponse } from '../src/adapter.js';
 import {
@@ -492,5 +492,91 @@ describe('createAfterResponse with node:http', () => {
     await dispatcher.drain({ timeout: 2_000 });
     expect(transport.requests).toHaveLength(1);
     expect(logger.lines.some((c) => /describing the response failed/.test(c.msg ?? ''))).toBe(true);
+  });
+});
+
+describe('parked work is bounded over all open responses (issue 11 #8)', () => {
+  it('long polls parking 1 MB each hit maxParkedBytes; stats() shows parked work; release frees it', async () => {
+    const transport = createRecordingTransport();
+    const dispatcher = createDispatcher({
+      transport,
+      logger: recordingLogger(),
+      maxParkedBytes: 5 * 1024 * 1024,
+      maxParked: 100,
+    });
+    const open: ServerResponse[] = [];
+    const states: string[] = [];
+    const payload = 'x'.repeat(1024 * 1024);
+    const server = createServer((req, res) => {
+      const work = createAfterResponse(res, {
+        dispatcher,
+        describe: (outcome, durationMs) => ({
+          outcome,
+          statusCode: res.statusCode,
+          durationMs,
+          method: '',
+          url: '',
+          route: undefined,
+          req,
+          res,
+        }),
+      });
+      const handle = work.fireAndForget('http://127.0.0.1:9/hook', { body: payload });
+      states.push(handle.state);
+      work.after(() => undefined);
+      // A long poll: the response stays open until the test ends it.
+      res.flushHeaders();
+      open.push(res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanup.push(async () => {
+      await dispatcher.close({ timeout: 0 });
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    });
+    const { port } = server.address() as AddressInfo;
+    const responses = Array.from({ length: 10 }, () => get(`http://127.0.0.1:${port}/`));
+    await waitUntil(() => open.length === 10, { message: '10 long polls open' });
+    // Four notifications of 1 MB (and their hooks) fit under 5 MiB; the rest were dropped.
+    expect(states.filter((state) => state === 'pending')).toHaveLength(4);
+    expect(states.filter((state) => state === 'dropped')).toHaveLength(6);
+    const stats = dispatcher.stats();
+    expect(stats.parked).toBe(4 + 10);
+    expect(stats.parkedBytes).toBeGreaterThan(4 * 1024 * 1024);
+    expect(stats.parkedBytes).toBeLessThanOrEqual(5 * 1024 * 1024);
+    expect(stats.dropped).toBe(6);
+    for (const res of open) res.end();
+    await Promise.all(responses);
+    await waitUntil(() => transport.requests.length === 4, { message: 'the parked four sent' });
+    expect(dispatcher.stats()).toMatchObject({ parked: 0, parkedBytes: 0 });
+  });
+
+  it("refuses at the call with overflow 'reject' once maxParked is reached", () => {
+    const dispatcher = createDispatcher({
+      transport: createRecordingTransport(),
+      logger: recordingLogger(),
+      maxParked: 2,
+      overflow: 'reject',
+    });
+    cleanup.push(() => dispatcher.close({ timeout: 0 }));
+    const res = new ServerResponse(new IncomingMessage(new Socket()));
+    const work = createAfterResponse(res, {
+      dispatcher,
+      describe: (outcome, durationMs) => ({
+        outcome,
+        statusCode: 200,
+        durationMs,
+        method: '',
+        url: '',
+        route: undefined,
+        req: undefined,
+        res,
+      }),
+    });
+    work.fireAndForget('http://127.0.0.1:9/');
+    work.after(() => undefined);
+    expect(() => work.fireAndForget('http://127.0.0.1:9/')).toThrow(QueueFullError);
+    expect(() => work.after(() => undefined)).toThrow(QueueFullError);
+    expect(dispatcher.stats()).toMatchObject({ parked: 2, queued: 0, dropped: 0 });
   });
 });

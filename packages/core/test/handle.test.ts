@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import {
   CancelledError,
@@ -249,5 +250,48 @@ describe('signal', () => {
     await handle.done;
     controller.abort();
     expect(handle.state).toBe('delivered');
+  });
+});
+
+describe('one AbortSignal shared by many sends', () => {
+  it('adds one listener to it, not one per send (no MaxListenersExceededWarning), and cancels them all', async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning.name);
+    process.on('warning', onWarning);
+    cleanup.push(() => void process.off('warning', onWarning));
+    // A transport that never answers until aborted: every send stays in flight or queued.
+    const dispatcher = dispatcherFor({
+      transport: {
+        send: (_request, attempt) =>
+          new Promise((resolve) => {
+            attempt.signal.addEventListener('abort', () =>
+              resolve({ kind: 'error', error: attempt.signal.reason as never }),
+            );
+          }),
+        close: () => Promise.resolve(),
+      },
+      concurrency: 2,
+    });
+    const controller = new AbortController();
+    const handles = Array.from({ length: 50 }, () =>
+      dispatcher.send('http://127.0.0.1:9/', { signal: controller.signal }),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    // A listener per send passed Node's EventTarget limit of 10 where it applies.
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(1);
+    expect(warnings).toEqual([]);
+    controller.abort(new Error('stop'));
+    const results = await Promise.all(handles.map((handle) => handle.done));
+    expect(results.every((result) => result.state === 'cancelled')).toBe(true);
+    // A settled send lets go of the signal: a new one on it still works.
+    const again = new AbortController();
+    const one = dispatcher.send('http://127.0.0.1:9/', { signal: again.signal, confirm: 'sent' });
+    const two = dispatcher.send('http://127.0.0.1:9/', { signal: again.signal, confirm: 'sent' });
+    two.cancel();
+    await two.done;
+    expect(getEventListeners(again.signal, 'abort')).toHaveLength(1);
+    again.abort();
+    expect((await one.done).state).toBe('cancelled');
+    expect(warnings).toEqual([]);
   });
 });

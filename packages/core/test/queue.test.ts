@@ -54,6 +54,13 @@ function held(options: DispatcherOptions = {}): {
   return { dispatcher, transport, dropped, logger, release: open };
 }
 
+/** What a notification to URL_A with a string body holds besides its body: URL, path, headers. */
+function overhead(): number {
+  const { dispatcher } = held({ concurrency: 1 });
+  dispatcher.send(URL_A, { body: '' });
+  return dispatcher.stats().queuedBytes;
+}
+
 async function inFlight(handle: DeliveryHandle): Promise<void> {
   await waitUntil(() => handle.state === 'sending', { message: 'first notification in flight' });
 }
@@ -113,28 +120,53 @@ describe('bounded queue', () => {
     expect(transport.requests).toHaveLength(1);
   });
 
-  it('bounds the body bytes held (maxQueuedBytes), evicting the oldest to make room', async () => {
-    const { dispatcher } = held({ maxQueuedBytes: 100 });
+  it('bounds the bytes held (maxQueuedBytes), evicting the oldest to make room', async () => {
+    const o = overhead();
+    expect(o).toBeGreaterThan(URL_A.length);
+    const { dispatcher } = held({ maxQueuedBytes: 100 + 2 * o });
     const a = dispatcher.send(URL_A, { body: 'a'.repeat(60) });
     await inFlight(a);
     const b = dispatcher.send(URL_A, { body: 'b'.repeat(30) });
-    expect(dispatcher.stats().queuedBytes).toBe(90);
+    expect(dispatcher.stats().queuedBytes).toBe(90 + 2 * o);
     const c = dispatcher.send(URL_A, { body: 'c'.repeat(30) });
     expect(b.state).toBe('dropped');
     expect(c.state).toBe('queued');
-    expect(dispatcher.stats().queuedBytes).toBe(90);
-    // One body larger than the whole bound can never fit.
-    const huge = dispatcher.send(URL_A, { body: 'x'.repeat(101) });
+    expect(dispatcher.stats().queuedBytes).toBe(90 + 2 * o);
+    // One notification larger than the whole bound can never fit, and says so.
+    const huge = dispatcher.send(URL_A, { body: 'x'.repeat(101 + o) });
     expect(huge.state).toBe('dropped');
+    expect(huge.error?.message).toBe(
+      `notification too large: ${101 + 2 * o} bytes, above maxQueuedBytes (${100 + 2 * o})`,
+    );
     expect(dispatcher.stats().dropped).toBe(2);
   });
 
   it("throws for bytes too with 'reject'", async () => {
-    const { dispatcher } = held({ maxQueuedBytes: 50, overflow: 'reject' });
+    const o = overhead();
+    const { dispatcher } = held({ maxQueuedBytes: 50 + 2 * o, overflow: 'reject' });
     const a = dispatcher.send(URL_A, { body: 'a'.repeat(40) });
     await inFlight(a);
-    expect(() => dispatcher.send(URL_A, { body: 'b'.repeat(20) })).toThrow(QueueFullError);
+    expect(() => dispatcher.send(URL_A, { body: 'b'.repeat(20) })).toThrow(/^queue full/);
     expect(dispatcher.send(URL_A, { body: 'b'.repeat(10) }).state).toBe('queued');
+  });
+
+  it('counts the whole request against maxQueuedBytes: 20 kB of query and headers each', () => {
+    const { dispatcher } = held({ maxQueuedBytes: 1024 * 1024, maxQueued: 1_000, overflow: 'reject' });
+    const query = { q: 'x'.repeat(10_000) };
+    const headers = { 'x-big': 'y'.repeat(10_000) };
+    let accepted = 0;
+    let thrown: unknown;
+    try {
+      for (; accepted < 1_000; accepted++) dispatcher.send(URL_A, { query, headers, body: '' });
+    } catch (error) {
+      thrown = error;
+    }
+    // Bodies alone (0 bytes) took all 1,000. Each holds its query twice (URL and path) and the header.
+    expect(thrown).toBeInstanceOf(QueueFullError);
+    expect(accepted).toBeGreaterThan(30);
+    expect(accepted).toBeLessThan(40);
+    expect(dispatcher.stats().queuedBytes).toBeGreaterThan(accepted * 30_000);
+    expect(dispatcher.stats().queuedBytes).toBeLessThanOrEqual(1024 * 1024);
   });
 
   it('drops a newcomer (never what is in flight) when everything held is in flight', async () => {

@@ -140,3 +140,21 @@ describe('target URLs in logs and error messages', () => {
     }
   });
 });
+
+describe("a custom transport's error text", () => {
+  it('is copied into the NetworkError message with URLs cut to their origin and the path taken out', async () => {
+    const url = `http://USERSECRET:PASSSECRET@127.0.0.1:9${SECRET_TAIL}`;
+    const d = dispatcher({
+      retry: false,
+      transport: {
+        send: (request) =>
+          Promise.reject(new Error(`fetch ${request.url.href} failed; path ${request.path}; ${url}`)),
+        close: () => Promise.resolve(),
+      },
+    });
+    const result = await d.send(url).done;
+    expect(result.state).toBe('failed');
+    expect(result.error?.message).toContain('http://127.0.0.1:9/…');
+    expectNoSecret(result.error?.message ?? '');
+  });
+});

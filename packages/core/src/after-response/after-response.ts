@@ -265,6 +265,7 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
       this.#release(item, this.#info);
       return;
     }
+    if (!this.#internal.park(item.kind === 'send' ? item.notification : undefined)) return;
     if (this.#parked === undefined) {
       this.#parked = [];
       // Attached on first use, so requests that park nothing cost nothing.
@@ -297,7 +298,10 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
     this.#info = info;
     const parked = this.#parked ?? [];
     this.#parked = undefined;
-    for (const item of parked) this.#release(item, info);
+    for (const item of parked) {
+      this.#internal.unpark(item.kind === 'send' ? item.notification.bytes : 0);
+      this.#release(item, info);
+    }
   }
 
   #release(item: Parked<TInfo>, info: TInfo): void {

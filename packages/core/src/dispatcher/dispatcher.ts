@@ -48,6 +48,14 @@ export interface DispatcherInternal {
   prepare(target: unknown, init: SendInit | undefined, parked?: boolean): Notification;
   /** Releases a parked notification into the queue; never throws (overflow becomes 'dropped'). */
   submit(notification: Notification): void;
+  /**
+   * Counts work parked on an open response (a notification, or a hook when none) against
+   * `maxParked`/`maxParkedBytes`. Over the bound: throws QueueFullError with `'reject'`, else a
+   * notification settles `'dropped'` and a hook is skipped with a warning; false then.
+   */
+  park(notification: Notification | undefined): boolean;
+  /** Parked work was released (or dropped): `bytes` as counted by {@link park}. */
+  unpark(bytes: number): void;
   hooks: HookRunner;
   logger: Logger;
   /**
@@ -119,6 +127,10 @@ function droppedOldestError(): DroppedError {
  */
 class DispatcherImpl extends EventEmitter implements Dispatcher {
   readonly #overflow: DispatcherOptions['overflow'];
+  readonly #maxParked: number;
+  readonly #maxParkedBytes: number;
+  #parked = 0;
+  #parkedBytes = 0;
   readonly #defaults: RequestDefaults;
   readonly #logger: Logger;
   readonly #httpsOnly: boolean;
@@ -143,6 +155,8 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     super();
     const resolved = resolveDispatcherOptions(options);
     this.#overflow = resolved.overflow;
+    this.#maxParked = resolved.maxParked;
+    this.#maxParkedBytes = resolved.maxParkedBytes;
     this.#defaults = resolved.request;
     this.#logger = resolved.logger;
     this.#httpsOnly = resolved.httpsOnly;
@@ -194,6 +208,11 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     this[kInternal] = {
       prepare: (target, init, parked) => this.#prepare(target, init, parked),
       submit: (notification) => this.#submit(notification),
+      park: (notification) => this.#park(notification),
+      unpark: (bytes) => {
+        this.#parked -= 1;
+        this.#parkedBytes -= bytes;
+      },
       hooks: this.#hooks,
       logger: this.#logger,
       addDrainParticipant: (participant) => lifecycle.addParticipant(participant),
@@ -234,6 +253,8 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       inFlight: this.#scheduler.inFlight,
       ...this.#lifecycle.counts,
       queuedBytes: this.#store.bytes,
+      parked: this.#parked,
+      parkedBytes: this.#parkedBytes,
       hooks: this.#hooks.stats(),
     };
     if (this.#store.stats !== undefined && !this.#closed) stats.store = this.#store.stats();
@@ -355,6 +376,28 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     return notification;
   }
 
+  #park(notification: Notification | undefined): boolean {
+    const bytes = notification?.bytes ?? 0;
+    if (this.#parked < this.#maxParked && this.#parkedBytes + bytes <= this.#maxParkedBytes) {
+      this.#parked += 1;
+      this.#parkedBytes += bytes;
+      return true;
+    }
+    // Parked work belongs to responses still being written: none is evicted for a newcomer, so
+    // 'drop-oldest' drops the newcomer here, like 'drop-newest'.
+    const message = `parked work full (${this.#parked} items, ${this.#parkedBytes} bytes parked on open responses)`;
+    if (this.#overflow === 'reject') {
+      if (notification !== undefined) {
+        this.#lifecycle.untrack(notification);
+        notification.forget();
+      }
+      throw new QueueFullError(message);
+    }
+    if (notification === undefined) this.#logger.warn({}, `afterward: hook skipped: ${message}`);
+    else notification.settle('dropped', new DroppedError(message));
+    return false;
+  }
+
   #submit(notification: Notification): void {
     if (notification.settled) return;
     if (this.#closed) {
@@ -371,17 +414,22 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     }
     const result = this.#store.put(notification);
     if (!result.accepted) {
+      const tooLarge =
+        result.reason === 'too-large'
+          ? `notification too large: ${notification.bytes} bytes, above maxQueuedBytes (${result.maxBytes})`
+          : undefined;
       if (fromCall && this.#overflow === 'reject') {
         this.#lifecycle.untrack(notification);
         notification.forget();
         throw new QueueFullError(
-          `queue full (${this.#store.size} notifications, ${this.#store.bytes} bytes held)`,
+          tooLarge ?? `queue full (${this.#store.size} notifications, ${this.#store.bytes} bytes held)`,
         );
       }
       notification.settle(
         'dropped',
         new DroppedError(
-          `queue full: ${this.#overflow === 'drop-oldest' ? 'everything held is in flight' : this.#overflow}`,
+          tooLarge ??
+            `queue full: ${this.#overflow === 'drop-oldest' ? 'everything held is in flight' : this.#overflow}`,
         ),
       );
       return;

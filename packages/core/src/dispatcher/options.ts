@@ -26,6 +26,8 @@ export interface ResolvedDispatcherOptions {
   concurrencyPerOrigin: number;
   overflow: OverflowPolicy;
   maxQueued: number;
+  maxParked: number;
+  maxParkedBytes: number;
   request: RequestDefaults;
   logger: Logger;
   httpsOnly: boolean;
@@ -45,6 +47,8 @@ const DISPATCHER_KEYS = Object.keys({
   concurrencyPerOrigin: true,
   maxQueued: true,
   maxQueuedBytes: true,
+  maxParked: true,
+  maxParkedBytes: true,
   overflow: true,
   timeout: true,
   retry: true,
@@ -175,6 +179,12 @@ export function resolveDispatcherOptions(options: DispatcherOptions): ResolvedDi
     concurrencyPerOrigin,
     overflow,
     maxQueued,
+    maxParked:
+      options.maxParked === undefined ? DEFAULTS.maxParked : checkInteger('maxParked', options.maxParked, 0),
+    maxParkedBytes:
+      options.maxParkedBytes === undefined
+        ? DEFAULTS.maxParkedBytes
+        : checkInteger('maxParkedBytes', options.maxParkedBytes, 0),
     request,
     logger: rateLimitLogger(logger, undefined, logUrls),
     httpsOnly: options.httpsOnly ?? false,

@@ -28,7 +28,14 @@ export interface DispatcherOptions {
   maxQueued?: number;
   /** Body bytes held. Default 32 MiB. */
   maxQueuedBytes?: number;
-  /** What happens when the queue is full. Default `'drop-oldest'`. */
+  /**
+   * Notifications and hooks parked on responses still open (long polls, SSE, slow clients), over
+   * all responses. Default 10 000, as `maxQueued`: parked work becomes queued work.
+   */
+  maxParked?: number;
+  /** Bytes of the notifications parked on open responses (URL, headers, body). Default 32 MiB. */
+  maxParkedBytes?: number;
+  /** What happens when the queue (or parked work) is full. Default `'drop-oldest'`. */
   overflow?: OverflowPolicy;
   /** Per-attempt deadlines; a number sets the total. Default connect 5 s, response 10 s, total 15 s. */
   timeout?: number | Partial<TimeoutOptions>;
@@ -106,8 +113,12 @@ export interface DispatcherStats {
   cancelled: number;
   /** Retries scheduled (an attempt that failed and will be tried again). */
   retries: number;
-  /** Body bytes held by queued and in-flight notifications, against `maxQueuedBytes`. */
+  /** Bytes held by queued and in-flight notifications (URL, headers, body), against `maxQueuedBytes`. */
   queuedBytes: number;
+  /** Notifications and hooks parked on responses still open. */
+  parked: number;
+  /** Bytes of the notifications parked on responses still open. */
+  parkedBytes: number;
   /** `after()` hooks: waiting for a slot, running now, and finished (completed or failed: threw, rejected, timed out, dropped). */
   hooks: { queued: number; running: number; completed: number; failed: number };
   /** The durable outbox's gauges (rows on disk, dead letters, file bytes), when there is one. */

@@ -39,6 +39,9 @@ export interface AttemptSwitch {
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
+/** The notifications watching each caller's AbortSignal, and the one listener that cancels them. */
+const WATCHERS = new WeakMap<AbortSignal, { all: Set<Notification>; onAbort: () => void }>();
+
 /**
  * One notification from the call to its final state: the handle the caller holds, the record the
  * store keeps, and the carrier the scheduler moves. It is the only writer of its own state; each
@@ -67,6 +70,7 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
    */
   requestId: string | undefined = undefined;
   #request: NormalizedRequest | undefined;
+  #bytes: number;
   #state: DeliveryState = 'pending';
   #attempts = 0;
   #response: DeliveryResponse | undefined = undefined;
@@ -92,6 +96,7 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   ) {
     this.key = key;
     this.#request = request;
+    this.#bytes = request === undefined ? 0 : requestBytes(request);
     this.#lifecycle = lifecycle;
     this.id = request?.id ?? item?.id ?? key;
     this.url = request?.url.href ?? item?.url ?? '';
@@ -128,7 +133,7 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
     return this.#request?.origin ?? '';
   }
   get bytes(): number {
-    return this.#request?.body?.length ?? 0;
+    return this.#bytes;
   }
   /** The last HTTP status, for the store's {@link SettleOutcome} (no object per settle). */
   get status(): number | null {
@@ -172,16 +177,34 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
 
   /** Ties the notification to a caller's AbortSignal until it settles. */
   watch(signal: AbortSignal): void {
-    const onAbort = (): void => {
-      this.cancel(signal.reason);
+    let watchers = WATCHERS.get(signal);
+    if (watchers === undefined) {
+      // One listener per signal, whatever the number of sends it cancels: a listener per send
+      // made Node warn (MaxListenersExceededWarning) past 10 sends sharing one signal.
+      const all = new Set<Notification>();
+      const onAbort = (): void => {
+        WATCHERS.delete(signal);
+        for (const notification of all) notification.cancel(signal.reason);
+      };
+      watchers = { all, onAbort };
+      WATCHERS.set(signal, watchers);
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+    const { all, onAbort } = watchers;
+    all.add(this);
+    this.#detach = () => {
+      all.delete(this);
+      if (all.size === 0 && WATCHERS.get(signal)?.all === all) {
+        WATCHERS.delete(signal);
+        signal.removeEventListener('abort', onAbort);
+      }
     };
-    signal.addEventListener('abort', onAbort, { once: true });
-    this.#detach = () => signal.removeEventListener('abort', onAbort);
   }
 
   /** Replaces the body while still pending (a lazy payload computed after the response). */
   setBody(body: Buffer): void {
     if (this.#state !== 'pending' || this.#request === undefined) return;
+    this.#bytes += body.length - (this.#request.body?.length ?? 0);
     this.#request = { ...this.#request, body };
   }
 
@@ -286,4 +309,16 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
       error: this.#error,
     };
   }
+}
+
+/**
+ * What a request holds, counted against `maxQueuedBytes`: its URL and request-line path, header
+ * names and values, and body (a character counted as a byte). Bodies alone let 10,000 notifications
+ * with 20 kB of query and headers each hold 589 MB under a 32 MiB bound.
+ */
+function requestBytes(request: NormalizedRequest): number {
+  let bytes = request.url.href.length + request.path.length + (request.body?.length ?? 0);
+  const headers = request.headers;
+  for (let i = 0; i < headers.length; i++) bytes += (headers[i] as string).length;
+  return bytes;
 }

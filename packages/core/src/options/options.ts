@@ -40,6 +40,8 @@ export const DEFAULTS = {
   concurrencyPerOrigin: 16,
   maxQueued: 10_000,
   maxQueuedBytes: 32 * 1024 * 1024,
+  maxParked: 10_000,
+  maxParkedBytes: 32 * 1024 * 1024,
   overflow: 'drop-oldest' as OverflowPolicy,
   timeout: { connect: 5_000, response: 10_000, total: 15_000 } satisfies TimeoutOptions,
   retry: {

@@ -133,8 +133,9 @@ export class MemoryStore implements NotificationStore {
       this.#entries.size < maxQueued && this.#bytes + record.bytes <= maxQueuedBytes;
     const evicted: Array<StoredRecord> = [];
     if (!fits()) {
-      if (overflow !== 'drop-oldest' || record.bytes > maxQueuedBytes)
-        return { accepted: false, reason: 'full' };
+      if (record.bytes > maxQueuedBytes)
+        return { accepted: false, reason: 'too-large', maxBytes: maxQueuedBytes };
+      if (overflow !== 'drop-oldest') return { accepted: false, reason: 'full' };
       while (!fits()) {
         const entry = this.#oldestWaiting();
         if (entry === undefined) break;

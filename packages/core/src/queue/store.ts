@@ -19,7 +19,7 @@ export interface StoredRecord {
    */
   readonly key: string;
   readonly origin: string;
-  /** Body bytes, counted against `maxQueuedBytes`. */
+  /** Bytes the request holds (URL, headers, body), counted against `maxQueuedBytes`. */
   readonly bytes: number;
   /** Attempts started so far. */
   readonly attempts: number;
@@ -48,7 +48,9 @@ export type PutResult =
       /** Resolves once the record is durable; none means at once (`handle.persisted`). */
       persisted?: Promise<void>;
     }
-  | { accepted: false; reason: 'full' };
+  | { accepted: false; reason: 'full' }
+  /** The record alone is larger than the byte bound: it can never fit. */
+  | { accepted: false; reason: 'too-large'; maxBytes: number };
 
 /**
  * The scheduler's answer for each due record offered by {@link NotificationStore.take}.
@@ -158,7 +160,7 @@ export interface NotificationStore {
   nextDueAt(): number | undefined;
   /** Records stored, leased ones included. */
   readonly size: number;
-  /** Body bytes stored, leased ones included. */
+  /** Bytes of the records stored (see {@link StoredRecord.bytes}), leased ones included. */
   readonly bytes: number;
   /** Records waiting to be taken (queued or in backoff). */
   readonly waiting: number;

@@ -1,5 +1,6 @@
 import { isAfterwardError, NetworkError, TimeoutError, type AfterwardError } from '../util/errors.js';
 import type { DeliveryResponse } from '../notification/handle.js';
+import { redactUrl } from '../util/redact-url.js';
 import type { TimeoutOptions } from '../options/options.js';
 import type { ConfirmMode } from '../request/request.js';
 
@@ -72,11 +73,24 @@ export function toAfterwardError(
         retryable: false,
       });
     default: {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = redactMessage(error instanceof Error ? error.message : String(error), request);
       return new NetworkError(
         `${request.method} ${request.origin} failed: ${typeof code === 'string' ? `${code} ` : ''}${message}`,
         { cause: error, beforeSent },
       );
     }
   }
+}
+
+const URL_IN_TEXT = /[a-z][a-z0-9+.-]*:\/\/[^\s'"<>`]+/gi;
+
+/**
+ * An error text from whatever transport, with any URL in it cut to its origin and the request's
+ * path and query taken out: the message is logged, and a webhook URL's secret is in its path or
+ * query.
+ */
+function redactMessage(message: string, request: TransportRequest): string {
+  let redacted = message.replace(URL_IN_TEXT, (url) => redactUrl(url));
+  if (request.path !== '/' && request.path !== '') redacted = redacted.split(request.path).join('/…');
+  return redacted;
 }
