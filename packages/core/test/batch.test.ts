@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { cleanupScope, startReceiver, waitUntil, type Receiver } from '../../../test/support/index.js';
 import { createBatcher } from '../src/batch/batcher.js';
@@ -14,6 +16,7 @@ import type { Logger } from '../src/util/logger.js';
 import { createTestDispatcher } from '../src/testing.js';
 
 const URL_ = 'http://batch.test/ingest';
+const dist = fileURLToPath(new URL('../dist/index.js', import.meta.url));
 const quiet: Logger = { warn: () => {}, error: () => {} };
 
 const { cleanups: cleanup } = cleanupScope();
@@ -301,5 +304,100 @@ describe('createBatcher', () => {
       InvalidArgumentError,
     );
     expect(() => createBatcher({} as Dispatcher, { url: URL_ })).toThrow(/createDispatcher/);
+  });
+});
+
+describe('Batcher.close() (issue 11)', () => {
+  it('sends the partial batch to a real receiver and resolves once it settled', async () => {
+    const r = await receiver();
+    const dispatcher = realDispatcher();
+    const batcher = createBatcher(dispatcher, { url: r.url, maxItems: 100, maxWaitMs: 60_000 });
+    const handles = [batcher.add({ n: 1 }), batcher.add({ n: 2 })];
+    await batcher.close();
+    expect(r.requests.map((q) => q.json())).toEqual([[{ n: 1 }, { n: 2 }]]);
+    // Resolved only after the batch settled, not merely handed over.
+    expect(handles.map((h) => h.state)).toEqual(['delivered', 'delivered']);
+    expect(batcher.pending()).toBe(0);
+    expect(dispatcher.closed).toBe(false);
+  });
+
+  it('throws ClosedError from add() after close(), and returns the same promise twice', async () => {
+    const batcher = createBatcher(testDispatcher().dispatcher, { url: URL_ });
+    const first = batcher.close();
+    expect(batcher.close()).toBe(first);
+    expect(() => batcher.add('late')).toThrow(ClosedError);
+    await first;
+    expect(batcher.close()).toBe(first);
+    expect(() => batcher.add('later')).toThrow(ClosedError);
+  });
+
+  it('unregisters from the dispatcher: drain() no longer flushes or counts the batcher', async () => {
+    const dispatcher = testDispatcher().dispatcher;
+    const closed = createBatcher(dispatcher, { url: URL_ });
+    const open = createBatcher(dispatcher, { url: URL_ });
+    await closed.close();
+    let flushedClosed = 0;
+    let flushedOpen = 0;
+    // The dispatcher reaches a participant only through these; a kept reference would call them.
+    Object.assign(closed, { flush: () => (flushedClosed += 1), pending: () => 1 });
+    Object.assign(open, { flush: () => (flushedOpen += 1) });
+    const result = await dispatcher.drain({ timeout: 200 });
+    expect(flushedOpen).toBe(1);
+    expect(flushedClosed).toBe(0);
+    expect(result).toEqual({ drained: true, pending: 0 });
+  });
+
+  it('leaves no reference behind: a closed batcher is garbage-collected, an open one is not', async () => {
+    // In a child with --expose-gc; the dispatcher stays alive and open throughout.
+    const script = `
+      const { createDispatcher, createBatcher } = await import(${JSON.stringify(dist)});
+      const dispatcher = createDispatcher({
+        transport: { send: async () => ({ kind: 'sent' }), close: async () => {} },
+        logger: { warn() {}, error() {} },
+      });
+      const make = () => {
+        const batcher = createBatcher(dispatcher, { url: 'http://127.0.0.1:9/ingest' });
+        batcher.add({ a: 1 });
+        return batcher;
+      };
+      let closed = make();
+      let open = make();
+      await closed.close();
+      const refs = [new WeakRef(closed), new WeakRef(open)];
+      closed = undefined;
+      open = undefined;
+      for (let i = 0; i < 5; i++) { await new Promise((r) => setTimeout(r, 10)); gc(); }
+      process.stdout.write(JSON.stringify(refs.map((ref) => ref.deref() === undefined)));
+      await dispatcher.close();
+    `;
+    const collected = await new Promise<boolean[]>((resolve, reject) => {
+      execFile(
+        process.execPath,
+        ['--expose-gc', '--input-type=module', '-e', script],
+        { timeout: 20_000 },
+        (error, stdout) => {
+          if (error === null) resolve(JSON.parse(stdout) as boolean[]);
+          else reject(new Error(`child failed: ${error.message}`, { cause: error }));
+        },
+      );
+    });
+    // The open one is still registered with the dispatcher (the control: the check can fail).
+    expect(collected).toEqual([true, false]);
+  });
+
+  it('keeps counting in drain() until a 413 split of its last batch settled', async () => {
+    const r = await receiver((req, res) => {
+      res.statusCode = req.json<unknown[]>().length > 1 ? 413 : 204;
+      res.end();
+    });
+    const dispatcher = realDispatcher();
+    const batcher = createBatcher(dispatcher, { url: r.url, maxWaitMs: 60_000 });
+    const handles = [batcher.add('a'), batcher.add('b')];
+    const closing = batcher.close();
+    const drained = await dispatcher.drain({ timeout: 2_000 });
+    expect(drained.drained).toBe(true);
+    expect(handles.map((h) => h.state)).toEqual(['delivered', 'delivered']);
+    await closing;
+    expect(r.requests.map((q) => q.json<unknown[]>().length)).toEqual([2, 1, 1]);
   });
 });

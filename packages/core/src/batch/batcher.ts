@@ -82,6 +82,21 @@ export interface Batcher {
   flush(): void;
   /** Items held or in flight, not yet settled. */
   pending(): number;
+  /**
+   * Stops accepting items (`add()` then throws {@link ClosedError}), sends the partial batch,
+   * and resolves once every item this batcher took has settled (delivered, failed, dropped or
+   * cancelled; a 413 split included). Then it unregisters from its dispatcher, which keeps no
+   * reference to it. The dispatcher stays open. Never rejects; calling it again returns the same
+   * promise.
+   *
+   * @example
+   * ```ts
+   * const batcher = createBatcher(dispatcher, { url: 'https://logs.example.com' });
+   * batcher.add({ type: 'job-done', job: 12 });
+   * await batcher.close(); // the partial batch went and settled; the dispatcher forgot the batcher
+   * ```
+   */
+  close(): Promise<void>;
 }
 
 interface Item {
@@ -203,6 +218,10 @@ class BatcherImpl implements Batcher {
   readonly #maxPending: number;
   readonly #ndjson: boolean;
   readonly #changed: () => void;
+  readonly #participant: DrainParticipant;
+  /** Set by {@link close}; resolved once nothing is pending. */
+  #closing: Promise<void> | undefined;
+  #whenSettled: (() => void) | undefined;
   /** The lifecycle of every item handle: items are counted by their batch, not on their own. */
   readonly #items: NotificationLifecycle = {
     settled: () => this.#changed(),
@@ -243,14 +262,40 @@ class BatcherImpl implements Batcher {
 
     this.#dispatcher = dispatcher;
     this.#internal = internalsOf(dispatcher);
-    const participant: DrainParticipant = { flush: () => this.flush(), pending: () => this.pending() };
-    this.#changed = this.#internal.addDrainParticipant(participant);
+    this.#participant = { flush: () => this.flush(), pending: () => this.pending() };
+    const changed = this.#internal.addDrainParticipant(this.#participant);
+    this.#changed = () => {
+      changed();
+      if (this.#whenSettled !== undefined && this.pending() === 0) this.#whenSettled();
+    };
   }
 
-  add(item: unknown, options: BatchAddOptions = {}): DeliveryHandle {
+  close(): Promise<void> {
+    if (this.#closing !== undefined) return this.#closing;
+    this.#closing = new Promise<void>((resolve) => {
+      this.#whenSettled = () => {
+        this.#whenSettled = undefined;
+        // Only now: until its last batch settled (a 413 split may send again), drain() must count it.
+        this.#internal.removeDrainParticipant(this.#participant);
+        resolve();
+      };
+    });
+    this.flush();
+    if (this.pending() === 0) this.#whenSettled?.();
+    return this.#closing;
+  }
+
+  #checkOpen(): void {
+    if (this.#closing !== undefined) {
+      throw new ClosedError('add() after close(): the batcher no longer accepts items');
+    }
     if (this.#dispatcher.closed) {
       throw new ClosedError('add() after close(): the dispatcher no longer accepts notifications');
     }
+  }
+
+  add(item: unknown, options: BatchAddOptions = {}): DeliveryHandle {
+    this.#checkOpen();
     checkObject('add() options', options);
     const { signal } = options;
     if (signal !== undefined && !isAbortSignal(signal)) {
@@ -278,9 +323,7 @@ class BatcherImpl implements Batcher {
 
   /** {@link add} without a handle: for records nobody awaits, at a fraction of the cost. */
   addUnobserved(item: unknown): void {
-    if (this.#dispatcher.closed) {
-      throw new ClosedError('add() after close(): the dispatcher no longer accepts notifications');
-    }
+    this.#checkOpen();
     const json = stringifyJson(item);
     const cost = this.#cost(json);
     if (this.pending() >= this.#maxPending) {

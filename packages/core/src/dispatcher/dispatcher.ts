@@ -63,6 +63,8 @@ export interface DispatcherInternal {
    * the participant calls when its `pending()` count fell, so a waiting `drain()` can resolve.
    */
   addDrainParticipant(participant: DrainParticipant): () => void;
+  /** Forgets a participant added by {@link addDrainParticipant} (a closed batcher). */
+  removeDrainParticipant(participant: DrainParticipant): void;
 }
 
 /**
@@ -216,6 +218,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       hooks: this.#hooks,
       logger: this.#logger,
       addDrainParticipant: (participant) => lifecycle.addParticipant(participant),
+      removeDrainParticipant: (participant) => lifecycle.removeParticipant(participant),
     };
     this.#store.open({
       revive: (json) => this.#revive(json),

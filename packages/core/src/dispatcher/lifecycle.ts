@@ -129,6 +129,13 @@ export class Lifecycle implements NotificationLifecycle {
     return () => this.checkIdle();
   }
 
+  /** Forgets a participant (a closed batcher): `drain()` no longer flushes or counts it. */
+  removeParticipant(participant: DrainParticipant): void {
+    const index = this.#participants.indexOf(participant);
+    if (index !== -1) this.#participants.splice(index, 1);
+    this.checkIdle();
+  }
+
   flushParticipants(): void {
     for (const participant of this.#participants) participant.flush();
   }
