@@ -44,6 +44,17 @@ export interface OutboxDbOptions {
   maxDeadLetters?: number;
 }
 
+/**
+ * A notification whose serialisable form is made at the group commit instead of at the call: the
+ * body size the bounds need is known at once, the JSON (base64 of the body) is not.
+ */
+export interface LazyNotification {
+  /** Body bytes, as counted against `maxBytes`. */
+  readonly bodyBytes: number;
+  /** Called once, at the commit: the notification as it is then (attempts made meanwhile included). */
+  json(): NotificationJson;
+}
+
 /** What {@link OutboxDb.enqueue} did with a notification. */
 export type EnqueueResult =
   | {
@@ -170,6 +181,33 @@ function bodyBytes(body: string | null): number {
   return Math.floor((body.length * 3) / 4) - padding;
 }
 
+/** The rows of a group commit, each serialised now (the JSON is never made on the call path). */
+function toRows(
+  batch: ReadonlyArray<NotificationJson | LazyNotification>,
+  leases: ReadonlyArray<{ owner: string; until: number } | undefined>,
+): BatchRow[] {
+  const rows: BatchRow[] = new Array<BatchRow>(batch.length);
+  for (let i = 0; i < batch.length; i++) {
+    const entry = batch[i]!;
+    const lazy = 'bodyBytes' in entry;
+    const n = lazy ? entry.json() : entry;
+    const lease = leases[i];
+    rows[i] = [
+      n.key,
+      n.id,
+      n.origin,
+      n.attempts,
+      n.notBefore,
+      n.createdAt,
+      lazy ? entry.bodyBytes : bodyBytes(n.body),
+      JSON.stringify(n),
+      lease?.owner ?? null,
+      lease?.until ?? null,
+    ];
+  }
+  return rows;
+}
+
 function positive(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
@@ -202,8 +240,8 @@ export class OutboxDb {
   readonly #stmts: Record<string, StatementSync> = {};
 
   // The group commit being filled during this turn of the event loop.
-  #batch: BatchRow[] = [];
-  #batchNotifications: NotificationJson[] = [];
+  #batch: Array<NotificationJson | LazyNotification> = [];
+  #batchLeases: Array<{ owner: string; until: number } | undefined> = [];
   #batchBytes = 0;
   #batchDone: Deferred | undefined;
   // Rows and bytes written but not yet in `#file` (commits in flight on the worker).
@@ -212,6 +250,8 @@ export class OutboxDb {
   #file: FileCounts = { rows: 0, bytes: 0 };
   #refused = 0;
   #commits = 0;
+  #inTransaction = false;
+  #countsStale = false;
   #closed = false;
   #failure: OutboxError | undefined;
 
@@ -295,7 +335,11 @@ export class OutboxDb {
   /** Runs a write that changes pending rows, then refreshes the file's counts for the bounds. */
   #write(doing: string, sql: string, ...params: SQLInputValue[]): number {
     const changes = this.#run(doing, sql, ...params);
-    if (changes > 0) this.#file = this.#readCounts();
+    // In a transaction, read once at its commit (these writes only lower the counts meanwhile).
+    if (changes > 0) {
+      if (this.#inTransaction) this.#countsStale = true;
+      else this.#file = this.#readCounts();
+    }
     return changes;
   }
 
@@ -324,10 +368,10 @@ export class OutboxDb {
    * r.persisted.then(() => log('durable'));
    * ```
    */
-  enqueue(n: NotificationJson, lease?: { owner: string; until: number }): EnqueueResult {
+  enqueue(n: NotificationJson | LazyNotification, lease?: { owner: string; until: number }): EnqueueResult {
     this.#assertOpen();
     if (this.#failure !== undefined) throw this.#failure;
-    const bytes = bodyBytes(n.body);
+    const bytes = 'bodyBytes' in n ? n.bodyBytes : bodyBytes(n.body);
     const rows = this.#file.rows + this.#inflightRows + this.#batch.length;
     if (
       rows + 1 > this.#maxRows ||
@@ -341,19 +385,8 @@ export class OutboxDb {
       setImmediate(this.#flush);
     }
     // The JSON is made at the commit, off the call path.
-    this.#batch.push([
-      n.key,
-      n.id,
-      n.origin,
-      n.attempts,
-      n.notBefore,
-      n.createdAt,
-      bytes,
-      '',
-      lease?.owner ?? null,
-      lease?.until ?? null,
-    ]);
-    this.#batchNotifications.push(n);
+    this.#batch.push(n);
+    this.#batchLeases.push(lease);
     this.#batchBytes += bytes;
     return { accepted: true, persisted: this.#batchDone.promise };
   }
@@ -367,14 +400,20 @@ export class OutboxDb {
     const done = this.#batchDone;
     // With a commit in flight on the worker, its reply sends this batch.
     if (done === undefined || this.#commit !== undefined) return;
-    const rows = this.#batch;
-    const notifications = this.#batchNotifications;
+    const batch = this.#batch;
+    const leases = this.#batchLeases;
     const bytes = this.#batchBytes;
     this.#batch = [];
-    this.#batchNotifications = [];
+    this.#batchLeases = [];
     this.#batchBytes = 0;
     this.#batchDone = undefined;
-    for (let i = 0; i < rows.length; i++) rows[i]![7] = JSON.stringify(notifications[i]);
+    let rows: BatchRow[];
+    try {
+      rows = toRows(batch, leases);
+    } catch (error) {
+      done.reject(toOutboxError(error, this.path, 'serialising a batch'));
+      return;
+    }
     if (this.#writer !== undefined) {
       try {
         this.#file = this.#writer.write(rows);
@@ -474,7 +513,7 @@ export class OutboxDb {
     this.#vacuum = undefined;
     this.#batchDone?.reject(error);
     this.#batch = [];
-    this.#batchNotifications = [];
+    this.#batchLeases = [];
     this.#batchBytes = 0;
     this.#batchDone = undefined;
     this.#drained?.();
@@ -498,19 +537,25 @@ export class OutboxDb {
       throw toOutboxError(error, this.path, 'starting a transaction');
     }
     let result: T;
+    this.#inTransaction = true;
+    this.#countsStale = false;
     try {
       result = fn();
     } catch (error) {
+      this.#inTransaction = false;
       rollbackQuietly(this.#db);
       this.#file = this.#readCounts();
       throw error;
     }
+    this.#inTransaction = false;
     try {
       this.#db.exec('COMMIT');
     } catch (error) {
       rollbackQuietly(this.#db);
+      this.#file = this.#readCounts();
       throw toOutboxError(error, this.path, 'committing a transaction');
     }
+    if (this.#countsStale) this.#file = this.#readCounts();
     return result;
   }
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { createMemoryStore } from '@afterward/core/backend';
+import { createMemoryStore, storageKey } from '@afterward/core/backend';
 import type {
   Admit,
   NotificationJson,
@@ -47,6 +47,7 @@ const DEFAULT_LIMITS: StoreLimits = {
   overflow: 'reject',
 };
 const PAGE = 500;
+const NOOP = (): void => undefined;
 
 function alive(pid: number): boolean {
   try {
@@ -88,6 +89,11 @@ export class SqliteOutbox implements NotificationStore {
   // Writes other than the insert, applied in one transaction per turn, after the commit that
   // inserted their rows.
   #ops: Array<() => void> = [];
+  /**
+   * The ops queued for a row that a later completion or burial in the same transaction makes
+   * moot (an attempt recorded, a reschedule): replaced by a no-op then, one write per row saved.
+   */
+  #opsByKey = new Map<string, number[]>();
   #opsScheduled = false;
   #lastCommit: Promise<void> = Promise.resolve();
   #commitsInFlight = 0;
@@ -206,11 +212,22 @@ export class SqliteOutbox implements NotificationStore {
     const store = this.#store;
     const result = store.put(record);
     if (!result.accepted) return result;
-    let json: NotificationJson;
+    const lease = { owner: this.owner, until: Date.now() + this.#lease };
+    const bodyBytes = record.bodyBytes;
+    let key: string;
     let enqueued: ReturnType<OutboxDb['enqueue']>;
     try {
-      json = record.json();
-      enqueued = this.db.enqueue(json, { owner: this.owner, until: Date.now() + this.#lease });
+      if (bodyBytes === undefined) {
+        const json = record.json();
+        key = json.key;
+        enqueued = this.db.enqueue(json, lease);
+      } else {
+        // Serialised at this turn's group commit (base64 of the body, the JSON), not here: the
+        // call only checks the bounds with the body's size. A record settled before that commit
+        // is still written (as it is then); its completion is applied after the commit.
+        key = storageKey(record.key);
+        enqueued = this.db.enqueue({ bodyBytes, json: () => record.json() }, lease);
+      }
     } catch (error) {
       store.remove(record.key);
       throw error;
@@ -220,8 +237,8 @@ export class SqliteOutbox implements NotificationStore {
       store.remove(record.key);
       return enqueued;
     }
-    this.#storageKeys.set(record.key, json.key);
-    this.#held.add(json.key);
+    this.#storageKeys.set(record.key, key);
+    this.#held.add(key);
     const persisted = enqueued.persisted;
     if (persisted !== this.#lastCommit) {
       this.#lastCommit = persisted;
@@ -243,7 +260,7 @@ export class SqliteOutbox implements NotificationStore {
     const key = this.#storageKeys.get(record.key);
     if (key === undefined) return;
     const attempts = record.attempts;
-    this.#op(() => this.db.recordAttempt(key, attempts));
+    this.#op(() => this.db.recordAttempt(key, attempts), key);
   }
 
   release(record: StoredRecord): void {
@@ -252,8 +269,10 @@ export class SqliteOutbox implements NotificationStore {
     if (key === undefined) return;
     const { notBefore, attempts } = record;
     // Still ours while it waits out its backoff: the lease is kept (and renewed).
-    this.#op(() =>
-      this.db.reschedule(key, notBefore, attempts, { owner: this.owner, until: Date.now() + this.#lease }),
+    this.#op(
+      () =>
+        this.db.reschedule(key, notBefore, attempts, { owner: this.owner, until: Date.now() + this.#lease }),
+      key,
     );
   }
 
@@ -270,8 +289,10 @@ export class SqliteOutbox implements NotificationStore {
         attempts: record.attempts,
         failedAt: Date.now(),
       } as const;
+      this.#final(key);
       this.#op(() => this.db.bury(key, info));
     } else {
+      this.#final(key);
       this.#op(() => this.db.complete(key));
     }
   }
@@ -280,7 +301,10 @@ export class SqliteOutbox implements NotificationStore {
     if (!this.#store.remove(key)) return false;
     const storageKey = this.#forget(key);
     // Cancelled while waiting: gone, unless close() is keeping what is left for the next start.
-    if (storageKey !== undefined && !this.#keeping) this.#op(() => this.db.complete(storageKey));
+    if (storageKey !== undefined && !this.#keeping) {
+      this.#final(storageKey);
+      this.#op(() => this.db.complete(storageKey));
+    }
     return true;
   }
 
@@ -308,7 +332,20 @@ export class SqliteOutbox implements NotificationStore {
     return this.#store.waiting;
   }
 
-  #op(op: () => void): void {
+  /** `key`'s row is about to be deleted or buried: its earlier queued updates are moot. */
+  #final(key: string): void {
+    const queued = this.#opsByKey.get(key);
+    if (queued === undefined) return;
+    this.#opsByKey.delete(key);
+    for (const index of queued) this.#ops[index] = NOOP;
+  }
+
+  #op(op: () => void, key?: string): void {
+    if (key !== undefined) {
+      const queued = this.#opsByKey.get(key);
+      if (queued === undefined) this.#opsByKey.set(key, [this.#ops.length]);
+      else queued.push(this.#ops.length);
+    }
     this.#ops.push(op);
     if (this.#opsScheduled) return;
     this.#opsScheduled = true;
@@ -326,6 +363,7 @@ export class SqliteOutbox implements NotificationStore {
     const ops = this.#ops;
     if (ops.length === 0 || this.#closed) return;
     this.#ops = [];
+    this.#opsByKey.clear();
     try {
       this.db.inTransaction(() => {
         for (const op of ops) op();

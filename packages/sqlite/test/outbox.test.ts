@@ -90,6 +90,41 @@ describe('sqliteOutbox through the dispatcher', () => {
     await waitUntil(() => second.stats().store?.rows === 0, { message: 'row removed after delivery' });
   });
 
+  it('serialises at the group commit: rows settled before it are still written, then removed', async () => {
+    const path = tempFile();
+    const r = await receiver();
+    r.respondWith((_req, res) => void res.writeHead(204).end());
+    const d = dispatcher(path);
+    await d.ready;
+    const body = { text: 'x'.repeat(3_000) };
+    const sent = Array.from({ length: 20 }, (_, n) => d.send(`${r.url}/hook`, { json: { ...body, n } }));
+    // Settled in the same turn, before the commit that writes their rows.
+    for (const handle of sent.slice(0, 10)) expect(handle.cancel()).toBe(true);
+    await Promise.all(sent.map((handle) => handle.persisted));
+    await r.waitFor(10);
+    const db = track(new OutboxDb({ path, create: false }));
+    await waitUntil(() => db.stats().pending + db.stats().leased === 0, { message: 'all rows removed' });
+    expect(db.stats()).toMatchObject({ dead: 0, refused: 0 });
+    expect(d.stats().store).toMatchObject({ rows: 0, dead: 0 });
+    expect(
+      r.requests.map((req) => (JSON.parse(req.body.toString()) as { n: number }).n).sort((a, b) => a - b),
+    ).toEqual([10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
+  });
+
+  it('keeps a row written at the group commit with its body intact across a restart', async () => {
+    const path = tempFile();
+    const r = await receiver();
+    r.respondWith(() => undefined); // never answers: kept at close
+    const first = createDispatcher({ outbox: sqliteOutbox({ path }), logger: quiet, timeout: 60_000 });
+    const payload = { text: 'é'.repeat(1_000), n: 7 };
+    await first.send(`${r.url}/hook`, { json: payload }).persisted;
+    await first.close({ timeout: 10 });
+    const db = track(new OutboxDb({ path, create: false }));
+    const [row] = db.pendingPage(undefined, 10).rows;
+    expect(JSON.parse(Buffer.from(row?.body ?? '', 'base64').toString())).toEqual(payload);
+    expect(db.stats().pending).toBe(1);
+  });
+
   it('turns a failed notification into a dead letter', async () => {
     const path = tempFile();
     const r = await receiver();

@@ -135,6 +135,9 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   get bytes(): number {
     return this.#bytes;
   }
+  get bodyBytes(): number {
+    return this.#request?.body?.length ?? 0;
+  }
   /** The last HTTP status, for the store's {@link SettleOutcome} (no object per settle). */
   get status(): number | null {
     return this.#response?.status ?? (this.#error instanceof HttpStatusError ? this.#error.status : null);

@@ -27,6 +27,11 @@ export interface StoredRecord {
   readonly notBefore: number;
   /** Epoch milliseconds of the call. */
   readonly createdAt: number;
+  /**
+   * Bytes of the body alone (what `json().body` decodes to), so a durable store can check its
+   * bounds at the call and serialise later; undefined when unknown.
+   */
+  readonly bodyBytes?: number;
   /** The serialisable form, made on each call: the memory store never calls it. */
   json(): NotificationJson;
 }
