@@ -17,7 +17,7 @@ export type PostgresAdminOptions =
  * @example
  * ```ts
  * const admin = postgresAdmin({ connectionString: 'postgres://postgres@127.0.0.1/app' });
- * for (const d of await admin.listDead({ origin: 'https://hooks.example.com' })) console.log(d.id, d.errorCode);
+ * for (const d of await admin.listDead({ origin: 'https://hooks.example.com' })) process.stdout.write(`${d.id} ${d.errorCode ?? ''}\n`);
  * await admin.replayDead(id);
  * await admin.close();
  * ```

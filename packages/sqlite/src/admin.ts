@@ -15,7 +15,7 @@ export interface SqliteAdminOptions {
  * @example
  * ```ts
  * const admin = openSqliteAdmin('/var/lib/app/outbox.db');
- * try { for (const d of await admin.listDead({})) console.log(d.id); } finally { await admin.close(); }
+ * try { for (const d of await admin.listDead({})) process.stdout.write(`${d.id}\n`); } finally { await admin.close(); }
  * ```
  */
 export function openSqliteAdmin(path: string, options: SqliteAdminOptions = {}): OutboxAdmin {

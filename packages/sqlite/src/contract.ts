@@ -10,7 +10,7 @@ import type { NotificationJson } from '@afterward/core/backend';
  *
  * @example
  * ```ts
- * for (const d of await admin.listDead({ origin: 'https://hooks.example.com' })) console.log(d.id, d.errorCode);
+ * for (const d of await admin.listDead({ origin: 'https://hooks.example.com' })) process.stdout.write(`${d.id} ${d.errorCode ?? ''}\n`);
  * ```
  */
 export interface DeadLetter {
