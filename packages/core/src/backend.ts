@@ -9,6 +9,7 @@ export { fromNotificationJson, newKey, storageKey, toNotificationJson } from './
 export type { NotificationJson, NotificationRequest, NotificationSource } from './notification/json.js';
 export { createMemoryStore, MemoryStore } from './queue/memory-store.js';
 export type { ExternalBackend, ExternalOutcome } from './queue/external.js';
+export type { DeadLetter, DeadLetterFilter, OutboxAdmin } from './queue/dead-letter.js';
 export type {
   Admit,
   NotificationStore,

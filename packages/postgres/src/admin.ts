@@ -1,5 +1,5 @@
 import type { NotificationJson } from '@afterward/core/backend';
-import type { DeadLetter, DeadLetterFilter, OutboxAdmin } from './contract.js';
+import type { DeadLetter, DeadLetterFilter, OutboxAdmin } from '@afterward/core/backend';
 import { connectionOf, postgresBackend } from './backend.js';
 import type { PostgresBackend, PostgresBackendOptions } from './backend.js';
 import { withTransaction } from './db.js';

@@ -16,5 +16,5 @@ export type { PostgresAdminOptions } from './admin.js';
 export { notificationJson } from './notification.js';
 export type { NotificationInit } from './notification.js';
 export type { SqlExecutor, SqlTarget } from './db.js';
-export type { DeadLetter, DeadLetterFilter, OutboxAdmin } from './contract.js';
+export type { DeadLetter, DeadLetterFilter, OutboxAdmin } from '@afterward/core/backend';
 export type { AttemptReport, AttemptRunner, Decision, NotificationJson } from '@afterward/core/backend';

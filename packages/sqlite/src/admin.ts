@@ -1,4 +1,4 @@
-import type { DeadLetter, DeadLetterFilter, OutboxAdmin } from './contract.js';
+import type { DeadLetter, DeadLetterFilter, OutboxAdmin } from '@afterward/core/backend';
 import { OutboxDb } from './db.js';
 
 /** Options of {@link openSqliteAdmin}. */

@@ -5,7 +5,7 @@ import { ClosedError, InvalidArgumentError } from '@afterward/core';
 import { BatchWriter, type BatchRow, type FileCounts } from './commit.js';
 import type { WorkerData, WorkerReply, WorkerRequest } from './commit-worker.js';
 import type { NotificationJson } from '@afterward/core/backend';
-import type { DeadLetter, DeadLetterFilter } from './contract.js';
+import type { DeadLetter, DeadLetterFilter } from '@afterward/core/backend';
 import { OutboxError, toOutboxError } from './errors.js';
 import { redactMessage } from './redact.js';
 import { openOutboxFile, rollbackQuietly } from './schema.js';

@@ -12,7 +12,7 @@ export type { SqliteAdminOptions } from './admin.js';
 export { OutboxError, toOutboxError } from './errors.js';
 export type { OutboxErrorCode } from './errors.js';
 export { redactMessage } from './redact.js';
-export type { DeadLetter, DeadLetterFilter, OutboxAdmin } from './contract.js';
+export type { DeadLetter, DeadLetterFilter, OutboxAdmin } from '@afterward/core/backend';
 export type { NotificationJson } from '@afterward/core/backend';
 export { sqliteOutbox, SqliteOutbox } from './outbox.js';
 export type { SqliteOutboxOptions } from './outbox.js';

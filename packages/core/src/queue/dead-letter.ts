@@ -1,9 +1,8 @@
 /**
- * The dead-letter shapes of the wave-2 contract, shared by the SQLite and PostgreSQL backends and
- * the `afterward` command. `NotificationJson` comes from `@afterward/core/backend`; these move
- * there too once both backends are merged.
+ * Dead letters as every durable backend keeps them (SQLite, PostgreSQL), and the admin surface the
+ * `afterward` command drives: one definition, so a backend cannot drift from the CLI.
  */
-import type { NotificationJson } from '@afterward/core/backend';
+import type { NotificationJson } from '../notification/json.js';
 
 /**
  * A notification that failed for good, as an outbox keeps it for an operator.
@@ -56,7 +55,7 @@ export interface DeadLetterFilter {
  *
  * @example
  * ```ts
- * const admin = openSqliteAdmin('/var/lib/app/outbox.db');
+ * const admin: OutboxAdmin = openSqliteAdmin('/var/lib/app/outbox.db'); // from @afterward/sqlite
  * await admin.replayDead('01J...'); await admin.close();
  * ```
  */
