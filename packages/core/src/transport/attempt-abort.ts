@@ -25,6 +25,8 @@ export class AttemptAbort implements TransportAttempt {
   // One or two listeners at most (undici's request, a transport's own); a plain array beats an
   // EventEmitter here, which costs an init per attempt on the hot path.
   #listeners: Array<() => void> | undefined;
+  // The built-in transport's handler of this attempt: an object, not a closure per attempt.
+  #watcher: AbortWatcher | undefined = undefined;
 
   constructor(attempt: number) {
     this.attempt = attempt;
@@ -59,16 +61,34 @@ export class AttemptAbort implements TransportAttempt {
     return this;
   }
 
+  /** Whether {@link abort} was called. */
+  isAborted(): boolean {
+    return this.#aborted;
+  }
+
+  /** Sets the one watcher told of the abort (the built-in transport's handler); undefined unsets it. */
+  watch(watcher: AbortWatcher | undefined): void {
+    this.#watcher = watcher;
+  }
+
   /** Aborts once; later calls do nothing. */
   abort(reason: unknown): void {
     if (this.#aborted) return;
     this.#aborted = true;
     this.reason = reason;
     this.#controller?.abort(reason);
+    const watcher = this.#watcher;
+    this.#watcher = undefined;
+    watcher?.attemptAborted(reason);
     const listeners = this.#listeners;
     this.#listeners = undefined;
     if (listeners !== undefined) for (const listener of listeners) listener();
   }
+}
+
+/** Told when an {@link AttemptAbort} fires (see {@link AttemptAbort.watch}). */
+export interface AbortWatcher {
+  attemptAborted(reason: unknown): void;
 }
 
 /** What to give undici as `signal`: the cheap switch when the dispatcher made the attempt, else its signal. */
