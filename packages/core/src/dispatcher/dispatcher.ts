@@ -1,5 +1,7 @@
 import { EventEmitter } from 'node:events';
-import { armDeadline, thrownResult } from '../attempt/attempt.js';
+import { AsyncResource } from 'node:async_hooks';
+import { thrownResult } from '../attempt/attempt.js';
+import { Deadlines, type Deadline } from '../attempt/deadlines.js';
 import { HookRunner } from '../after-response/hooks.js';
 import type { DeliveryHandle } from '../notification/handle.js';
 import { fromNotificationJson, localKey, type NotificationJson } from '../notification/json.js';
@@ -17,7 +19,14 @@ import {
   type SendRequest,
 } from '../request/request.js';
 import { AttemptAbort } from '../transport/attempt-abort.js';
-import type { Transport, TransportResult } from '../transport/transport.js';
+import {
+  isDirectTransport,
+  kSendDirect,
+  type AttemptDone,
+  type DirectTransport,
+  type Transport,
+  type TransportResult,
+} from '../transport/transport.js';
 import {
   CancelledError,
   ClosedError,
@@ -25,8 +34,8 @@ import {
   HookError,
   InvalidArgumentError,
   QueueFullError,
+  TimeoutError,
 } from '../util/errors.js';
-import { captureContext, type RunInContext } from '../util/context.js';
 import type { Logger } from '../util/logger.js';
 import type { DispatcherEventName, DispatcherEvents } from './events.js';
 import { Lifecycle, type DrainParticipant } from './lifecycle.js';
@@ -122,6 +131,28 @@ function droppedOldestError(): DroppedError {
 }
 
 /**
+ * One attempt of the dispatcher: its abort switch, its place among the total deadlines, and
+ * what it came to, in one object.
+ */
+class DispatchedAttempt extends AttemptAbort implements Deadline {
+  readonly notification: Notification;
+  result: TransportResult | undefined = undefined;
+  deadlineAt = 0;
+  deadlineMs = 0;
+  deadlinePrev: Deadline | undefined = undefined;
+  deadlineNext: Deadline | undefined = undefined;
+
+  constructor(attempt: number, notification: Notification) {
+    super(attempt);
+    this.notification = notification;
+  }
+
+  expire(): void {
+    this.abort(new TimeoutError('total', this.deadlineMs));
+  }
+}
+
+/**
  * The dispatcher: the front door (`send`, `drain`, `close`, events) over three stages that never
  * call back into each other: the store and {@link Scheduler} decide what runs, an attempt runs on
  * the transport, and {@link decide} says what follows; each notification writes its own state and
@@ -146,7 +177,13 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   /** Reused for every decision (decide() keeps nothing): no object per attempt. */
   readonly #decideContext: DecideContext = { attempt: 0, retry: DEFAULTS.retry, now: 0 };
   /** Where revived notifications (no caller) run: the context the dispatcher was made in. */
-  readonly #context: RunInContext = captureContext();
+  readonly #context = new AsyncResource('afterward');
+  /** The transport's callback entry point, when it has one (the built-in transports). */
+  readonly #direct: DirectTransport | undefined;
+  readonly #deadlines = new Deadlines();
+  /** Attempts that returned, applied in one microtask. */
+  #completed: DispatchedAttempt[] = [];
+  #completing = false;
   #accepting = true;
   #closed = false;
   #closing: Promise<CloseResult> | undefined;
@@ -166,6 +203,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     this.#store = resolved.store;
     this.#backend = resolved.backend;
     this.#transport = resolved.transport;
+    this.#direct = isDirectTransport(this.#transport) ? this.#transport : undefined;
     const lifecycle = new Lifecycle(this, this.#logger, this.#store);
     this.#lifecycle = lifecycle;
     const { breaker: breakerOptions } = resolved;
@@ -366,7 +404,8 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       throw new InvalidArgumentError(`httpsOnly: refusing ${request.url.protocol} URL ${request.origin}`);
     }
     const notification = new Notification(localKey(), request, this.#lifecycle);
-    notification.runIn = captureContext();
+    // Captured at the call: the notification's attempts run in the caller's async context.
+    notification.context = new AsyncResource('afterward');
     this.#lifecycle.track(notification);
     const signal = request.signal;
     if (signal !== undefined) {
@@ -480,31 +519,74 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     // AsyncLocalStorage stores and OpenTelemetry's trace follow the notification; undici creates
     // its request in it, also when the request waits in undici's own pool queue (undici 8.14
     // dispatches queued requests in their caller's context: the dependency's lower bound).
-    (notification.runIn ?? this.#context)(
-      () =>
-        void this.#attempt(notification).catch((error: unknown) => {
-          // #attempt handles its own failures; reaching this is a bug, reported, never thrown.
-          this.#logger.error({ err: error }, 'afterward: internal error during an attempt');
-        }),
-    );
+    try {
+      (notification.context ?? this.#context).runInAsyncScope(this.#attempt, this, notification);
+    } catch (error) {
+      // #attempt handles its own failures; reaching this is a bug, reported, never thrown.
+      this.#logger.error({ err: error }, 'afterward: internal error during an attempt');
+    }
   }
 
-  async #attempt(notification: Notification): Promise<void> {
-    const abort = new AttemptAbort(notification.attempts + 1);
-    notification.begin(abort);
+  #attempt(notification: Notification): void {
+    const attempt = new DispatchedAttempt(notification.attempts + 1, notification);
+    notification.begin(attempt);
     this.#store.attempt(notification);
-    // The normalised request already has the transport's shape: no copy per attempt. The steps of
-    // attemptOnce(), inline: this runs once per attempt, and an async frame less is measurable.
+    // The normalised request already has the transport's shape: no copy per attempt.
     const { request } = notification;
-    const timer = armDeadline(request, abort);
-    let result: TransportResult;
+    this.#deadlines.add(attempt, request.timeout.total);
+    const done = this.#done;
     try {
-      result = await this.#transport.send(request, abort);
+      const direct = this.#direct;
+      if (direct !== undefined) {
+        // The built-in transport reports to `done`: no promise, no async frame per attempt.
+        direct[kSendDirect](request, attempt, done);
+        return;
+      }
+      void Promise.resolve(this.#transport.send(request, attempt)).then(
+        (result) => done.attemptDone(attempt, result),
+        (error: unknown) => done.attemptDone(attempt, thrownResult(error, request, attempt)),
+      );
     } catch (error) {
-      result = thrownResult(error, request, abort);
-    } finally {
-      clearTimeout(timer);
+      done.attemptDone(attempt, thrownResult(error, request, attempt));
     }
+  }
+
+  /**
+   * Where every attempt reports, once. Its outcome is applied in a microtask, never inside the
+   * transport's callback (undici's parser, or a `cancel()` that aborted the attempt and settles
+   * next), and in the notification's own context.
+   */
+  readonly #done: AttemptDone = {
+    attemptDone: (attempt, result) => {
+      const dispatched = attempt as DispatchedAttempt;
+      if (dispatched.result !== undefined) return;
+      dispatched.result = result;
+      this.#deadlines.remove(dispatched);
+      this.#completed.push(dispatched);
+      if (!this.#completing) {
+        this.#completing = true;
+        queueMicrotask(this.#complete);
+      }
+    },
+  };
+
+  readonly #complete = (): void => {
+    this.#completing = false;
+    const completed = this.#completed;
+    this.#completed = [];
+    for (const attempt of completed) {
+      const { notification } = attempt;
+      try {
+        (notification.context ?? this.#context).runInAsyncScope(this.#afterAttempt, this, attempt);
+      } catch (error) {
+        this.#logger.error({ err: error }, 'afterward: internal error during an attempt');
+      }
+    }
+  };
+
+  #afterAttempt(attempt: DispatchedAttempt): void {
+    const { notification } = attempt;
+    const result = attempt.result as TransportResult;
     notification.end();
     this.#scheduler.finished(notification.origin, breakerOutcome(result, notification.settled));
     if (notification.settled) {

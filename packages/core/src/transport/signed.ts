@@ -1,5 +1,13 @@
 import type { Signer } from '../policy/signing.js';
-import type { Transport, TransportAttempt, TransportRequest, TransportResult } from './transport.js';
+import {
+  isDirectTransport,
+  kSendDirect,
+  type AttemptDone,
+  type Transport,
+  type TransportAttempt,
+  type TransportRequest,
+  type TransportResult,
+} from './transport.js';
 
 /**
  * A transport that signs every request marked `sign` the Standard Webhooks way before handing it
@@ -12,25 +20,25 @@ import type { Transport, TransportAttempt, TransportRequest, TransportResult } f
  * ```
  */
 export function signedTransport(inner: Transport, signer: Signer): Transport {
-  return {
+  const signed = (request: TransportRequest): TransportRequest => {
+    if (request.sign !== true) return request;
+    const timestamp = Math.floor(Date.now() / 1000);
+    const signature = signer.sign(request.id, timestamp, request.body ?? Buffer.alloc(0));
+    return {
+      ...request,
+      headers: [...request.headers, 'webhook-timestamp', String(timestamp), 'webhook-signature', signature],
+    };
+  };
+  const transport: Transport = {
     send(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
-      if (request.sign !== true) return inner.send(request, attempt);
-      const timestamp = Math.floor(Date.now() / 1000);
-      const signature = signer.sign(request.id, timestamp, request.body ?? Buffer.alloc(0));
-      return inner.send(
-        {
-          ...request,
-          headers: [
-            ...request.headers,
-            'webhook-timestamp',
-            String(timestamp),
-            'webhook-signature',
-            signature,
-          ],
-        },
-        attempt,
-      );
+      return inner.send(signed(request), attempt);
     },
     close: () => inner.close(),
   };
+  if (!isDirectTransport(inner)) return transport;
+  return Object.assign(transport, {
+    [kSendDirect](request: TransportRequest, attempt: TransportAttempt, done: AttemptDone): void {
+      inner[kSendDirect](signed(request), attempt, done);
+    },
+  });
 }

@@ -50,6 +50,27 @@ export interface Transport {
   close(): Promise<void>;
 }
 
+/**
+ * The built-in transports' callback entry point, for the dispatcher: an attempt reported to an
+ * object instead of through a promise (no promise, no async frame per attempt). Internal.
+ */
+export const kSendDirect = Symbol('afterward.sendDirect');
+
+/** Told once what an attempt came to; may be called synchronously, from inside `[kSendDirect]`. */
+export interface AttemptDone {
+  attemptDone(attempt: TransportAttempt, result: TransportResult): void;
+}
+
+/** A transport with the callback entry point {@link kSendDirect} (the built-in ones). */
+export interface DirectTransport extends Transport {
+  [kSendDirect](request: TransportRequest, attempt: TransportAttempt, done: AttemptDone): void;
+}
+
+/** Whether `transport` has the callback entry point. */
+export function isDirectTransport(transport: Transport): transport is DirectTransport {
+  return typeof (transport as Partial<DirectTransport>)[kSendDirect] === 'function';
+}
+
 /** Maps whatever an attempt failed with onto afterward's typed errors. */
 export function toAfterwardError(
   error: unknown,

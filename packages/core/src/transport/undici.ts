@@ -8,7 +8,10 @@ import { checkInteger, checkKeys, checkObject, DEFAULTS } from '../options/optio
 import type { AddressGuard } from '../policy/guard.js';
 import type { DeliveryResponse } from '../notification/handle.js';
 import {
+  kSendDirect,
   toAfterwardError,
+  type AttemptDone,
+  type DirectTransport,
   type Transport,
   type TransportAttempt,
   type TransportRequest,
@@ -94,7 +97,7 @@ export function createUndiciTransport(options: UndiciTransportOptions = {}): Tra
   return new UndiciTransport(options);
 }
 
-class UndiciTransport implements Transport {
+class UndiciTransport implements DirectTransport {
   readonly #maxResponseBytes: number;
   readonly #guard: AddressGuard | undefined;
   readonly #keepAliveTimeout: number;
@@ -120,19 +123,35 @@ class UndiciTransport implements Transport {
   }
 
   send(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
+    return new Promise<TransportResult>((resolve) => {
+      this[kSendDirect](request, attempt, { attemptDone: (_attempt, result) => resolve(result) });
+    });
+  }
+
+  [kSendDirect](request: TransportRequest, attempt: TransportAttempt, done: AttemptDone): void {
     if (this.#guard !== undefined) {
       try {
         this.#guard.checkUrl(request.url);
       } catch (error) {
-        return Promise.resolve({
+        done.attemptDone(attempt, {
           kind: 'error',
-          error: toAfterwardError(error, request, attempt.signal, false),
+          error: toAfterwardError(error, request, abortSourceOf(attempt), false),
         });
+        return;
       }
     }
-    return request.confirm === 'sent'
-      ? this.#sendAndLinger(request, attempt)
-      : this.#request(request, attempt);
+    if (request.confirm === 'sent') {
+      void this.#sendAndLinger(request, attempt).then(
+        (result) => done.attemptDone(attempt, result),
+        (error: unknown) =>
+          done.attemptDone(attempt, {
+            kind: 'error',
+            error: toAfterwardError(error, request, abortSourceOf(attempt), true),
+          }),
+      );
+      return;
+    }
+    this.#dispatch(request, attempt, done);
   }
 
   async close(): Promise<void> {
@@ -145,32 +164,30 @@ class UndiciTransport implements Transport {
     await Promise.allSettled(closing);
   }
 
-  #request(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
+  #dispatch(request: TransportRequest, attempt: TransportAttempt, done: AttemptDone): void {
     const connectTimeout = request.timeout.connect;
     if (this.#connectTimeouts.get(request.origin) !== connectTimeout) {
       // Bounded like undici's own per-origin state; a dropped entry falls back to the default.
       if (this.#connectTimeouts.size >= MAX_ORIGINS_REMEMBERED) this.#connectTimeouts.clear();
       this.#connectTimeouts.set(request.origin, connectTimeout);
     }
-    return new Promise<TransportResult>((resolve) => {
-      // dispatch() with a handler of our own rather than request(): no response stream, no
-      // dump(), no promise chain per attempt (the dispatcher benchmark measured request() + dump()
-      // as the largest cost of the transport).
-      const handler = new ResponseHandler(request, attempt, this.#maxResponseBytes, resolve);
-      if (handler.done) return;
-      const options: Dispatcher.DispatchOptions & { [key: symbol]: unknown } = {
-        origin: request.origin,
-        path: request.path,
-        method: request.method,
-        headers: request.headers as string[],
-        body: request.body,
-        headersTimeout: request.timeout.response,
-        // The dispatcher's total deadline bounds the body, including a receiver that trickles bytes.
-        bodyTimeout: 0,
-      };
-      if (kQueuedAbort !== undefined) options[kQueuedAbort] = handler.onQueued;
-      this.#agentFor().dispatch(options, handler);
-    });
+    // dispatch() with a handler of our own rather than request(): no response stream, no dump(),
+    // no promise chain per attempt (the dispatcher benchmark measured request() + dump() as the
+    // largest cost of the transport).
+    const handler = new ResponseHandler(request, attempt, this.#maxResponseBytes, done);
+    if (handler.done) return;
+    const options: Dispatcher.DispatchOptions & { [key: symbol]: unknown } = {
+      origin: request.origin,
+      path: request.path,
+      method: request.method,
+      headers: request.headers as string[],
+      body: request.body,
+      headersTimeout: request.timeout.response,
+      // The dispatcher's total deadline bounds the body, including a receiver that trickles bytes.
+      bodyTimeout: 0,
+    };
+    if (kQueuedAbort !== undefined) options[kQueuedAbort] = handler.onQueued;
+    this.#agentFor().dispatch(options, handler);
   }
 
   #sendAndLinger(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
@@ -379,8 +396,9 @@ const kQueuedAbort: symbol | undefined = (() => {
  */
 class ResponseHandler implements Dispatcher.DispatchHandler, AbortWatcher {
   readonly #request: TransportRequest;
+  readonly #attempt: TransportAttempt;
   readonly #signal: AttemptAbort | AbortSignal;
-  #resolve: ((result: TransportResult) => void) | undefined;
+  #done: AttemptDone | undefined;
   #controller: Dispatcher.DispatchController | undefined = undefined;
   #cancelQueued: ((reason: unknown) => void) | undefined = undefined;
   // Always an Error once set (our abort reasons are AfterwardErrors).
@@ -398,10 +416,11 @@ class ResponseHandler implements Dispatcher.DispatchHandler, AbortWatcher {
     request: TransportRequest,
     attempt: TransportAttempt,
     maxResponseBytes: number,
-    resolve: (result: TransportResult) => void,
+    done: AttemptDone,
   ) {
     this.#request = request;
-    this.#resolve = resolve;
+    this.#attempt = attempt;
+    this.#done = done;
     this.#maxResponseBytes = maxResponseBytes;
     this.#limit = maxResponseBytes;
     const signal = abortSourceOf(attempt);
@@ -419,7 +438,7 @@ class ResponseHandler implements Dispatcher.DispatchHandler, AbortWatcher {
 
   /** True once settled: nothing left to do (aborted before it was dispatched). */
   get done(): boolean {
-    return this.#resolve === undefined;
+    return this.#done === undefined;
   }
 
   /** undici's queued-abort hook (see {@link kQueuedAbort}); `cancel` takes the request out. */
@@ -429,7 +448,7 @@ class ResponseHandler implements Dispatcher.DispatchHandler, AbortWatcher {
   };
 
   attemptAborted(reason: unknown): void {
-    if (this.#resolve === undefined) return;
+    if (this.#done === undefined) return;
     this.#reason = reason instanceof Error ? reason : new errors.RequestAbortedError();
     const response = this.#response;
     if (response !== undefined) {
@@ -463,7 +482,7 @@ class ResponseHandler implements Dispatcher.DispatchHandler, AbortWatcher {
     statusText?: string,
   ): void {
     // 1xx: informational, the final status is still to come.
-    if (statusCode < 200 || this.#resolve === undefined) return;
+    if (statusCode < 200 || this.#done === undefined) return;
     this.#response = {
       status: statusCode,
       statusText: statusText || (STATUS_CODES[statusCode] ?? ''),
@@ -482,7 +501,7 @@ class ResponseHandler implements Dispatcher.DispatchHandler, AbortWatcher {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.#resolve === undefined) return;
+    if (this.#done === undefined) return;
     this.#read += chunk.length;
     const chunks = this.#chunks;
     if (chunks !== undefined) {
@@ -504,7 +523,7 @@ class ResponseHandler implements Dispatcher.DispatchHandler, AbortWatcher {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | null, error: Error): void {
-    if (this.#resolve === undefined) return;
+    if (this.#done === undefined) return;
     if (this.#response !== undefined) {
       // The status has arrived and decides the outcome; a body cut short changes nothing.
       this.#chunks = undefined;
@@ -525,19 +544,19 @@ class ResponseHandler implements Dispatcher.DispatchHandler, AbortWatcher {
 
   #finishResponse(): void {
     const response = this.#response;
-    if (response === undefined || this.#resolve === undefined) return;
+    if (response === undefined || this.#done === undefined) return;
     const chunks = this.#chunks;
     if (chunks !== undefined) response.body = Buffer.concat(chunks, this.#kept);
     this.#finish({ kind: 'response', response });
   }
 
   #finish(result: TransportResult): void {
-    const resolve = this.#resolve;
-    if (resolve === undefined) return;
-    this.#resolve = undefined;
+    const done = this.#done;
+    if (done === undefined) return;
+    this.#done = undefined;
     const signal = this.#signal;
     if (signal instanceof AttemptAbort) signal.watch(undefined);
     else if (this.#onSignalAbort !== undefined) signal.removeEventListener('abort', this.#onSignalAbort);
-    resolve(result);
+    done.attemptDone(this.#attempt, result);
   }
 }
