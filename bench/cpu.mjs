@@ -654,6 +654,18 @@ if (main && process.argv[2] === '--app') {
   await appProcess(JSON.parse(process.argv[3]));
 } else if (main && process.argv[2] === '--load') {
   await loadProcess();
+} else if (main && process.argv[2] === '--dispatcher') {
+  // Row 2 alone, as the full run measures it: `node bench/cpu.mjs --dispatcher`.
+  const receiver = await startReceiver({ status: 204 });
+  try {
+    const runs = await dispatcherRuns({ smoke: false, log: (line) => console.error(`  ${line}`), receiver });
+    const ratios = runs.afterward.map((r, i) => r.cpuMicros / runs.undici[i].cpuMicros);
+    console.log(
+      `dispatcher / raw undici: ${ratios.map((r) => r.toFixed(2)).join(', ')}; median ${median(ratios).toFixed(2)}`,
+    );
+  } finally {
+    await receiver.close();
+  }
 } else if (main && process.argv[2] === '--profile') {
   await profile(process.argv[3] ?? 'express:afterward');
 } else if (main) {
