@@ -33,6 +33,9 @@ interface List {
  */
 export class Deadlines {
   readonly #lists = new Map<number, List>();
+  /** The list last added to: nearly every attempt has the same length. */
+  #lastMs = -1;
+  #last: List | undefined = undefined;
   #timer: NodeJS.Timeout | undefined = undefined;
   #timerAt = Infinity;
   readonly #onTimer = (): void => this.#fire();
@@ -43,11 +46,13 @@ export class Deadlines {
     entry.deadlineAt = at;
     entry.deadlineMs = ms;
     entry.deadlineNext = undefined;
-    let list = this.#lists.get(ms);
+    let list = ms === this.#lastMs ? this.#last : this.#lists.get(ms);
     if (list === undefined) {
       list = { head: undefined, tail: undefined };
       this.#lists.set(ms, list);
     }
+    this.#lastMs = ms;
+    this.#last = list;
     const tail = list.tail;
     entry.deadlinePrev = tail;
     if (tail === undefined) list.head = entry;
@@ -58,7 +63,8 @@ export class Deadlines {
 
   /** Ends `entry`'s deadline (the attempt returned); nothing if it already ran out or was removed. */
   remove(entry: Deadline): void {
-    const list = this.#lists.get(entry.deadlineMs);
+    const ms = entry.deadlineMs;
+    const list = ms === this.#lastMs ? this.#last : this.#lists.get(ms);
     if (list === undefined) return;
     const { deadlinePrev: prev, deadlineNext: next } = entry;
     if (prev === undefined) {
@@ -92,7 +98,10 @@ export class Deadlines {
         expired.push(head);
         head = list.head;
       }
-      if (head === undefined) this.#lists.delete(ms);
+      if (head === undefined) {
+        this.#lists.delete(ms);
+        if (ms === this.#lastMs) this.#last = undefined;
+      }
       else if (head.deadlineAt < next) next = head.deadlineAt;
     }
     if (next !== Infinity) this.#arm(next);

@@ -183,6 +183,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   readonly #deadlines = new Deadlines();
   /** Attempts that returned, applied in one microtask. */
   #completed: DispatchedAttempt[] = [];
+  #spare: DispatchedAttempt[] = [];
   #completing = false;
   #accepting = true;
   #closed = false;
@@ -572,8 +573,10 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
 
   readonly #complete = (): void => {
     this.#completing = false;
+    // Two arrays in turn: one collects while the other is applied.
     const completed = this.#completed;
-    this.#completed = [];
+    this.#completed = this.#spare;
+    this.#spare = completed;
     for (const attempt of completed) {
       const { notification } = attempt;
       try {
@@ -582,6 +585,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
         this.#logger.error({ err: error }, 'afterward: internal error during an attempt');
       }
     }
+    completed.length = 0;
   };
 
   #afterAttempt(attempt: DispatchedAttempt): void {
