@@ -117,7 +117,10 @@ export type After<TInfo = ResponseInfo> = (fn: HookFn<TInfo>, options?: AfterOpt
 /** What parked work does when the client disconnects before the response finished. */
 export type ClientAbortPolicy = 'send' | 'cancel';
 
-/** Options of {@link createAfterResponse}. */
+/**
+ * Options of {@link createAfterResponse}. Read once, when the work is made; `describe` and
+ * `requestId` are called as methods of this object.
+ */
 export interface AfterResponseOptions<TInfo extends ResponseInfo> {
   dispatcher: Dispatcher;
   /** Default `'send'`: an audit trail records aborted requests too. */
@@ -194,6 +197,7 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
   readonly #options: AfterResponseOptions<TInfo>;
   readonly #startedAt: number;
   readonly #max: number;
+  readonly #onAbort: ClientAbortPolicy;
   #parked: Array<Parked<TInfo>> | undefined;
   #info: TInfo | undefined;
   #requestId: { value: string | undefined } | undefined;
@@ -204,6 +208,7 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
     this.#options = options;
     this.#startedAt = options.startedAt ?? performance.now();
     this.#max = options.maxPerResponse ?? DEFAULTS.adapter.maxPerResponse;
+    this.#onAbort = options.onClientAbort ?? 'send';
   }
 
   get released(): boolean {
@@ -319,9 +324,8 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
     // request's AsyncLocalStorage stores, not those of whatever ended the response.
     const runIn = item.kind === 'hook' ? item.runIn : (item.notification.runIn ?? runHere);
     runIn(() => {
-      const onAbort = this.#options.onClientAbort ?? 'send';
       const timeout = item.kind === 'hook' ? item.timeout : this.#internal.hooks.defaultTimeout;
-      const skip = skipReason(item.when, info, onAbort, timeout);
+      const skip = skipReason(item.when, info, this.#onAbort, timeout);
       if (isThenable(skip)) {
         void skip.then((reason) => this.#proceed(item, info, reason));
       } else {
