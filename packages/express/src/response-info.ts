@@ -13,6 +13,7 @@ interface MatchedRoute {
 const kRoute = Symbol('afterward.route');
 type Tracked = Request & { [kRoute]?: MatchedRoute };
 const tracked = new WeakSet<object>();
+let lastTracked: object | undefined;
 
 // Express sets `req.route` when a route matches, while `req.baseUrl` still holds every mount path;
 // leaving a router restores `req.baseUrl`, so an error thrown inside a nested router reaches the
@@ -50,7 +51,12 @@ function hasAccessor(proto: object | null): boolean {
  */
 export function trackRoutes(req: Request): void {
   const proto = Object.getPrototypeOf(req) as object | null;
-  if (proto === null || tracked.has(proto)) return;
+  // Every request of an app has the same prototype: skip the WeakSet lookup for the last one seen.
+  if (proto === lastTracked || proto === null) return;
+  if (tracked.has(proto)) {
+    lastTracked = proto;
+    return;
+  }
   tracked.add(proto);
   if (hasAccessor(proto)) return;
   // Someone else's own `route` (an app that set one already) is left alone.

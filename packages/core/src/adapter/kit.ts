@@ -160,9 +160,10 @@ export function createAdapterKit<TTarget extends object, TInfo extends ResponseI
   }
 
   const methods: AdapterMethods<TTarget, TInfo> = {
-    fireAndForget(this: TTarget, ...args: unknown[]): DeliveryHandle {
+    // Two parameters, not a rest array to spread: fireAndForget takes (url, init) or ({ url, ...init }).
+    fireAndForget(this: TTarget, target?: unknown, init?: unknown): DeliveryHandle {
       const work = workOf(this, 'fireAndForget');
-      return (work.fireAndForget as (...input: unknown[]) => DeliveryHandle)(...args);
+      return (work.fireAndForget as (target: unknown, init: unknown) => DeliveryHandle)(target, init);
     },
     after(this: TTarget, fn: HookFn<TInfo>, options?: AfterOptions<TInfo>): void {
       workOf(this, 'after').after(fn, options);

@@ -200,7 +200,8 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
   readonly #onAbort: ClientAbortPolicy;
   #parked: Array<Parked<TInfo>> | undefined;
   #info: TInfo | undefined;
-  #requestId: { value: string | undefined } | undefined;
+  /** Read at the first fireAndForget call; `unread` until then. */
+  #requestId: string | undefined | typeof unread = unread;
 
   constructor(res: ServerResponse, options: AfterResponseOptions<TInfo>) {
     this.#res = res;
@@ -237,8 +238,8 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
     // for parked work, validating the rest now.
     const notification = this.#internal.prepare(url, options, true);
     if (this.#options.requestId !== undefined) {
-      this.#requestId ??= { value: this.#options.requestId() };
-      notification.requestId = this.#requestId.value;
+      if (this.#requestId === unread) this.#requestId = this.#options.requestId();
+      notification.requestId = this.#requestId;
     }
     this.#park({ kind: 'send', notification, json: lazy, when });
     return notification;
@@ -278,8 +279,9 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
       this.#parked = [];
       // Attached on first use, so requests that park nothing cost nothing. One listener on the
       // response, none on its socket: on-finished's four and its wrapper cost four times as much.
+      // `on`, not `once` (no wrapper per response): 'close' comes once, and #releaseAll runs once.
       if (this.#res.closed) setImmediate(this.#releaseAll);
-      else this.#res.once('close', this.#releaseAll);
+      else this.#res.on('close', this.#releaseAll);
     }
     if (item.kind === 'hook') {
       item.held = true;
@@ -389,6 +391,7 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
 }
 
 const runHere: RunInContext = (fn) => fn();
+const unread = Symbol('unread');
 
 function jsonError(error: unknown, verb: string): AfterwardError {
   return isAfterwardError(error)
