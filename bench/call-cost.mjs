@@ -91,7 +91,7 @@ export async function run({ smoke, log }) {
       'tinybench, median per call, in a fresh process (median of the runs). The dispatcher has a transport ' +
       'that answers at once and is drained between iterations, outside the timed call; the body is a ' +
       `pre-serialised ${BODY.length}-byte string. fireAndForget runs on core's after-response machinery (what ` +
-      'both adapters call) on a fresh ServerResponse per call, so it includes parking and the on-finished hook-up.',
+      'both adapters call) on a fresh ServerResponse per call, so it includes parking and the "close" listener.',
     headers: ['operation', 'median', 'vs JSON.stringify(payload)'],
     rows: Object.entries(ns).map(([name, value]) => [
       name,

@@ -9,7 +9,7 @@ import { barChart } from './lib/svg.mjs';
 
 const BUILT_IN = ['dispatch', 'overhead', 'slow-receiver', 'memory', 'call-cost'];
 // Written by others; run when present.
-const OPTIONAL = ['audit', 'cpu'];
+const OPTIONAL = ['audit', 'cpu', 'adapter-cost'];
 
 const args = process.argv.slice(2);
 const smoke = args.includes('--smoke');

@@ -2,7 +2,14 @@
 // must measure what users get (dist/), so run `pnpm build` first (`pnpm bench` does).
 import { existsSync } from 'node:fs';
 
-const dist = (name, file = 'index.js') => new URL(`../../packages/${name}/dist/${file}`, import.meta.url);
+import { pathToFileURL } from 'node:url';
+
+// AFTERWARD_ROOT: another checkout's built packages (a directory holding packages/*/dist and their
+// node_modules), to compare two builds with the same bench (A/B).
+const root = process.env.AFTERWARD_ROOT
+  ? pathToFileURL(`${process.env.AFTERWARD_ROOT.replace(/\/$/, '')}/`)
+  : new URL('../../', import.meta.url);
+const dist = (name, file = 'index.js') => new URL(`packages/${name}/dist/${file}`, root);
 
 /** @returns {Promise<typeof import('../../packages/core/dist/index.js')>} */
 export async function core() {

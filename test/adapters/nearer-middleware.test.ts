@@ -14,6 +14,7 @@ import type { NextFunction, Request, Response } from 'express';
 import Koa from 'koa';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
+import { abortMidResponse } from './harness.js';
 import { testDispatcher, testReceiver } from './setup.js';
 
 /** A TCP listener on 127.0.0.1 that counts connections and answers 204. */
@@ -108,6 +109,40 @@ describe('issue 11 #1: the nearer afterward() middleware wins', () => {
     expect(result?.error).toBeInstanceOf(BlockedAddressError);
     expect(listener.connections()).toBe(0);
     expect(open.stats()).toMatchObject({ delivered: 0, failed: 0 });
+  });
+
+  it("express: work parked before a nearer middleware keeps the first's onClientAbort", async () => {
+    const receiver = await testReceiver();
+    const first = testDispatcher({ retry: false });
+    const nearer = testDispatcher({ retry: false });
+    const handles: DeliveryHandle[] = [];
+    const app = express();
+    app.use(expressAfterward({ dispatcher: first, onClientAbort: 'send' }));
+    app.use((_req: Request, res: Response, next: NextFunction) => {
+      handles.push(res.fireAndForget(receiver.url, { json: { n: 'before' } }));
+      next();
+    });
+    const router = express.Router();
+    router.use(expressAfterward({ dispatcher: nearer, onClientAbort: 'cancel' }));
+    router.get('/stream', (_req, res) => {
+      handles.push(res.fireAndForget(receiver.url, { json: { n: 'inside' } }));
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('part');
+    });
+    app.use('/customers', router);
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+    try {
+      const { port } = server.address() as { port: number };
+      await abortMidResponse(`http://127.0.0.1:${port}/customers/stream`);
+      const [before, inside] = await Promise.all(handles.map((h) => h.done));
+      expect(before?.state).toBe('delivered');
+      expect(inside?.state).toBe('cancelled');
+      expect(receiver.requests.map((r) => r.json())).toEqual([{ n: 'before' }]);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('the same middleware installed twice keeps one slot (no second release)', async () => {

@@ -3,9 +3,12 @@ import {
   createAfterResponse,
   type AfterOptions,
   type AfterResponse,
+  type AfterResponseOptions,
+  type ClientAbortPolicy,
   type ResponseInfo,
   type ResponseOutcome,
 } from '../after-response/after-response.js';
+import type { Dispatcher } from '../dispatcher/types.js';
 import type { HookFn } from '../after-response/hooks.js';
 import type { DeliveryHandle } from '../notification/handle.js';
 import { NotInstalledError } from '../util/errors.js';
@@ -82,12 +85,47 @@ export interface AdapterKit<TTarget extends object, TInfo extends ResponseInfo> 
   track(target: TTarget, settings: ResolvedAfterwardOptions): void;
 }
 
-interface Slot<TInfo extends ResponseInfo> {
+/**
+ * What the kit keeps per target, on the target (a WeakMap entry per request costs far more: its
+ * ephemeron is traced by every GC while the target lives). Also the options of the target's parked
+ * work: its methods are `describe` and `requestId`, so making the work takes no spread and no closure.
+ */
+class Slot<TTarget extends object, TInfo extends ResponseInfo> implements AfterResponseOptions<TInfo> {
   /** The nearest middleware's settings: a later `afterward()` (a router's) replaces them. */
   settings: ResolvedAfterwardOptions;
-  readonly startedAt: number;
-  captured: string | undefined;
-  work: AfterResponse<TInfo> | undefined;
+  captured: string | undefined = undefined;
+  work: AfterResponse<TInfo> | undefined = undefined;
+
+  constructor(
+    readonly spec: AdapterSpec<TTarget, TInfo>,
+    readonly target: TTarget,
+    settings: ResolvedAfterwardOptions,
+    readonly startedAt: number,
+  ) {
+    this.settings = settings;
+  }
+
+  // Read once, when the work is made: a nearer middleware's settings apply to work made after it.
+  get dispatcher(): Dispatcher {
+    return this.settings.dispatcher;
+  }
+
+  get onClientAbort(): ClientAbortPolicy {
+    return this.settings.onClientAbort;
+  }
+
+  get maxPerResponse(): number {
+    return this.settings.maxPerResponse;
+  }
+
+  describe(outcome: ResponseOutcome, durationMs: number): TInfo {
+    const { spec, target } = this;
+    return spec.describe(target, outcome, durationMs, this.captured ?? spec.capture?.(target));
+  }
+
+  requestId(): string | undefined {
+    return this.spec.requestId?.(this.target);
+  }
 }
 
 /**
@@ -106,7 +144,7 @@ export function createAdapterKit<TTarget extends object, TInfo extends ResponseI
   spec: AdapterSpec<TTarget, TInfo>,
 ): AdapterKit<TTarget, TInfo> {
   const kSlot = Symbol(`afterward.${spec.receiver}`);
-  type Tracked = TTarget & { [kSlot]?: Slot<TInfo> };
+  type Tracked = TTarget & { [kSlot]?: Slot<TTarget, TInfo> };
 
   function workOf(target: TTarget, method: string): AfterResponse<TInfo> {
     const slot = (target as Tracked)[kSlot];
@@ -117,20 +155,15 @@ export function createAdapterKit<TTarget extends object, TInfo extends ResponseI
       );
     }
     if (slot.captured === undefined && spec.capture !== undefined) slot.captured = spec.capture(target);
-    slot.work ??= createAfterResponse<TInfo>(spec.response(target), {
-      ...slot.settings,
-      startedAt: slot.startedAt,
-      describe: (outcome, durationMs) =>
-        spec.describe(target, outcome, durationMs, slot.captured ?? spec.capture?.(target)),
-      ...(spec.requestId === undefined ? {} : { requestId: () => spec.requestId?.(target) }),
-    });
+    slot.work ??= createAfterResponse<TInfo>(spec.response(target), slot);
     return slot.work;
   }
 
   const methods: AdapterMethods<TTarget, TInfo> = {
-    fireAndForget(this: TTarget, ...args: unknown[]): DeliveryHandle {
+    // Two parameters, not a rest array to spread: fireAndForget takes (url, init) or ({ url, ...init }).
+    fireAndForget(this: TTarget, target?: unknown, init?: unknown): DeliveryHandle {
       const work = workOf(this, 'fireAndForget');
-      return (work.fireAndForget as (...input: unknown[]) => DeliveryHandle)(...args);
+      return (work.fireAndForget as (target: unknown, init: unknown) => DeliveryHandle)(target, init);
     },
     after(this: TTarget, fn: HookFn<TInfo>, options?: AfterOptions<TInfo>): void {
       workOf(this, 'after').after(fn, options);
@@ -150,12 +183,7 @@ export function createAdapterKit<TTarget extends object, TInfo extends ResponseI
     track(target, settings) {
       const slot = (target as Tracked)[kSlot];
       if (slot === undefined) {
-        (target as Tracked)[kSlot] = {
-          settings,
-          startedAt: performance.now(),
-          captured: undefined,
-          work: undefined,
-        };
+        (target as Tracked)[kSlot] = new Slot(spec, target, settings, performance.now());
       } else if (slot.settings !== settings) {
         // A nearer middleware (a router's own, with a guarded dispatcher): calls from here on use
         // its settings. Work parked before stays with the first; it releases on its own.
