@@ -582,8 +582,6 @@ describe('parked work is bounded over all open responses (issue 11 #8)', () => {
 });
 
 describe('release when the response closes (no on-finished: one listener on the response)', () => {
-  const nodeMajor = Number(process.versions.node.split('.')[0]);
-
   it("work first parked after the response emitted 'close' is still released, outcome finished", async () => {
     const outcomes: string[] = [];
     let late: ReturnType<AfterResponse<Info>['fireAndForget']> | undefined;
@@ -669,8 +667,8 @@ describe('release when the response closes (no on-finished: one listener on the 
   });
 
   // Node 22 emits nothing on such a queued response (nor did on-finished's listeners fire there,
-  // on any version): from Node 24 its 'close' releases the parked work.
-  it.skipIf(nodeMajor < 24)(
+  // on any version): the request's socket is watched while the response has none.
+  it(
     'a response queued behind another on a pipelined connection is released as aborted when the client goes away',
     async () => {
       const outcomes: string[] = [];

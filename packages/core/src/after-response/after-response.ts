@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { internalsOf, type DispatcherInternal } from '../dispatcher/dispatcher.js';
 import type { Dispatcher } from '../dispatcher/types.js';
 import type { Notification } from '../notification/notification.js';
@@ -175,7 +176,8 @@ const AFTER_KEYS = Object.keys({ when: true, timeout: true } satisfies Record<ke
  * first, and the parked work would leak. A response of a Node HTTP server emits `'close'` exactly
  * once, after `'finish'` or when its connection went away first, also a response still queued
  * behind another on a pipelined keep-alive connection (on Node 22 such a queued response emits
- * nothing, and neither did on-finished's listeners, used here before). Work added once it has
+ * nothing, and neither did on-finished's listeners, used here before: while a response has no
+ * socket of its own, its request's socket is watched as well). Work added once it has
  * emitted `'close'` is released on the next turn of the event loop.
  *
  * @example
@@ -281,7 +283,13 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
       // response, none on its socket: on-finished's four and its wrapper cost four times as much.
       // `on`, not `once` (no wrapper per response): 'close' comes once, and #releaseAll runs once.
       if (this.#res.closed) setImmediate(this.#releaseAll);
-      else this.#res.on('close', this.#releaseAll);
+      else {
+        this.#res.on('close', this.#releaseAll);
+        // A response queued behind another on a pipelined connection has no socket yet, and
+        // Node 22 never emits its 'close' when the client goes away: watch the request's socket
+        // too (only then, so the common path stays at one listener).
+        if (this.#res.socket === null) this.#watchQueuedSocket();
+      }
     }
     if (item.kind === 'hook') {
       item.held = true;
@@ -290,8 +298,26 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
     this.#parked.push(item);
   }
 
+  #queuedSocket: Socket | undefined;
+
+  #watchQueuedSocket(): void {
+    // `req` is absent on a ServerResponse made by hand (tests, adapters for other servers).
+    const socket = (this.#res.req as ServerResponse['req'] | undefined)?.socket;
+    if (socket === undefined || socket === null) return;
+    if (socket.destroyed) {
+      setImmediate(this.#releaseAll);
+      return;
+    }
+    this.#queuedSocket = socket;
+    socket.on('close', this.#releaseAll);
+  }
+
   readonly #releaseAll = (): void => {
     if (this.#info !== undefined) return;
+    if (this.#queuedSocket !== undefined) {
+      this.#queuedSocket.off('close', this.#releaseAll);
+      this.#queuedSocket = undefined;
+    }
     const outcome: ResponseOutcome = this.#res.writableFinished ? 'finished' : 'aborted';
     let info: TInfo;
     try {

@@ -101,8 +101,7 @@ export class Deadlines {
       if (head === undefined) {
         this.#lists.delete(ms);
         if (ms === this.#lastMs) this.#last = undefined;
-      }
-      else if (head.deadlineAt < next) next = head.deadlineAt;
+      } else if (head.deadlineAt < next) next = head.deadlineAt;
     }
     if (next !== Infinity) this.#arm(next);
     for (const entry of expired) entry.expire();
