@@ -668,32 +668,29 @@ describe('release when the response closes (no on-finished: one listener on the 
 
   // Node 22 emits nothing on such a queued response (nor did on-finished's listeners fire there,
   // on any version): the request's socket is watched while the response has none.
-  it(
-    'a response queued behind another on a pipelined connection is released as aborted when the client goes away',
-    async () => {
-      const outcomes: string[] = [];
-      let handled = 0;
-      const { url, dispatcher } = await app((work, req, res) => {
-        handled++;
-        work.after((info) => void outcomes.push(`${info.url} ${info.outcome}`));
-        if (req.url === '/first') {
-          // Never ends: the second response waits behind it for the socket.
-          res.writeHead(200, { 'content-length': '100' });
-          res.write('part');
-        } else {
-          res.end('second');
-        }
-      });
-      const { port } = new URL(url);
-      const client = connect(Number(port), '127.0.0.1');
-      cleanup.push(() => client.destroy());
-      client.on('error', () => undefined);
-      client.write('GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n');
-      await waitUntil(() => handled === 2, { message: 'both requests reached the handler' });
-      client.destroy();
-      await waitUntil(() => outcomes.length === 2, { message: 'both responses released their work' });
-      await dispatcher.drain({ timeout: 2_000 });
-      expect(outcomes.sort()).toEqual(['/first aborted', '/second aborted']);
-    },
-  );
+  it('a response queued behind another on a pipelined connection is released as aborted when the client goes away', async () => {
+    const outcomes: string[] = [];
+    let handled = 0;
+    const { url, dispatcher } = await app((work, req, res) => {
+      handled++;
+      work.after((info) => void outcomes.push(`${info.url} ${info.outcome}`));
+      if (req.url === '/first') {
+        // Never ends: the second response waits behind it for the socket.
+        res.writeHead(200, { 'content-length': '100' });
+        res.write('part');
+      } else {
+        res.end('second');
+      }
+    });
+    const { port } = new URL(url);
+    const client = connect(Number(port), '127.0.0.1');
+    cleanup.push(() => client.destroy());
+    client.on('error', () => undefined);
+    client.write('GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n');
+    await waitUntil(() => handled === 2, { message: 'both requests reached the handler' });
+    client.destroy();
+    await waitUntil(() => outcomes.length === 2, { message: 'both responses released their work' });
+    await dispatcher.drain({ timeout: 2_000 });
+    expect(outcomes.sort()).toEqual(['/first aborted', '/second aborted']);
+  });
 });
