@@ -41,15 +41,15 @@ function dispatcher(options: DispatcherOptions) {
 }
 
 describe('endpoint isolation', () => {
-  it('delivers 100 notifications to a healthy origin while a hanging origin holds 100', async () => {
+  it('delivers 100 notifications to a healthy origin while a hanging origin holds 200', async () => {
     const bad = track(await neverAnswers());
     const good = track(await startReceiver());
     const transport = countingTransport();
-    // Default concurrency (32 overall, 16 per origin); the bad origin's attempts time out at 2 s.
+    // Default concurrency (256 overall, 128 per origin); the bad origin's attempts time out at 2 s.
     const d = dispatcher({ transport, timeout: { response: 2_000 } });
 
     const start = performance.now();
-    const stuck = Array.from({ length: 100 }, (_, i) => d.send(`${bad.url}/hook`, { json: { i } }));
+    const stuck = Array.from({ length: 200 }, (_, i) => d.send(`${bad.url}/hook`, { json: { i } }));
     const healthy = Array.from({ length: 100 }, (_, i) => d.send(`${good.url}/hook`, { json: { i } }));
     const results = await Promise.all(healthy.map((h) => h.done));
     const elapsed = performance.now() - start;
@@ -59,9 +59,9 @@ describe('endpoint isolation', () => {
     // Well under the bad origin's 2 s deadline: nothing waited on it.
     expect(elapsed).toBeLessThan(1_500);
     expect(stuck.every((h) => !h.settled)).toBe(true);
-    expect(transport.maxInFlight.get(bad.url)).toBe(16);
-    await waitUntil(() => bad.requestsStarted === 16, { message: '16 requests at the bad origin' });
-    expect(bad.connections).toBeLessThanOrEqual(16);
+    expect(transport.maxInFlight.get(bad.url)).toBe(128);
+    await waitUntil(() => bad.requestsStarted === 128, { message: '128 requests at the bad origin' });
+    expect(bad.connections).toBeLessThanOrEqual(128);
   });
 
   it('stops a hanging origin from taking slots again once its circuit opens', async () => {

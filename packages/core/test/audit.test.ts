@@ -5,6 +5,7 @@ import type { ResponseInfo } from '../src/after-response/after-response.js';
 import {
   createAuditLog,
   DEFAULT_REDACT,
+  isoTime,
   REDACTED,
   type AuditLogOptions,
   type AuditRecord,
@@ -314,5 +315,17 @@ describe('createAuditLog', () => {
     expect(make({ batch: { maxItems: 0 } })).toThrow(/maxItems/);
     expect(make({ dispatcher: {} })).toThrow(/dispatcher/);
     expect(make({ colour: 'red' })).toThrow(InvalidArgumentError);
+  });
+});
+
+describe('isoTime', () => {
+  it('writes what toISOString() writes, across seconds, milliseconds and fractions', () => {
+    const start = Date.UTC(2025, 11, 31, 23, 59, 58, 990);
+    for (let ms = start; ms < start + 2_100; ms += 0.75) {
+      expect(isoTime(ms)).toBe(new Date(ms).toISOString());
+    }
+    for (const ms of [0, 1, 999, 1_000, 253_402_300_799_999, 253_402_300_800_000, -1, -1_500]) {
+      expect(isoTime(ms)).toBe(new Date(ms).toISOString());
+    }
   });
 });

@@ -82,6 +82,22 @@ describe('createBatcher', () => {
     expect(transport.requests.flatMap((r) => r.json<unknown[]>())).toEqual(items);
   });
 
+  it('fills each batch up to maxBytes by exact UTF-8 size, multi-byte characters included', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_, maxBytes: 100, maxWaitMs: 60_000 });
+    // 'a' x 20: 22 bytes of JSON; 'é' x 10: 12 UTF-16 units but 22 bytes. Plus one separator each
+    // and the brackets, four fit in 100 bytes and a fifth does not.
+    const items = [
+      ...Array.from({ length: 5 }, () => 'a'.repeat(20)),
+      ...Array.from({ length: 5 }, () => 'é'.repeat(10)),
+    ];
+    for (const item of items) batcher.add(item);
+    await dispatcher.drain();
+    expect(transport.requests.map((r) => r.json<unknown[]>().length)).toEqual([4, 4, 2]);
+    expect(transport.requests.map((r) => r.body?.length)).toEqual([93, 93, 47]);
+    expect(transport.requests.flatMap((r) => r.json<unknown[]>())).toEqual(items);
+  });
+
   it('sends NDJSON when asked, with its content type', async () => {
     const { dispatcher, transport } = testDispatcher();
     const batcher = createBatcher(dispatcher, { url: URL_, format: 'ndjson', maxItems: 2 });

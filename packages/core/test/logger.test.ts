@@ -29,6 +29,18 @@ describe('rateLimitLogger', () => {
     expect(target.lines.at(-1)).toEqual({ level: 'warn', obj: { fresh: true }, msg: 'a' });
   });
 
+  it('writes the origin, never the URL, also on the line that reports a storm by count', async () => {
+    const target = recordingLogger();
+    const logger = rateLimitLogger(target, 30);
+    for (let i = 0; i < 5; i++)
+      logger.warn({ i, url: `https://user:pw@hooks.example.com/t/${i}?key=s` }, 'failed');
+    await waitUntil(() => target.lines.length === 2, { timeoutMs: 2_000 });
+    expect(target.lines).toEqual([
+      { level: 'warn', obj: { i: 0, origin: 'https://hooks.example.com' }, msg: 'failed' },
+      { level: 'warn', obj: { i: 4, origin: 'https://hooks.example.com', suppressed: 4 }, msg: 'failed' },
+    ]);
+  });
+
   it('survives a logger that throws', () => {
     const logger = rateLimitLogger({
       warn: () => {

@@ -191,8 +191,8 @@ describe('bounded queue', () => {
 
   it('has the documented defaults', () => {
     expect(DEFAULTS).toMatchObject({
-      concurrency: 32,
-      concurrencyPerOrigin: 16,
+      concurrency: 256,
+      concurrencyPerOrigin: 128,
       maxQueued: 10_000,
       maxQueuedBytes: 32 * 1024 * 1024,
       overflow: 'drop-oldest',

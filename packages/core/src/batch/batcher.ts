@@ -100,16 +100,20 @@ export interface Batcher {
 }
 
 interface Item {
-  /** The item's handle; none for records added through {@link addUnobserved}. */
-  readonly notification: Notification | undefined;
+  /** The item's handle. */
+  readonly notification: Notification;
   readonly json: string;
-  /** UTF-8 bytes of `json` plus its separator. */
-  readonly cost: number;
   /** Attempts made by requests that carried this item before the current one (413 splits). */
   attempts: number;
-  /** Set once the item left in a batch: from then on it can no longer be taken out. */
-  sent: boolean;
 }
+
+/**
+ * A held item: with a handle, or just its JSON (a record added through {@link addUnobserved}, which
+ * nobody awaits: no object per record on a path every request of an audited app takes).
+ */
+type Held = Item | string;
+
+const jsonOf = (held: Held): string => (typeof held === 'string' ? held : held.json);
 
 // `satisfies` makes a new option in BatcherOptions a compile error here until it is listed.
 const OPTION_KEYS = Object.keys({
@@ -228,8 +232,12 @@ class BatcherImpl implements Batcher {
     retried: () => undefined,
     cancelling: (notification) => this.#unhold(notification),
   };
-  #held: Item[] = [];
-  /** Body bytes of the held items, one separator each included. */
+  #held: Held[] = [];
+  /**
+   * Body bytes of the held items, one separator each included: exact, or an upper bound (3 bytes
+   * per UTF-16 unit) while that bound leaves the batch under `maxBytes`, so most items are never
+   * measured (`Buffer.byteLength` per audit record was a visible share of its cost).
+   */
   #heldBytes = 0;
   #inFlight = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -317,7 +325,7 @@ class BatcherImpl implements Batcher {
       }
       notification.watch(signal);
     }
-    this.#hold({ notification, json, cost, attempts: 0, sent: false });
+    this.#hold({ notification, json, attempts: 0 }, cost);
     return notification;
   }
 
@@ -330,11 +338,13 @@ class BatcherImpl implements Batcher {
       this.#drop();
       return;
     }
-    this.#hold({ notification: undefined, json, cost, attempts: 0, sent: false });
+    this.#hold(json, cost);
   }
 
   /** Bytes an item takes in a batch; throws when it could never fit. */
   #cost(json: string): number {
+    const bound = 3 * json.length + 1;
+    if (bound + this.#frame() <= this.#maxBytes) return bound;
     const cost = Buffer.byteLength(json) + 1;
     if (cost + this.#frame() > this.#maxBytes) {
       throw new InvalidArgumentError(
@@ -344,10 +354,17 @@ class BatcherImpl implements Batcher {
     return cost;
   }
 
-  #hold(entry: Item): void {
-    if (this.#heldBytes + entry.cost + this.#frame() > this.#maxBytes) this.flush();
+  /** Holds an item of `cost` bytes (exact or an upper bound, see {@link #heldBytes}). */
+  #hold(entry: Held, cost: number): void {
+    if (this.#heldBytes + cost + this.#frame() > this.#maxBytes) {
+      // The bounds say it might not fit: decide on exact sizes.
+      cost = Buffer.byteLength(jsonOf(entry)) + 1;
+      this.#heldBytes = 0;
+      for (const held of this.#held) this.#heldBytes += Buffer.byteLength(jsonOf(held)) + 1;
+      if (this.#heldBytes + cost + this.#frame() > this.#maxBytes) this.flush();
+    }
     this.#held.push(entry);
-    this.#heldBytes += entry.cost;
+    this.#heldBytes += cost;
     if (this.#held.length >= this.#maxItems) {
       this.flush();
     } else if (this.#timer === undefined) {
@@ -368,9 +385,8 @@ class BatcherImpl implements Batcher {
     this.#held = [];
     this.#heldBytes = 0;
     for (const item of items) {
-      item.sent = true;
       // From here on the item is part of a request body: its signal can no longer take it out.
-      item.notification?.forget();
+      if (typeof item !== 'string') item.notification.forget();
     }
     this.#send(items);
   }
@@ -384,8 +400,8 @@ class BatcherImpl implements Batcher {
     return this.#ndjson ? 0 : 1;
   }
 
-  #send(items: Item[]): void {
-    const jsons = items.map((item) => item.json);
+  #send(items: Held[]): void {
+    const jsons = items.map(jsonOf);
     const body = this.#ndjson ? `${jsons.join('\n')}\n` : `[${jsons.join(',')}]`;
     let batch: Notification;
     try {
@@ -395,13 +411,13 @@ class BatcherImpl implements Batcher {
       const typed = isAfterwardError(error)
         ? error
         : new InvalidArgumentError(String(error), { cause: error });
-      for (const item of items) item.notification?.settle('failed', typed);
+      for (const item of items) if (typeof item !== 'string') item.notification.settle('failed', typed);
       this.#changed();
       return;
     }
     this.#inFlight += items.length;
     // Each item reads its batch's state while the batch is on its way ('queued', 'sending', ...).
-    for (const item of items) item.notification?.follow(batch, item.attempts);
+    for (const item of items) if (typeof item !== 'string') item.notification.follow(batch, item.attempts);
     this.#internal.submit(batch);
     batch.done
       .then((result) => this.#settle(items, result))
@@ -410,9 +426,9 @@ class BatcherImpl implements Batcher {
       });
   }
 
-  #settle(items: Item[], result: DeliveryResult): void {
+  #settle(items: Held[], result: DeliveryResult): void {
     this.#inFlight -= items.length;
-    for (const item of items) item.attempts += result.attempts;
+    for (const item of items) if (typeof item !== 'string') item.attempts += result.attempts;
     const { error } = result;
     if (
       result.state === 'failed' &&
@@ -426,7 +442,7 @@ class BatcherImpl implements Batcher {
       this.#send(items.slice(half));
       return;
     }
-    for (const { notification, attempts } of items) notification?.settleAs(result, attempts);
+    for (const item of items) if (typeof item !== 'string') item.notification.settleAs(result, item.attempts);
     // Items nobody observes (audit records) settle no handle that would tell.
     this.#changed();
   }
@@ -434,10 +450,14 @@ class BatcherImpl implements Batcher {
   /** Takes a held item out, for its cancel(); false once its batch has left. */
   #unhold(notification: Notification): boolean {
     // Once its batch has left, the item is part of a request body and cannot be taken back.
-    const index = this.#held.findIndex((item) => item.notification === notification);
+    const index = this.#held.findIndex(
+      (item) => typeof item !== 'string' && item.notification === notification,
+    );
     if (index === -1) return false;
-    const [item] = this.#held.splice(index, 1);
-    this.#heldBytes -= (item as Item).cost;
+    this.#held.splice(index, 1);
+    // An upper bound again (exact sizes are measured only when a batch nears maxBytes).
+    this.#heldBytes = 0;
+    for (const held of this.#held) this.#heldBytes += 3 * jsonOf(held).length + 1;
     if (this.#held.length === 0 && this.#timer !== undefined) {
       clearTimeout(this.#timer);
       this.#timer = undefined;

@@ -36,8 +36,8 @@ export type OverflowPolicy = 'drop-oldest' | 'drop-newest' | 'reject';
  * batcher's, the adapters' and the undici transport's.
  */
 export const DEFAULTS = {
-  concurrency: 32,
-  concurrencyPerOrigin: 16,
+  concurrency: 256,
+  concurrencyPerOrigin: 128,
   maxQueued: 10_000,
   maxQueuedBytes: 32 * 1024 * 1024,
   maxParked: 10_000,
@@ -59,7 +59,7 @@ export const DEFAULTS = {
   userAgent: `afterward/${version.split('.').slice(0, 2).join('.')}`,
   batch: { maxItems: 100, maxWaitMs: 1_000, maxBytes: 1024 * 1024, maxPending: 10_000, format: 'json' },
   adapter: { onClientAbort: 'send', maxPerResponse: 1_000 },
-  transport: { keepAliveTimeout: 4_000, connectionsPerOrigin: 16 },
+  transport: { keepAliveTimeout: 4_000, connectionsPerOrigin: 128 },
 } as const;
 
 const MAX_KEEP_BODY = 16 * 1024 * 1024;

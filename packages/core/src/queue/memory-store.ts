@@ -42,6 +42,61 @@ class Fifo<T> {
   }
 }
 
+/**
+ * Waiting entries in arrival order, each with the stamp it had when it arrived, kept flat (entry,
+ * stamp, entry, stamp, ...): no object per arrival. A position is stale once its entry was taken,
+ * forgotten or arrived again (a retry) since; stale positions are skipped lazily.
+ */
+class Arrivals {
+  #items: Array<Entry | number> = [];
+  #head = 0;
+  get length(): number {
+    return (this.#items.length - this.#head) / 2;
+  }
+  push(entry: Entry, stamp: number): void {
+    this.#items.push(entry, stamp);
+  }
+  /** The oldest entry still waiting since the arrival recorded here. */
+  oldest(): Entry | undefined {
+    const items = this.#items;
+    while (this.#head < items.length) {
+      const entry = items[this.#head] as Entry;
+      if (isCurrent(entry, items[this.#head + 1] as number)) return entry;
+      items[this.#head] = 0;
+      this.#head += 2;
+      if (this.#head > 2048 && this.#head * 2 > items.length) {
+        // Mostly consumed: let the front go (the array would otherwise only grow).
+        this.#items = items.slice(this.#head);
+        this.#head = 0;
+        return this.oldest();
+      }
+    }
+    this.#items = [];
+    this.#head = 0;
+    return undefined;
+  }
+  /** Drops every stale position (they outnumber the waiting entries), keeping the order. */
+  compact(): void {
+    const items = this.#items;
+    const kept: Array<Entry | number> = [];
+    for (let i = this.#head; i < items.length; i += 2) {
+      const entry = items[i] as Entry;
+      const stamp = items[i + 1] as number;
+      if (isCurrent(entry, stamp)) kept.push(entry, stamp);
+    }
+    this.#items = kept;
+    this.#head = 0;
+  }
+}
+
+/** True when `entry` is waiting and `stamp` is its latest arrival. */
+function isCurrent(entry: Entry, stamp: number): boolean {
+  return stamp === entry.arrival && (entry.status === 'ready' || entry.status === 'delayed');
+}
+
+/** Put's answer when nothing was evicted: shared, frozen. */
+const NONE_EVICTED: StoredRecord[] = Object.freeze([]) as unknown as StoredRecord[];
+
 /** A binary min-heap on `notBefore`, for records in backoff. */
 class DelayHeap {
   readonly #items: Array<Entry> = [];
@@ -100,14 +155,15 @@ class DelayHeap {
 export class MemoryStore implements NotificationStore {
   readonly #limits: StoreLimits;
   readonly #entries = new Map<string, Entry>();
-  /** Waiting entries in arrival order, for drop-oldest. */
-  readonly #waitingOrder = new Map<string, Entry>();
+  /** Entries waiting (ready or delayed), not leased. */
+  #waiting = 0;
   /**
-   * The same order as a FIFO with lazy deletion, for finding the oldest in O(1): a Map whose first
-   * entries were deleted keeps them as holes until it rehashes, so scanning it from the front on
-   * every overflowing put() cost O(holes); the outage benchmark measured a fifth of the CPU there.
+   * Waiting entries in arrival order, for drop-oldest: a FIFO with lazy deletion finds the oldest
+   * in O(1). (A Map whose first entries were deleted keeps them as holes until it rehashes, so
+   * scanning one from the front on every overflowing put() cost O(holes); and a second Map of the
+   * waiting held about 80 bytes more per queued notification, bench/memory.mjs.)
    */
-  #arrivals = new Fifo<{ entry: Entry; arrival: number }>();
+  readonly #arrivals = new Arrivals();
   #arrivalCount = 0;
   readonly #ready = new Map<string, Fifo<Entry>>();
   readonly #delayed = new DelayHeap();
@@ -124,26 +180,29 @@ export class MemoryStore implements NotificationStore {
     return this.#bytes;
   }
   get waiting(): number {
-    return this.#waitingOrder.size;
+    return this.#waiting;
+  }
+
+  #fits(bytes: number): boolean {
+    return this.#entries.size < this.#limits.maxQueued && this.#bytes + bytes <= this.#limits.maxQueuedBytes;
   }
 
   put(record: StoredRecord): PutResult {
-    const { maxQueued, maxQueuedBytes, overflow } = this.#limits;
-    const fits = (): boolean =>
-      this.#entries.size < maxQueued && this.#bytes + record.bytes <= maxQueuedBytes;
-    const evicted: Array<StoredRecord> = [];
-    if (!fits()) {
+    let evicted = NONE_EVICTED;
+    if (!this.#fits(record.bytes)) {
+      const { maxQueuedBytes, overflow } = this.#limits;
       if (record.bytes > maxQueuedBytes)
         return { accepted: false, reason: 'too-large', maxBytes: maxQueuedBytes };
       if (overflow !== 'drop-oldest') return { accepted: false, reason: 'full' };
-      while (!fits()) {
-        const entry = this.#oldestWaiting();
+      evicted = [];
+      while (!this.#fits(record.bytes)) {
+        const entry = this.#arrivals.oldest();
         if (entry === undefined) break;
         this.#forget(entry.record.key, entry);
         evicted.push(entry.record);
       }
       // Everything left is in flight: the newcomer is the one that cannot fit.
-      if (!fits()) return { accepted: false, reason: 'full' };
+      if (!this.#fits(record.bytes)) return { accepted: false, reason: 'full' };
     }
     const entry: Entry = { record, status: 'ready', arrival: 0 };
     this.#entries.set(record.key, entry);
@@ -173,7 +232,7 @@ export class MemoryStore implements NotificationStore {
         if (verdict === 'skip-origin') continue;
         fifo.shift();
         entry.status = 'leased';
-        this.#waitingOrder.delete(entry.record.key);
+        this.#waiting--;
         taken.push(entry.record);
         progress = true;
         // Rotate: the origin just served goes to the back of the round (with one origin there is
@@ -232,17 +291,13 @@ export class MemoryStore implements NotificationStore {
     return top?.record.notBefore;
   }
 
+  /** Makes a new or released entry wait: ready now, or delayed until its `notBefore`. */
   #enqueue(entry: Entry, now: number): void {
-    this.#waitingOrder.set(entry.record.key, entry);
+    this.#waiting++;
     entry.arrival = ++this.#arrivalCount;
-    this.#arrivals.push({ entry, arrival: entry.arrival });
-    if (this.#arrivals.length > 2 * this.#waitingOrder.size + 1024) {
-      // Mostly stale (taken or settled since): rebuild from the Map, which holds the same order.
-      this.#arrivals = new Fifo();
-      for (const waiting of this.#waitingOrder.values()) {
-        this.#arrivals.push({ entry: waiting, arrival: waiting.arrival });
-      }
-    }
+    this.#arrivals.push(entry, entry.arrival);
+    // Mostly stale (taken or settled since): keep only the waiting, in the same order.
+    if (this.#arrivals.length > 2 * this.#waiting + 1024) this.#arrivals.compact();
     if (entry.record.notBefore > now) {
       entry.status = 'delayed';
       this.#delayed.push(entry);
@@ -274,20 +329,11 @@ export class MemoryStore implements NotificationStore {
     }
   }
 
-  #oldestWaiting(): Entry | undefined {
-    for (let head = this.#arrivals.peek(); head !== undefined; head = this.#arrivals.peek()) {
-      const { entry, arrival } = head;
-      if (arrival === entry.arrival && (entry.status === 'ready' || entry.status === 'delayed')) return entry;
-      this.#arrivals.shift();
-    }
-    return undefined;
-  }
-
   #forget(id: string, entry: Entry): void {
-    // Entries still referenced by a FIFO or the heap are skipped there lazily.
+    if (entry.status === 'ready' || entry.status === 'delayed') this.#waiting--;
+    // Entries still referenced by a FIFO, the heap or the arrivals are skipped there lazily.
     entry.status = 'gone';
     this.#entries.delete(id);
-    this.#waitingOrder.delete(id);
     this.#bytes -= entry.record.bytes;
   }
 }

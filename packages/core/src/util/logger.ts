@@ -68,26 +68,28 @@ export function rateLimitLogger(logger: Logger, intervalMs = 1_000, urls: LogUrl
   const open = (key: string, now: number): void => {
     windows.set(key, { until: now + intervalMs, suppressed: 0, last: undefined, timer: undefined });
   };
+  const shown = (obj: object): object => (urls === 'origin' ? withoutUrl(obj) : obj);
   const emit = (level: Level, given: object, msg?: string): void => {
-    const obj = urls === 'origin' ? withoutUrl(given) : given;
     const key = `${level}:${msg ?? ''}`;
     const now = Date.now();
     const window = windows.get(key);
     if (window !== undefined && now < window.until) {
       window.suppressed++;
-      window.last = obj;
+      // Kept as given: the URL is redacted only if this one is written (a storm drops thousands).
+      window.last = given;
       // A storm shorter than the window must still report its count: flush when it closes.
       window.timer ??= setTimeout(() => {
         const current = windows.get(key);
         if (current === undefined || current.suppressed === 0 || current.last === undefined) return;
         open(key, Date.now());
-        write(level, { ...current.last, suppressed: current.suppressed }, msg);
+        write(level, { ...shown(current.last), suppressed: current.suppressed }, msg);
       }, window.until - now).unref();
       return;
     }
     if (window?.timer !== undefined) clearTimeout(window.timer);
     const suppressed = window?.suppressed ?? 0;
     open(key, now);
+    const obj = shown(given);
     write(level, suppressed > 0 ? { ...obj, suppressed } : obj, msg);
   };
   const limited: Logger = {
@@ -96,7 +98,7 @@ export function rateLimitLogger(logger: Logger, intervalMs = 1_000, urls: LogUrl
   };
   if (logger.debug !== undefined) {
     const debug = logger.debug.bind(logger);
-    limited.debug = (obj, msg) => call(() => debug(urls === 'origin' ? withoutUrl(obj) : obj, msg));
+    limited.debug = (obj, msg) => call(() => debug(shown(obj), msg));
   }
   return limited;
 }
