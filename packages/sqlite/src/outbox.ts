@@ -95,6 +95,8 @@ export class SqliteOutbox implements NotificationStore {
    */
   #opsByKey = new Map<string, number[]>();
   #opsScheduled = false;
+  /** The last batch of writes waiting for its commit; `flush()` awaits it. */
+  #opsApplied: Promise<void> = Promise.resolve();
   #lastCommit: Promise<void> = Promise.resolve();
   #commitsInFlight = 0;
   #keeping = false;
@@ -352,18 +354,27 @@ export class SqliteOutbox implements NotificationStore {
     setImmediate(() => this.#runOps());
   }
 
+  /**
+   * Applies the writes queued until now once the commit holding their rows is done: the newest
+   * commit at this moment (`#lastCommit`) covers every row they touch. Later writes wait for their
+   * own turn: a commit always in flight (a steady stream of sends) never holds these back.
+   */
   #runOps(): void {
-    // The rows these writes touch may still be in a commit in flight: wait for it.
-    if (this.#commitsInFlight > 0) {
-      const after = (): void => this.#runOps();
-      this.#lastCommit.then(after, after);
-      return;
-    }
     this.#opsScheduled = false;
     const ops = this.#ops;
     if (ops.length === 0 || this.#closed) return;
     this.#ops = [];
     this.#opsByKey.clear();
+    if (this.#commitsInFlight === 0) {
+      this.#apply(ops);
+      return;
+    }
+    const apply = (): void => this.#apply(ops);
+    this.#opsApplied = this.#lastCommit.then(apply, apply);
+  }
+
+  #apply(ops: ReadonlyArray<() => void>): void {
+    if (this.#closed) return;
     try {
       this.db.inTransaction(() => {
         for (const op of ops) op();
@@ -383,9 +394,9 @@ export class SqliteOutbox implements NotificationStore {
   }
 
   async flush(): Promise<void> {
-    await this.#lastCommit.catch(() => undefined);
     while (this.#commitsInFlight > 0) await this.#lastCommit.catch(() => undefined);
     this.#runOps();
+    await this.#opsApplied;
   }
 
   keep(): number {

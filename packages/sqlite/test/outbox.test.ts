@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDispatcher, InvalidArgumentError, QueueFullError, type Dispatcher } from '@afterward/core';
+import { createRecordingTransport } from '@afterward/core/testing';
 import { OutboxDb, sqliteOutbox } from '@afterward/sqlite';
 import { storeContract } from '../../core/test/store-contract.js';
 import { startReceiver, waitUntil, type Receiver } from '../../../test/support/index.js';
@@ -109,6 +110,23 @@ describe('sqliteOutbox through the dispatcher', () => {
     expect(
       r.requests.map((req) => (JSON.parse(req.body.toString()) as { n: number }).n).sort((a, b) => a - b),
     ).toEqual([10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
+  });
+
+  it('removes delivered rows while a commit is always in flight (a steady stream of sends)', async () => {
+    const path = tempFile();
+    const transport = createRecordingTransport();
+    const d = dispatcher(path, { transport });
+    await d.ready;
+    let rows: number | undefined;
+    for (let n = 0; n < 300; n++) {
+      // Sent as the previous commit is acknowledged: the next commit starts before that turn ends,
+      // so one is always in flight. The completions of delivered rows must not wait for a pause.
+      await d.send('https://hooks.example.com/orders', { json: { n } }).persisted;
+      if (n === 299) rows = d.stats().store?.rows;
+    }
+    expect(transport.requests).toHaveLength(300);
+    expect(rows).toBeLessThan(30);
+    await waitUntil(() => d.stats().store?.rows === 0, { message: 'all rows removed' });
   });
 
   it('keeps a row written at the group commit with its body intact across a restart', async () => {
