@@ -105,6 +105,11 @@ export interface OutboxDbStats {
   fileBytes: number;
   /** `enqueue` calls this instance refused for the bounds. */
   refused: number;
+  /**
+   * Rows this instance accepted whose group commit failed (a full disk, a file gone read-only):
+   * their `persisted` rejected with an {@link OutboxError}, so they were never acknowledged.
+   */
+  failed: number;
   /** Group commits this instance made. */
   commits: number;
 }
@@ -249,6 +254,7 @@ export class OutboxDb {
   #inflightBytes = 0;
   #file: FileCounts = { rows: 0, bytes: 0 };
   #refused = 0;
+  #failed = 0;
   #commits = 0;
   #inTransaction = false;
   #countsStale = false;
@@ -411,6 +417,7 @@ export class OutboxDb {
     try {
       rows = toRows(batch, leases);
     } catch (error) {
+      this.#failed += batch.length;
       done.reject(toOutboxError(error, this.path, 'serialising a batch'));
       return;
     }
@@ -420,12 +427,14 @@ export class OutboxDb {
         this.#commits++;
         done.resolve();
       } catch (error) {
+        this.#failed += rows.length;
         done.reject(toOutboxError(error, this.path, 'committing a batch'));
       }
       this.#maybeCheckpoint();
       return;
     }
     if (this.#failure !== undefined) {
+      this.#failed += rows.length;
       done.reject(this.#failure);
       return;
     }
@@ -482,6 +491,7 @@ export class OutboxDb {
         this.#commits++;
         commit.done.resolve();
       } else {
+        this.#failed += commit.rows;
         commit.done.reject(
           toOutboxError({ errcode: reply.errcode, message: reply.message }, this.path, 'committing a batch'),
         );
@@ -508,6 +518,7 @@ export class OutboxDb {
     this.#commit = undefined;
     this.#inflightRows = 0;
     this.#inflightBytes = 0;
+    this.#failed += (commit?.rows ?? 0) + this.#batch.length;
     commit?.done.reject(error);
     this.#vacuum?.resolve({ seq: this.#vacuum.seq, ok: false, errcode: undefined, message: error.message });
     this.#vacuum = undefined;
@@ -954,6 +965,7 @@ export class OutboxDb {
       dead: row?.dead ?? 0,
       fileBytes: fileSize(this.path) + fileSize(`${this.path}-wal`),
       refused: this.#refused,
+      failed: this.#failed,
       commits: this.#commits,
     };
   }

@@ -86,6 +86,8 @@ export class SqliteOutbox implements NotificationStore {
   readonly #storageKeys = new Map<string, string>();
   /** Storage keys held, to skip a row adopted twice. */
   readonly #held = new Set<string>();
+  /** Storage keys of held rows that came from the file (committed before this process saw them). */
+  readonly #recovered = new Set<string>();
   // Writes other than the insert, applied in one transaction per turn, after the commit that
   // inserted their rows.
   #ops: Array<() => void> = [];
@@ -176,6 +178,18 @@ export class SqliteOutbox implements NotificationStore {
 
   #revive(host: StoreHost, json: NotificationJson): boolean {
     if (this.#held.has(json.key)) return false;
+    if (json.attempts >= json.retry.attempts) {
+      // Every attempt was started (each is written before it is sent) and the last one never
+      // finished: the process stopped during it, as a payload that crashes the process does every
+      // time. Sending it again would loop; it becomes a dead letter instead.
+      this.db.bury(json.key, {
+        reason: 'failed',
+        errorCode: 'AFTERWARD_ERR_OUTBOX_INTERRUPTED',
+        errorMessage: `attempt ${json.attempts} of ${json.retry.attempts} started and never finished: the process stopped during it (a payload that crashes the process?)`,
+        attempts: json.attempts,
+      });
+      return false;
+    }
     const record = host.revive(json);
     const result = this.#store.put(record);
     if (!result.accepted) {
@@ -185,6 +199,7 @@ export class SqliteOutbox implements NotificationStore {
     }
     this.#storageKeys.set(record.key, json.key);
     this.#held.add(json.key);
+    this.#recovered.add(json.key);
     return true;
   }
 
@@ -262,6 +277,18 @@ export class SqliteOutbox implements NotificationStore {
     const key = this.#storageKeys.get(record.key);
     if (key === undefined) return;
     const attempts = record.attempts;
+    if (this.#recovered.has(key)) {
+      // A row from the file (a previous process's, or replayed): written now, before the request
+      // goes out, so a payload that kills the process every time still uses up its attempts. New
+      // rows, the hot path, write theirs in the turn's batch: a crash before it restarts them as
+      // recovered rows. Queued below as well, so that it lands after any older write to the row
+      // still queued (a reschedule with the previous count).
+      try {
+        this.db.recordAttempt(key, attempts);
+      } catch {
+        // Locked or failing: the queued write below is retried with the others.
+      }
+    }
     this.#op(() => this.db.recordAttempt(key, attempts), key);
   }
 
@@ -315,6 +342,7 @@ export class SqliteOutbox implements NotificationStore {
     if (storageKey === undefined) return undefined;
     this.#storageKeys.delete(key);
     this.#held.delete(storageKey);
+    this.#recovered.delete(storageKey);
     return storageKey;
   }
 
@@ -404,7 +432,10 @@ export class SqliteOutbox implements NotificationStore {
     return this.#store.size;
   }
 
-  /** Rows on disk (all processes), leased ones, dead letters, file bytes. */
+  /**
+   * Rows on disk (all processes), leased ones, dead letters, file bytes; `refused` (bounds) and
+   * `failed` (a group commit failed: never acknowledged) count this process's rows.
+   */
   stats(): Record<string, number> {
     const s = this.db.stats();
     return {
@@ -414,6 +445,7 @@ export class SqliteOutbox implements NotificationStore {
       dead: s.dead,
       fileBytes: s.fileBytes,
       refused: s.refused,
+      failed: s.failed,
       commits: s.commits,
     };
   }
