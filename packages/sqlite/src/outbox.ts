@@ -99,6 +99,7 @@ export class SqliteOutbox implements NotificationStore {
   #opsScheduled = false;
   /** The last batch of writes waiting for its commit; `flush()` awaits it. */
   #opsApplied: Promise<void> = Promise.resolve();
+  #opsWaiting: { commit: Promise<void>; ops: Array<() => void> } | undefined;
   #lastCommit: Promise<void> = Promise.resolve();
   #commitsInFlight = 0;
   #keeping = false;
@@ -397,8 +398,19 @@ export class SqliteOutbox implements NotificationStore {
       this.#apply(ops);
       return;
     }
-    const apply = (): void => this.#apply(ops);
-    this.#opsApplied = this.#lastCommit.then(apply, apply);
+    const waiting = this.#opsWaiting;
+    if (waiting !== undefined && waiting.commit === this.#lastCommit) {
+      // Still the same commit: one transaction for every turn's writes behind it.
+      for (const op of ops) waiting.ops.push(op);
+      return;
+    }
+    const batch = { commit: this.#lastCommit, ops };
+    this.#opsWaiting = batch;
+    const apply = (): void => {
+      if (this.#opsWaiting === batch) this.#opsWaiting = undefined;
+      this.#apply(batch.ops);
+    };
+    this.#opsApplied = batch.commit.then(apply, apply);
   }
 
   #apply(ops: ReadonlyArray<() => void>): void {
