@@ -47,7 +47,6 @@ const DEFAULT_LIMITS: StoreLimits = {
   overflow: 'reject',
 };
 const PAGE = 500;
-const NOOP = (): void => undefined;
 
 function alive(pid: number): boolean {
   try {
@@ -88,20 +87,6 @@ export class SqliteOutbox implements NotificationStore {
   readonly #held = new Set<string>();
   /** Storage keys of held rows that came from the file (committed before this process saw them). */
   readonly #recovered = new Set<string>();
-  // Writes other than the insert, applied in one transaction per turn, after the commit that
-  // inserted their rows.
-  #ops: Array<() => void> = [];
-  /**
-   * The ops queued for a row that a later completion or burial in the same transaction makes
-   * moot (an attempt recorded, a reschedule): replaced by a no-op then, one write per row saved.
-   */
-  #opsByKey = new Map<string, number[]>();
-  #opsScheduled = false;
-  /** The last batch of writes waiting for its commit; `flush()` awaits it. */
-  #opsApplied: Promise<void> = Promise.resolve();
-  #opsWaiting: { commit: Promise<void>; ops: Array<() => void> } | undefined;
-  #lastCommit: Promise<void> = Promise.resolve();
-  #commitsInFlight = 0;
   #keeping = false;
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
@@ -169,6 +154,12 @@ export class SqliteOutbox implements NotificationStore {
       done?.();
       return;
     }
+    // A read first: the claim is a write, which would wait on the loop for another connection's
+    // lock (up to busyTimeout), and there is usually nothing to claim.
+    if (!this.db.adoptable(now)) {
+      done?.();
+      return;
+    }
     const rows = this.db.adopt(this.owner, now, room, this.#lease);
     let taken = 0;
     for (const json of rows) if (this.#revive(host, json)) taken++;
@@ -210,7 +201,8 @@ export class SqliteOutbox implements NotificationStore {
     try {
       if (now - this.#lastRenew >= this.#lease / 3) {
         this.#lastRenew = now;
-        this.db.renew(this.owner, now + this.#lease);
+        // With the group commit, on the commit's thread: never waits for the lock on the loop.
+        this.db.queue({ kind: 'renew', owner: this.owner, until: now + this.#lease });
       }
       // Another connection committed (a replay, another process), or a lease may have expired.
       if (this.db.dataVersion() !== this.#dataVersion || now - this.#lastAdopt >= this.#lease / 2) {
@@ -258,12 +250,6 @@ export class SqliteOutbox implements NotificationStore {
     this.#storageKeys.set(record.key, key);
     this.#held.add(key);
     const persisted = enqueued.persisted;
-    if (persisted !== this.#lastCommit) {
-      this.#lastCommit = persisted;
-      this.#commitsInFlight++;
-      const done = (): void => void this.#commitsInFlight--;
-      persisted.then(done, done);
-    }
     // Evicted records ('drop-oldest', which the dispatcher refuses with an outbox) are settled
     // 'dropped' by the dispatcher, and become dead letters here.
     return { accepted: true, evicted: result.evicted, persisted };
@@ -290,7 +276,7 @@ export class SqliteOutbox implements NotificationStore {
         // Locked or failing: the queued write below is retried with the others.
       }
     }
-    this.#op(() => this.db.recordAttempt(key, attempts), key);
+    this.db.queue({ kind: 'attempt', key, attempts });
   }
 
   release(record: StoredRecord): void {
@@ -299,11 +285,13 @@ export class SqliteOutbox implements NotificationStore {
     if (key === undefined) return;
     const { notBefore, attempts } = record;
     // Still ours while it waits out its backoff: the lease is kept (and renewed).
-    this.#op(
-      () =>
-        this.db.reschedule(key, notBefore, attempts, { owner: this.owner, until: Date.now() + this.#lease }),
+    this.db.queue({
+      kind: 'reschedule',
       key,
-    );
+      notBefore,
+      attempts,
+      lease: { owner: this.owner, until: Date.now() + this.#lease },
+    });
   }
 
   settle(record: StoredRecord, outcome: SettleOutcome): void {
@@ -319,11 +307,9 @@ export class SqliteOutbox implements NotificationStore {
         attempts: record.attempts,
         failedAt: Date.now(),
       } as const;
-      this.#final(key);
-      this.#op(() => this.db.bury(key, info));
+      this.db.queue({ kind: 'bury', key, info });
     } else {
-      this.#final(key);
-      this.#op(() => this.db.complete(key));
+      this.db.queue({ kind: 'complete', key });
     }
   }
 
@@ -332,8 +318,7 @@ export class SqliteOutbox implements NotificationStore {
     const storageKey = this.#forget(key);
     // Cancelled while waiting: gone, unless close() is keeping what is left for the next start.
     if (storageKey !== undefined && !this.#keeping) {
-      this.#final(storageKey);
-      this.#op(() => this.db.complete(storageKey));
+      this.db.queue({ kind: 'complete', key: storageKey });
     }
     return true;
   }
@@ -363,80 +348,9 @@ export class SqliteOutbox implements NotificationStore {
     return this.#store.waiting;
   }
 
-  /** `key`'s row is about to be deleted or buried: its earlier queued updates are moot. */
-  #final(key: string): void {
-    const queued = this.#opsByKey.get(key);
-    if (queued === undefined) return;
-    this.#opsByKey.delete(key);
-    for (const index of queued) this.#ops[index] = NOOP;
-  }
-
-  #op(op: () => void, key?: string): void {
-    if (key !== undefined) {
-      const queued = this.#opsByKey.get(key);
-      if (queued === undefined) this.#opsByKey.set(key, [this.#ops.length]);
-      else queued.push(this.#ops.length);
-    }
-    this.#ops.push(op);
-    if (this.#opsScheduled) return;
-    this.#opsScheduled = true;
-    setImmediate(() => this.#runOps());
-  }
-
-  /**
-   * Applies the writes queued until now once the commit holding their rows is done: the newest
-   * commit at this moment (`#lastCommit`) covers every row they touch. Later writes wait for their
-   * own turn: a commit always in flight (a steady stream of sends) never holds these back.
-   */
-  #runOps(): void {
-    this.#opsScheduled = false;
-    const ops = this.#ops;
-    if (ops.length === 0 || this.#closed) return;
-    this.#ops = [];
-    this.#opsByKey.clear();
-    if (this.#commitsInFlight === 0) {
-      this.#apply(ops);
-      return;
-    }
-    const waiting = this.#opsWaiting;
-    if (waiting !== undefined && waiting.commit === this.#lastCommit) {
-      // Still the same commit: one transaction for every turn's writes behind it.
-      for (const op of ops) waiting.ops.push(op);
-      return;
-    }
-    const batch = { commit: this.#lastCommit, ops };
-    this.#opsWaiting = batch;
-    const apply = (): void => {
-      if (this.#opsWaiting === batch) this.#opsWaiting = undefined;
-      this.#apply(batch.ops);
-    };
-    this.#opsApplied = batch.commit.then(apply, apply);
-  }
-
-  #apply(ops: ReadonlyArray<() => void>): void {
-    if (this.#closed) return;
-    try {
-      this.db.inTransaction(() => {
-        for (const op of ops) op();
-      });
-    } catch {
-      // Locked for longer than busyTimeout, or the disk failed: apply them one by one, so one bad
-      // write does not lose the others; a write that still fails leaves its row to be delivered
-      // again (at-least-once), never lost.
-      for (const op of ops) {
-        try {
-          op();
-        } catch {
-          // see above
-        }
-      }
-    }
-  }
-
+  /** Resolves once every row and write so far is committed (or failed). */
   async flush(): Promise<void> {
-    while (this.#commitsInFlight > 0) await this.#lastCommit.catch(() => undefined);
-    this.#runOps();
-    await this.#opsApplied;
+    await this.db.idle();
   }
 
   keep(): number {

@@ -4,7 +4,7 @@ import { createRecordingTransport } from '@afterward/core/testing';
 import { OutboxDb, sqliteOutbox } from '@afterward/sqlite';
 import { storeContract } from '../../core/test/store-contract.js';
 import { startReceiver, waitUntil, type Receiver } from '../../../test/support/index.js';
-import { tempFile } from './support.js';
+import { child, tempFile } from './support.js';
 
 const quiet = { warn: () => undefined, error: () => undefined };
 
@@ -127,6 +127,38 @@ describe('sqliteOutbox through the dispatcher', () => {
     expect(transport.requests).toHaveLength(300);
     expect(rows).toBeLessThan(30);
     await waitUntil(() => d.stats().store?.rows === 0, { message: 'all rows removed' });
+  });
+
+  it('never waits for the file lock on the event loop: settling while another process holds it', async () => {
+    const path = tempFile();
+    const transport = createRecordingTransport();
+    let answer!: () => void;
+    const answered = new Promise<number>((resolve) => (answer = () => resolve(204)));
+    transport.respondWith(() => answered);
+    // Default lease and poll: no renewal or adoption falls in the window below.
+    const d = track(createDispatcher({ outbox: sqliteOutbox({ path }), transport, logger: quiet }));
+    await d.ready;
+    await d.send('https://hooks.example.com/orders', { json: { n: 1 } }).persisted;
+    await waitUntil(() => transport.requests.length === 1);
+    const holder = child('hold-lock', path);
+    await holder.next('locked');
+
+    // The delivery settles while the lock is held: its row's deletion must wait off the loop.
+    let last = performance.now();
+    let longest = 0;
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      longest = Math.max(longest, now - last);
+      last = now;
+    }, 5);
+    answer();
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    holder.process.kill('SIGKILL');
+    await holder.exited;
+    clearInterval(ticker);
+    // Blocked, the loop would have stood still for the whole 1.5 s the lock was held.
+    expect(longest).toBeLessThan(750);
+    await waitUntil(() => d.stats().store?.rows === 0, { message: 'row removed once the lock is free' });
   });
 
   it('keeps a row written at the group commit with its body intact across a restart', async () => {
