@@ -5,12 +5,12 @@
  * too, which stalled the loop by tens of milliseconds when SQLite ran it inside a commit).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { BatchWriter, type BatchRow } from './commit.js';
+import { BatchWriter, type BatchOp, type BatchRow } from './commit.js';
 import { openOutboxFile } from './schema.js';
 
 /** What the main thread sends: one group commit, or a checkpoint. */
 export type WorkerRequest =
-  | { type: 'commit'; seq: number; rows: BatchRow[] }
+  | { type: 'commit'; seq: number; rows: BatchRow[]; ops: BatchOp[] }
   | { type: 'checkpoint'; seq: number }
   | { type: 'vacuum'; seq: number };
 
@@ -41,7 +41,7 @@ if (port !== null) {
     try {
       if (request.type === 'commit') {
         writer ??= new BatchWriter(db);
-        const counts = writer.write(request.rows);
+        const counts = writer.write(request.rows, request.ops);
         reply = { seq: request.seq, ok: true, rows: counts.rows, bytes: counts.bytes };
       } else if (request.type === 'vacuum') {
         // Gives the free pages back to the file system, then copies the WAL into the file and

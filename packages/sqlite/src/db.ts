@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import type { DatabaseSync, SQLInputValue, StatementSync } from 'node:sqlite';
 import { Worker } from 'node:worker_threads';
 import { ClosedError, InvalidArgumentError } from '@afterward/core';
-import { BatchWriter, type BatchRow, type FileCounts } from './commit.js';
+import { BatchWriter, type BatchOp, type BatchRow, type FileCounts } from './commit.js';
 import type { WorkerData, WorkerReply, WorkerRequest } from './commit-worker.js';
 import type { NotificationJson } from '@afterward/core/backend';
 import type { DeadLetter, DeadLetterFilter } from '@afterward/core/backend';
@@ -79,6 +79,23 @@ export interface BuryInfo {
   failedAt?: number;
 }
 
+/**
+ * A write to a row already enqueued, for {@link OutboxDb.queue}: applied by the next group commit,
+ * after its inserts, in the same transaction and on the same thread (the worker by default).
+ */
+export type QueuedWrite =
+  | { kind: 'attempt'; key: string; attempts: number }
+  | {
+      kind: 'reschedule';
+      key: string;
+      notBefore: number;
+      attempts: number;
+      lease?: { owner: string; until: number } | undefined;
+    }
+  | { kind: 'complete'; key: string }
+  | { kind: 'bury'; key: string; info: BuryInfo }
+  | { kind: 'renew'; owner: string; until: number };
+
 /** A page of pending rows, for recovery in bounded memory. */
 export interface PendingPage {
   rows: NotificationJson[];
@@ -105,6 +122,11 @@ export interface OutboxDbStats {
   fileBytes: number;
   /** `enqueue` calls this instance refused for the bounds. */
   refused: number;
+  /**
+   * Rows this instance accepted whose group commit failed (a full disk, a file gone read-only):
+   * their `persisted` rejected with an {@link OutboxError}, so they were never acknowledged.
+   */
+  failed: number;
   /** Group commits this instance made. */
   commits: number;
 }
@@ -244,11 +266,16 @@ export class OutboxDb {
   #batchLeases: Array<{ owner: string; until: number } | undefined> = [];
   #batchBytes = 0;
   #batchDone: Deferred | undefined;
+  // Writes to enqueued rows, applied by the same group commit after its inserts; `null` for a write
+  // a later completion or burial of its row made moot.
+  #batchOps: Array<BatchOp | null> = [];
+  #batchOpsByKey = new Map<string, number[]>();
   // Rows and bytes written but not yet in `#file` (commits in flight on the worker).
   #inflightRows = 0;
   #inflightBytes = 0;
   #file: FileCounts = { rows: 0, bytes: 0 };
   #refused = 0;
+  #failed = 0;
   #commits = 0;
   #inTransaction = false;
   #countsStale = false;
@@ -380,15 +407,102 @@ export class OutboxDb {
       this.#refused++;
       return { accepted: false, reason: 'full' };
     }
-    if (this.#batchDone === undefined) {
-      this.#batchDone = deferred();
-      setImmediate(this.#flush);
-    }
+    const done = this.#batchDone ?? this.#schedule();
     // The JSON is made at the commit, off the call path.
     this.#batch.push(n);
     this.#batchLeases.push(lease);
     this.#batchBytes += bytes;
-    return { accepted: true, persisted: this.#batchDone.promise };
+    return { accepted: true, persisted: done.promise };
+  }
+
+  #schedule(): Deferred {
+    const done = deferred();
+    this.#batchDone = done;
+    // With the worker, the batch is handed over once the current job's synchronous code is done (a
+    // microtask: much cheaper on the call than a setImmediate, measured 7 µs of a cold first send);
+    // while a commit is in flight, what follows joins the next batch anyway. Commits on this thread
+    // wait for the end of the turn, so that a turn's sends share one transaction.
+    if (this.#writer === undefined) queueMicrotask(this.#flush);
+    else setImmediate(this.#flush);
+    return done;
+  }
+
+  /**
+   * Queues a write to an enqueued row (an attempt started, a retry's backoff, a delivery, a dead
+   * letter) for this turn's group commit: applied after its inserts, in the same transaction, on
+   * the commit's thread, so the event loop never waits for the file's lock. An attempt or backoff
+   * queued before the row's completion or burial in the same batch is dropped as moot. Ignored once
+   * closed or failed: the row stays on disk and is delivered again (at-least-once).
+   *
+   * @example
+   * ```ts
+   * db.queue({ kind: 'attempt', key: n.key, attempts: n.attempts + 1 });
+   * db.queue({ kind: 'complete', key: n.key });
+   * ```
+   */
+  queue(write: QueuedWrite): void {
+    if (this.#closed || this.#failure !== undefined) return;
+    let op: BatchOp;
+    let final = false;
+    switch (write.kind) {
+      case 'attempt':
+        op = [0, write.key, write.attempts];
+        break;
+      case 'reschedule':
+        op = [
+          1,
+          write.key,
+          write.notBefore,
+          write.attempts,
+          write.lease?.owner ?? null,
+          write.lease?.until ?? null,
+        ];
+        break;
+      case 'complete':
+        op = [2, write.key];
+        final = true;
+        break;
+      case 'renew':
+        this.#batchOps.push([4, write.owner, write.until]);
+        if (this.#batchDone === undefined) this.#schedule();
+        return;
+      case 'bury': {
+        const { info } = write;
+        op = [
+          3,
+          write.key,
+          info.status ?? null,
+          info.errorCode ?? null,
+          info.errorMessage == null ? null : redactMessage(info.errorMessage),
+          info.attempts ?? null,
+          info.failedAt ?? Date.now(),
+          info.reason,
+        ];
+        final = true;
+        break;
+      }
+    }
+    const ops = this.#batchOps;
+    const earlier = this.#batchOpsByKey.get(write.key);
+    if (final) {
+      if (earlier !== undefined) {
+        for (const index of earlier) ops[index] = null;
+        this.#batchOpsByKey.delete(write.key);
+      }
+    } else if (earlier === undefined) this.#batchOpsByKey.set(write.key, [ops.length]);
+    else earlier.push(ops.length);
+    ops.push(op);
+    if (this.#batchDone === undefined) this.#schedule();
+  }
+
+  /** Resolves once every row enqueued and every write queued so far is committed (or failed). */
+  async idle(): Promise<void> {
+    for (;;) {
+      this.#flush();
+      const pending = this.#commit?.done.promise ?? this.#batchDone?.promise;
+      if (pending === undefined) return;
+      await pending.catch(() => undefined);
+    }
   }
 
   /** Rows accepted in this turn and not committed yet, plus commits in flight on the worker. */
@@ -403,29 +517,35 @@ export class OutboxDb {
     const batch = this.#batch;
     const leases = this.#batchLeases;
     const bytes = this.#batchBytes;
+    const ops = this.#batchOps.filter((op) => op !== null);
     this.#batch = [];
     this.#batchLeases = [];
     this.#batchBytes = 0;
     this.#batchDone = undefined;
+    this.#batchOps = [];
+    this.#batchOpsByKey.clear();
     let rows: BatchRow[];
     try {
       rows = toRows(batch, leases);
     } catch (error) {
+      this.#failed += batch.length;
       done.reject(toOutboxError(error, this.path, 'serialising a batch'));
       return;
     }
     if (this.#writer !== undefined) {
       try {
-        this.#file = this.#writer.write(rows);
+        this.#file = this.#writer.write(rows, ops);
         this.#commits++;
         done.resolve();
       } catch (error) {
+        this.#failed += rows.length;
         done.reject(toOutboxError(error, this.path, 'committing a batch'));
       }
       this.#maybeCheckpoint();
       return;
     }
     if (this.#failure !== undefined) {
+      this.#failed += rows.length;
       done.reject(this.#failure);
       return;
     }
@@ -437,7 +557,7 @@ export class OutboxDb {
     // an idle outbox never does.
     const worker = (this.#worker ??= this.#startWorker());
     worker.ref();
-    const request: WorkerRequest = { type: 'commit', seq, rows };
+    const request: WorkerRequest = { type: 'commit', seq, rows, ops };
     worker.postMessage(request);
   };
 
@@ -482,6 +602,7 @@ export class OutboxDb {
         this.#commits++;
         commit.done.resolve();
       } else {
+        this.#failed += commit.rows;
         commit.done.reject(
           toOutboxError({ errcode: reply.errcode, message: reply.message }, this.path, 'committing a batch'),
         );
@@ -508,6 +629,7 @@ export class OutboxDb {
     this.#commit = undefined;
     this.#inflightRows = 0;
     this.#inflightBytes = 0;
+    this.#failed += (commit?.rows ?? 0) + this.#batch.length;
     commit?.done.reject(error);
     this.#vacuum?.resolve({ seq: this.#vacuum.seq, ok: false, errcode: undefined, message: error.message });
     this.#vacuum = undefined;
@@ -516,6 +638,8 @@ export class OutboxDb {
     this.#batchLeases = [];
     this.#batchBytes = 0;
     this.#batchDone = undefined;
+    this.#batchOps = [];
+    this.#batchOpsByKey.clear();
     this.#drained?.();
   }
 
@@ -587,6 +711,25 @@ export class OutboxDb {
     // Claims are polled: a cheap moment to see what other processes added or settled.
     this.#file = this.#readCounts();
     return rows.map(toNotification);
+  }
+
+  /**
+   * Whether a pending row is free to adopt (unleased, or its lease expired): a read, which never
+   * waits for another connection's write lock, to skip `adopt()`'s write when there is nothing.
+   *
+   * @example
+   * ```ts
+   * if (db.adoptable(Date.now())) rows = db.adopt(owner, Date.now(), 500, 30_000);
+   * ```
+   */
+  adoptable(now: number): boolean {
+    return (
+      this.#all<{ one: number }>(
+        'looking for rows to adopt',
+        "SELECT 1 AS one FROM outbox WHERE state = 'pending' AND (lease_until IS NULL OR lease_until <= ?) LIMIT 1",
+        now,
+      ).length > 0
+    );
   }
 
   /**
@@ -954,6 +1097,7 @@ export class OutboxDb {
       dead: row?.dead ?? 0,
       fileBytes: fileSize(this.path) + fileSize(`${this.path}-wal`),
       refused: this.#refused,
+      failed: this.#failed,
       commits: this.#commits,
     };
   }

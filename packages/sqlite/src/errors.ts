@@ -14,6 +14,11 @@ export type OutboxErrorCode =
   | 'AFTERWARD_ERR_OUTBOX_LOCKED'
   /** The file is not a SQLite database, or not an afterward outbox. */
   | 'AFTERWARD_ERR_OUTBOX_NOT_AN_OUTBOX'
+  /**
+   * A dead letter's code (never thrown): its last attempt started and never finished, because the
+   * process stopped during it each time (a payload that crashes the process), so it was not sent again.
+   */
+  | 'AFTERWARD_ERR_OUTBOX_INTERRUPTED'
   /** Any other SQLite failure; `cause` has the driver's error. */
   | 'AFTERWARD_ERR_OUTBOX_IO';
 

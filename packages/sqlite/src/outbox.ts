@@ -47,7 +47,6 @@ const DEFAULT_LIMITS: StoreLimits = {
   overflow: 'reject',
 };
 const PAGE = 500;
-const NOOP = (): void => undefined;
 
 function alive(pid: number): boolean {
   try {
@@ -86,17 +85,8 @@ export class SqliteOutbox implements NotificationStore {
   readonly #storageKeys = new Map<string, string>();
   /** Storage keys held, to skip a row adopted twice. */
   readonly #held = new Set<string>();
-  // Writes other than the insert, applied in one transaction per turn, after the commit that
-  // inserted their rows.
-  #ops: Array<() => void> = [];
-  /**
-   * The ops queued for a row that a later completion or burial in the same transaction makes
-   * moot (an attempt recorded, a reschedule): replaced by a no-op then, one write per row saved.
-   */
-  #opsByKey = new Map<string, number[]>();
-  #opsScheduled = false;
-  #lastCommit: Promise<void> = Promise.resolve();
-  #commitsInFlight = 0;
+  /** Storage keys of held rows that came from the file (committed before this process saw them). */
+  readonly #recovered = new Set<string>();
   #keeping = false;
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
@@ -164,6 +154,12 @@ export class SqliteOutbox implements NotificationStore {
       done?.();
       return;
     }
+    // A read first: the claim is a write, which would wait on the loop for another connection's
+    // lock (up to busyTimeout), and there is usually nothing to claim.
+    if (!this.db.adoptable(now)) {
+      done?.();
+      return;
+    }
     const rows = this.db.adopt(this.owner, now, room, this.#lease);
     let taken = 0;
     for (const json of rows) if (this.#revive(host, json)) taken++;
@@ -174,6 +170,18 @@ export class SqliteOutbox implements NotificationStore {
 
   #revive(host: StoreHost, json: NotificationJson): boolean {
     if (this.#held.has(json.key)) return false;
+    if (json.attempts >= json.retry.attempts) {
+      // Every attempt was started (each is written before it is sent) and the last one never
+      // finished: the process stopped during it, as a payload that crashes the process does every
+      // time. Sending it again would loop; it becomes a dead letter instead.
+      this.db.bury(json.key, {
+        reason: 'failed',
+        errorCode: 'AFTERWARD_ERR_OUTBOX_INTERRUPTED',
+        errorMessage: `attempt ${json.attempts} of ${json.retry.attempts} started and never finished: the process stopped during it (a payload that crashes the process?)`,
+        attempts: json.attempts,
+      });
+      return false;
+    }
     const record = host.revive(json);
     const result = this.#store.put(record);
     if (!result.accepted) {
@@ -183,6 +191,7 @@ export class SqliteOutbox implements NotificationStore {
     }
     this.#storageKeys.set(record.key, json.key);
     this.#held.add(json.key);
+    this.#recovered.add(json.key);
     return true;
   }
 
@@ -192,7 +201,8 @@ export class SqliteOutbox implements NotificationStore {
     try {
       if (now - this.#lastRenew >= this.#lease / 3) {
         this.#lastRenew = now;
-        this.db.renew(this.owner, now + this.#lease);
+        // With the group commit, on the commit's thread: never waits for the lock on the loop.
+        this.db.queue({ kind: 'renew', owner: this.owner, until: now + this.#lease });
       }
       // Another connection committed (a replay, another process), or a lease may have expired.
       if (this.db.dataVersion() !== this.#dataVersion || now - this.#lastAdopt >= this.#lease / 2) {
@@ -240,12 +250,6 @@ export class SqliteOutbox implements NotificationStore {
     this.#storageKeys.set(record.key, key);
     this.#held.add(key);
     const persisted = enqueued.persisted;
-    if (persisted !== this.#lastCommit) {
-      this.#lastCommit = persisted;
-      this.#commitsInFlight++;
-      const done = (): void => void this.#commitsInFlight--;
-      persisted.then(done, done);
-    }
     // Evicted records ('drop-oldest', which the dispatcher refuses with an outbox) are settled
     // 'dropped' by the dispatcher, and become dead letters here.
     return { accepted: true, evicted: result.evicted, persisted };
@@ -260,7 +264,19 @@ export class SqliteOutbox implements NotificationStore {
     const key = this.#storageKeys.get(record.key);
     if (key === undefined) return;
     const attempts = record.attempts;
-    this.#op(() => this.db.recordAttempt(key, attempts), key);
+    if (this.#recovered.has(key)) {
+      // A row from the file (a previous process's, or replayed): written now, before the request
+      // goes out, so a payload that kills the process every time still uses up its attempts. New
+      // rows, the hot path, write theirs in the turn's batch: a crash before it restarts them as
+      // recovered rows. Queued below as well, so that it lands after any older write to the row
+      // still queued (a reschedule with the previous count).
+      try {
+        this.db.recordAttempt(key, attempts);
+      } catch {
+        // Locked or failing: the queued write below is retried with the others.
+      }
+    }
+    this.db.queue({ kind: 'attempt', key, attempts });
   }
 
   release(record: StoredRecord): void {
@@ -269,11 +285,13 @@ export class SqliteOutbox implements NotificationStore {
     if (key === undefined) return;
     const { notBefore, attempts } = record;
     // Still ours while it waits out its backoff: the lease is kept (and renewed).
-    this.#op(
-      () =>
-        this.db.reschedule(key, notBefore, attempts, { owner: this.owner, until: Date.now() + this.#lease }),
+    this.db.queue({
+      kind: 'reschedule',
       key,
-    );
+      notBefore,
+      attempts,
+      lease: { owner: this.owner, until: Date.now() + this.#lease },
+    });
   }
 
   settle(record: StoredRecord, outcome: SettleOutcome): void {
@@ -289,11 +307,9 @@ export class SqliteOutbox implements NotificationStore {
         attempts: record.attempts,
         failedAt: Date.now(),
       } as const;
-      this.#final(key);
-      this.#op(() => this.db.bury(key, info));
+      this.db.queue({ kind: 'bury', key, info });
     } else {
-      this.#final(key);
-      this.#op(() => this.db.complete(key));
+      this.db.queue({ kind: 'complete', key });
     }
   }
 
@@ -302,8 +318,7 @@ export class SqliteOutbox implements NotificationStore {
     const storageKey = this.#forget(key);
     // Cancelled while waiting: gone, unless close() is keeping what is left for the next start.
     if (storageKey !== undefined && !this.#keeping) {
-      this.#final(storageKey);
-      this.#op(() => this.db.complete(storageKey));
+      this.db.queue({ kind: 'complete', key: storageKey });
     }
     return true;
   }
@@ -313,6 +328,7 @@ export class SqliteOutbox implements NotificationStore {
     if (storageKey === undefined) return undefined;
     this.#storageKeys.delete(key);
     this.#held.delete(storageKey);
+    this.#recovered.delete(storageKey);
     return storageKey;
   }
 
@@ -332,60 +348,9 @@ export class SqliteOutbox implements NotificationStore {
     return this.#store.waiting;
   }
 
-  /** `key`'s row is about to be deleted or buried: its earlier queued updates are moot. */
-  #final(key: string): void {
-    const queued = this.#opsByKey.get(key);
-    if (queued === undefined) return;
-    this.#opsByKey.delete(key);
-    for (const index of queued) this.#ops[index] = NOOP;
-  }
-
-  #op(op: () => void, key?: string): void {
-    if (key !== undefined) {
-      const queued = this.#opsByKey.get(key);
-      if (queued === undefined) this.#opsByKey.set(key, [this.#ops.length]);
-      else queued.push(this.#ops.length);
-    }
-    this.#ops.push(op);
-    if (this.#opsScheduled) return;
-    this.#opsScheduled = true;
-    setImmediate(() => this.#runOps());
-  }
-
-  #runOps(): void {
-    // The rows these writes touch may still be in a commit in flight: wait for it.
-    if (this.#commitsInFlight > 0) {
-      const after = (): void => this.#runOps();
-      this.#lastCommit.then(after, after);
-      return;
-    }
-    this.#opsScheduled = false;
-    const ops = this.#ops;
-    if (ops.length === 0 || this.#closed) return;
-    this.#ops = [];
-    this.#opsByKey.clear();
-    try {
-      this.db.inTransaction(() => {
-        for (const op of ops) op();
-      });
-    } catch {
-      // Locked for longer than busyTimeout, or the disk failed: apply them one by one, so one bad
-      // write does not lose the others; a write that still fails leaves its row to be delivered
-      // again (at-least-once), never lost.
-      for (const op of ops) {
-        try {
-          op();
-        } catch {
-          // see above
-        }
-      }
-    }
-  }
-
+  /** Resolves once every row and write so far is committed (or failed). */
   async flush(): Promise<void> {
-    await this.#lastCommit.catch(() => undefined);
-    while (this.#commitsInFlight > 0) await this.#lastCommit.catch(() => undefined);
-    this.#runOps();
+    await this.db.idle();
   }
 
   keep(): number {
@@ -393,7 +358,10 @@ export class SqliteOutbox implements NotificationStore {
     return this.#store.size;
   }
 
-  /** Rows on disk (all processes), leased ones, dead letters, file bytes. */
+  /**
+   * Rows on disk (all processes), leased ones, dead letters, file bytes; `refused` (bounds) and
+   * `failed` (a group commit failed: never acknowledged) count this process's rows.
+   */
   stats(): Record<string, number> {
     const s = this.db.stats();
     return {
@@ -403,6 +371,7 @@ export class SqliteOutbox implements NotificationStore {
       dead: s.dead,
       fileBytes: s.fileBytes,
       refused: s.refused,
+      failed: s.failed,
       commits: s.commits,
     };
   }

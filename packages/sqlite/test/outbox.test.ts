@@ -1,9 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDispatcher, InvalidArgumentError, QueueFullError, type Dispatcher } from '@afterward/core';
+import { createRecordingTransport } from '@afterward/core/testing';
 import { OutboxDb, sqliteOutbox } from '@afterward/sqlite';
 import { storeContract } from '../../core/test/store-contract.js';
 import { startReceiver, waitUntil, type Receiver } from '../../../test/support/index.js';
-import { tempFile } from './support.js';
+import { child, tempFile } from './support.js';
 
 const quiet = { warn: () => undefined, error: () => undefined };
 
@@ -109,6 +110,55 @@ describe('sqliteOutbox through the dispatcher', () => {
     expect(
       r.requests.map((req) => (JSON.parse(req.body.toString()) as { n: number }).n).sort((a, b) => a - b),
     ).toEqual([10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
+  });
+
+  it('removes delivered rows while a commit is always in flight (a steady stream of sends)', async () => {
+    const path = tempFile();
+    const transport = createRecordingTransport();
+    const d = dispatcher(path, { transport });
+    await d.ready;
+    let rows: number | undefined;
+    for (let n = 0; n < 300; n++) {
+      // Sent as the previous commit is acknowledged: the next commit starts before that turn ends,
+      // so one is always in flight. The completions of delivered rows must not wait for a pause.
+      await d.send('https://hooks.example.com/orders', { json: { n } }).persisted;
+      if (n === 299) rows = d.stats().store?.rows;
+    }
+    expect(transport.requests).toHaveLength(300);
+    expect(rows).toBeLessThan(30);
+    await waitUntil(() => d.stats().store?.rows === 0, { message: 'all rows removed' });
+  });
+
+  it('never waits for the file lock on the event loop: settling while another process holds it', async () => {
+    const path = tempFile();
+    const transport = createRecordingTransport();
+    let answer!: () => void;
+    const answered = new Promise<number>((resolve) => (answer = () => resolve(204)));
+    transport.respondWith(() => answered);
+    // Default lease and poll: no renewal or adoption falls in the window below.
+    const d = track(createDispatcher({ outbox: sqliteOutbox({ path }), transport, logger: quiet }));
+    await d.ready;
+    await d.send('https://hooks.example.com/orders', { json: { n: 1 } }).persisted;
+    await waitUntil(() => transport.requests.length === 1);
+    const holder = child('hold-lock', path);
+    await holder.next('locked');
+
+    // The delivery settles while the lock is held: its row's deletion must wait off the loop.
+    let last = performance.now();
+    let longest = 0;
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      longest = Math.max(longest, now - last);
+      last = now;
+    }, 5);
+    answer();
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    holder.process.kill('SIGKILL');
+    await holder.exited;
+    clearInterval(ticker);
+    // Blocked, the loop would have stood still for the whole 1.5 s the lock was held.
+    expect(longest).toBeLessThan(750);
+    await waitUntil(() => d.stats().store?.rows === 0, { message: 'row removed once the lock is free' });
   });
 
   it('keeps a row written at the group commit with its body intact across a restart', async () => {
