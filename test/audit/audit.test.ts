@@ -1,4 +1,9 @@
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
 import type { AuditRecord } from '@afterward/core';
+import { auditLog as expressAuditLog } from '@afterward/express';
+import express5, { type Request, type Response } from 'express';
+import express4 from 'express4';
 import { REDACTED } from '@afterward/core';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
@@ -250,4 +255,54 @@ describe.each(AUDIT_KITS)('$name: auditLog()', (kit) => {
     expect(paths.sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7].map((i) => `/api/users/${i}`));
     expect(dispatcher.stats()).toMatchObject({ failed: 0, dropped: 0 });
   });
+});
+
+// The Express adapter reads the socket's address itself while 'trust proxy' is off (issue 15:
+// Express's `req.ip` getter runs proxy-addr on every request); whatever the setting, the record
+// must say what `req.ip` says once the response ended.
+describe.each([
+  ['express5', express5],
+  ['express4', express4],
+] as const)('%s: auditLog() ip', (_name, express) => {
+  const settings: Array<[string, unknown]> = [
+    ['default', undefined],
+    ['false', false],
+    ['true', true],
+    ["'loopback'", 'loopback'],
+    ['1 hop', 1],
+    ["'10.0.0.0/8' (peer not trusted)", '10.0.0.0/8'],
+    ['a function', (addr: string) => addr.endsWith('127.0.0.1')],
+  ];
+  it.each(settings)(
+    'trust proxy %s: the record has req.ip, X-Forwarded-For or not',
+    async (_label, trust) => {
+      const receiver = await testReceiver();
+      const dispatcher = testDispatcher();
+      const app = express();
+      if (trust !== undefined) app.set('trust proxy', trust);
+      app.use(expressAuditLog({ url: receiver.url, dispatcher, batch: { maxItems: 1 } }));
+      const seen: Array<string | undefined> = [];
+      app.get('/ip', (req: Request, res: Response) => {
+        res.on('close', () => seen.push(req.ip));
+        res.end();
+      });
+      const server = app.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      track({
+        url,
+        server,
+        errors: [],
+        close: () => new Promise((resolve) => server.close(() => resolve())),
+      });
+      await request(url).get('/ip').set('x-forwarded-for', '203.0.113.7, 198.51.100.2').expect(200);
+      await request(url).get('/ip').expect(200);
+      await receiver.waitFor(2);
+      const ips = accepted(receiver, []).map((r) => r.ip);
+      expect(ips).toEqual(seen);
+      const trusted = trust === true || trust === 'loopback' || trust === 1 || typeof trust === 'function';
+      expect(ips[0]).toBe(trusted ? (trust === true ? '203.0.113.7' : '198.51.100.2') : ips[1]);
+      expect(ips[1]).toMatch(/127\.0\.0\.1$/);
+    },
+  );
 });

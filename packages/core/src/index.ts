@@ -11,7 +11,7 @@ export type {
 export { createBatcher } from './batch/batcher.js';
 export type { BatchAddOptions, Batcher, BatcherOptions, BatchFormat, BatchInit } from './batch/batcher.js';
 export { createAuditLog, DEFAULT_REDACT, REDACTED } from './audit/audit.js';
-export type { AuditLog, AuditLogOptions, AuditRecord, AuditTarget } from './audit/audit.js';
+export type { AuditLog, AuditLogOptions, AuditRecord, AuditSource, AuditTarget } from './audit/audit.js';
 export type { AfterwardOptions } from './adapter/options.js';
 export type {
   After,

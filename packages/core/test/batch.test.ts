@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { cleanupScope, startReceiver, waitUntil, type Receiver } from '../../../test/support/index.js';
-import { createBatcher } from '../src/batch/batcher.js';
+import { addDeferred, createBatcher, DeferredItem } from '../src/batch/batcher.js';
 import { createDispatcher, type Dispatcher } from '../src/dispatcher/dispatcher.js';
 import {
   CancelledError,
@@ -320,6 +320,71 @@ describe('createBatcher', () => {
       InvalidArgumentError,
     );
     expect(() => createBatcher({} as Dispatcher, { url: URL_ })).toThrow(/createDispatcher/);
+  });
+});
+
+/** A deferred item that counts its serialisations, with the size bound it claims. */
+class Counted extends DeferredItem {
+  serialised = 0;
+  constructor(
+    readonly value: unknown,
+    readonly bound: number,
+  ) {
+    super();
+  }
+  serialize(): string {
+    this.serialised++;
+    return JSON.stringify(this.value);
+  }
+}
+
+describe('addDeferred (issue 15: audit records made into JSON with their batch)', () => {
+  it('serialises each item once, when its batch leaves, in arrival order with the other items', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_, maxItems: 4, maxWaitMs: 60_000 });
+    const deferred = [new Counted({ n: 1 }, 100), new Counted({ n: 3 }, 100), new Counted({ n: 4 }, 100)];
+    addDeferred(batcher, deferred[0] as Counted);
+    batcher.add({ n: 2 });
+    addDeferred(batcher, deferred[1] as Counted);
+    expect(deferred.map((d) => d.serialised)).toEqual([0, 0, 0]);
+    expect(batcher.pending()).toBe(3);
+    addDeferred(batcher, deferred[2] as Counted);
+    await dispatcher.drain();
+    expect(deferred.map((d) => d.serialised)).toEqual([1, 1, 1]);
+    expect(transport.requests.map((r) => r.json())).toEqual([[{ n: 1 }, { n: 2 }, { n: 3 }, { n: 4 }]]);
+  });
+
+  it('keeps every body within maxBytes by exact size once the bounds say a batch may overflow', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_, maxBytes: 64, maxWaitMs: 60_000 });
+    // Bounds far above the real size (22 bytes each): only exact sizes fill a batch.
+    const items = Array.from({ length: 10 }, (_, i) => new Counted({ item: i, pad: 'xxxx' }, 60));
+    for (const item of items) addDeferred(batcher, item);
+    await dispatcher.drain();
+    expect(transport.requests.map((r) => r.json<unknown[]>().length)).toEqual([2, 2, 2, 2, 2]);
+    for (const request of transport.requests) expect(request.body?.length).toBeLessThanOrEqual(64);
+    expect(transport.requests.flatMap((r) => r.json<unknown[]>())).toEqual(items.map((d) => d.value));
+    expect(items.every((d) => d.serialised === 1)).toBe(true);
+  });
+
+  it('measures an item whose bound exceeds maxBytes at once: sent if it fits, refused if not', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_, maxBytes: 64, maxWaitMs: 60_000 });
+    const fits = new Counted('a'.repeat(40), 10_000);
+    addDeferred(batcher, fits);
+    expect(fits.serialised).toBe(1);
+    expect(() => addDeferred(batcher, new Counted('b'.repeat(100), 10_000))).toThrow(InvalidArgumentError);
+    await dispatcher.drain();
+    expect(transport.requests.map((r) => r.json())).toEqual([['a'.repeat(40)]]);
+  });
+
+  it('drops deferred items past maxPending, counted by the dispatcher', async () => {
+    const { dispatcher } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_, maxPending: 2, maxWaitMs: 60_000 });
+    for (let i = 0; i < 3; i++) addDeferred(batcher, new Counted(i, 10));
+    expect(batcher.pending()).toBe(2);
+    expect(dispatcher.stats().dropped).toBe(1);
+    await dispatcher.drain();
   });
 });
 

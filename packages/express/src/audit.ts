@@ -1,5 +1,5 @@
-import { createAuditLog, type AuditLogOptions, type Dispatcher } from '@afterward/core';
-import type { NextFunction, Request, Response } from 'express';
+import { createAuditLog, type AuditLogOptions, type AuditSource, type Dispatcher } from '@afterward/core';
+import express, { type Application, type NextFunction, type Request, type Response } from 'express';
 import { responseInfo, trackRoutes } from './response-info.js';
 import type { ExpressResponseInfo } from './types.js';
 
@@ -35,20 +35,38 @@ export interface AuditLogMiddleware {
  * ```
  */
 export function auditLog(options: ExpressAuditLogOptions): AuditLogMiddleware {
-  const log = createAuditLog<Request, ExpressResponseInfo>(options);
+  const log = createAuditLog<Request, ExpressResponseInfo>(options, SOURCE);
   function auditLogMiddleware(req: Request, res: Response, next: NextFunction): void {
     trackRoutes(req);
-    log.watch(res, {
-      subject: req,
-      startedAt: performance.now(),
-      describe: (outcome, durationMs) => responseInfo(req, res, outcome, durationMs),
-      // req.ip applies the app's 'trust proxy' setting.
-      ip: () => req.ip,
-      body: (): unknown => req.body,
-      // pino-http (and express-request-id) set req.id.
-      requestId: () => (req as { id?: unknown }).id,
-    });
+    log.track(res, req, performance.now());
     next();
   }
   return Object.assign(auditLogMiddleware, { dispatcher: log.dispatcher });
 }
+
+/**
+ * What `app.get('trust proxy fn')` is while 'trust proxy' is off (the default): proxy-addr's
+ * function that trusts no address, one function for every app of this copy of Express.
+ */
+const TRUST_NONE: unknown = express().get('trust proxy fn');
+
+/**
+ * `req.ip`. With 'trust proxy' off, Express's getter (proxy-addr, which parses X-Forwarded-For)
+ * ends with the socket's address whatever the headers say: read it directly.
+ */
+function clientIp(req: Request): string | undefined {
+  if ((req.app as Application | undefined)?.get('trust proxy fn') === TRUST_NONE) {
+    return req.socket?.remoteAddress;
+  }
+  return req.ip;
+}
+
+/** How the audit log reads an Express request: shared by every request, no closure each. */
+const SOURCE: AuditSource<Request, ExpressResponseInfo> = {
+  describe: (req, res, outcome, durationMs) => responseInfo(req, res as Response, outcome, durationMs),
+  // req.ip applies the app's 'trust proxy' setting.
+  ip: clientIp,
+  body: (req): unknown => req.body,
+  // pino-http (and express-request-id) set req.id.
+  requestId: (req) => (req as { id?: unknown }).id,
+};

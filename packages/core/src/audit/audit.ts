@@ -12,8 +12,10 @@ import {
   type When,
 } from '../after-response/after-response.js';
 import {
+  addDeferred,
   addUnobserved,
   checkTarget,
+  DeferredItem,
   createBatcher,
   type BatcherOptions,
   type BatchInit,
@@ -176,6 +178,26 @@ export interface AuditTarget<TSubject, TInfo extends ResponseInfo> {
 }
 
 /**
+ * How an adapter reads the requests it hands to {@link AuditLog.track}: made once per middleware,
+ * so the request path makes no closure per request.
+ *
+ * @example
+ * ```ts
+ * createAuditLog(options, { describe: (req, res, outcome, ms) => info(req, res, outcome, ms), ip: (req) => req.ip });
+ * ```
+ */
+export interface AuditSource<TSubject, TInfo extends ResponseInfo> {
+  /** Builds the response info once the response ended. */
+  describe(subject: TSubject, res: ServerResponse, outcome: ResponseOutcome, durationMs: number): TInfo;
+  /** The client address as the framework sees it (its proxy settings applied). */
+  ip(subject: TSubject): string | undefined;
+  /** The parsed request body; read only when body logging is on. */
+  body?(subject: TSubject): unknown;
+  /** The framework's own request id (pino-http's `req.id`), if any: a string or a number. */
+  requestId?(subject: TSubject): unknown;
+}
+
+/**
  * An audit log: watches responses and sends one record per request once it ended.
  *
  * @example
@@ -190,7 +212,20 @@ export interface AuditLog<TSubject, TInfo extends ResponseInfo> {
   readonly batcher: Batcher | undefined;
   /** Records this response once it ended (finished or aborted). Never throws for a bad response. */
   watch(res: ServerResponse, target: AuditTarget<TSubject, TInfo>): void;
+  /**
+   * {@link watch} for a log made with an {@link AuditSource}: records this response, read through
+   * the source, once it ended. `startedAt` is `performance.now()` when the request was first seen.
+   */
+  track(res: ServerResponse, subject: TSubject, startedAt: number): void;
 }
+
+/** Reads a {@link AuditTarget}: what {@link AuditLog.watch} records through. */
+const TARGET_SOURCE: AuditSource<AuditTarget<unknown, ResponseInfo>, ResponseInfo> = {
+  describe: (target, _res, outcome, durationMs) => target.describe(outcome, durationMs),
+  ip: (target) => target.ip(),
+  body: (target) => target.body?.(),
+  requestId: (target) => target.requestId?.(),
+};
 
 const OPTION_KEYS = [
   'url',
@@ -221,8 +256,9 @@ const MAX_REMEMBERED_NAMES = 1_000;
  */
 export function createAuditLog<TSubject, TInfo extends ResponseInfo>(
   options: AuditLogOptions<TSubject, TInfo>,
+  source?: AuditSource<TSubject, TInfo>,
 ): AuditLog<TSubject, TInfo> {
-  return new AuditLogImpl(options);
+  return new AuditLogImpl(options, source);
 }
 
 class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSubject, TInfo> {
@@ -242,8 +278,16 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
   readonly #when: When<TInfo>;
   /** Whether a callback of the app's runs once the response ended, in the request's async context. */
   readonly #inContext: boolean;
+  /**
+   * Whether a record is only the fields read when the response ended (no `fields`, headers or
+   * body): then it is held as those few values and made into JSON with its batch.
+   */
+  readonly #deferred: boolean;
+  readonly #source: AuditSource<TSubject, TInfo> | undefined;
+  /** The query parser with redaction, for records made into JSON later. */
+  readonly #queryOf = (search: string): Record<string, string | string[]> | undefined => this.#query(search);
 
-  constructor(options: AuditLogOptions<TSubject, TInfo>) {
+  constructor(options: AuditLogOptions<TSubject, TInfo>, source?: AuditSource<TSubject, TInfo>) {
     const opts = checkObject('auditLog options', options);
     checkKeys('auditLog options', opts, OPTION_KEYS);
     const { dispatcher, fields, redact = DEFAULT_REDACT, headers = false, body = false } = options;
@@ -294,9 +338,24 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
     this.#requestIdHeader = requestIdHeader.toLowerCase();
     this.#inContext =
       fields !== undefined || this.#requestId !== undefined || typeof this.#when === 'function';
+    this.#deferred = !this.#inContext && !headers && this.#bodyCap === 0 && this.batcher !== undefined;
+    this.#source = source;
+  }
+
+  track(res: ServerResponse, subject: TSubject, startedAt: number): void {
+    const source = this.#source;
+    if (source === undefined) throw new InvalidArgumentError('track() needs a log made with a source');
+    // One closure per request, and nothing else until the response ended (see watch()).
+    if (this.#inContext) {
+      const runIn = captureContext();
+      res.on('close', () => runIn(() => this.#record(res, subject, startedAt, source, subject)));
+    } else {
+      res.on('close', () => this.#record(res, subject, startedAt, source, subject));
+    }
   }
 
   watch(res: ServerResponse, target: AuditTarget<TSubject, TInfo>): void {
+    const source = TARGET_SOURCE as unknown as AuditSource<AuditTarget<TSubject, TInfo>, TInfo>;
     // Not 'finish': it never fires when the client disconnects first. Not on-finished either,
     // which the parked-work path uses: since Node 16 a ServerResponse emits 'close' exactly once,
     // after 'finish' or on an abort, and one listener costs half of on-finished's four, which
@@ -308,26 +367,61 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
     // `on`, not `once`: a ServerResponse emits 'close' once, and `once` adds a wrapper per request.
     if (this.#inContext) {
       const runIn = captureContext();
-      res.on('close', () => runIn(() => this.#record(res, target)));
+      res.on('close', () => runIn(() => this.#record(res, target, target.startedAt, source, target.subject)));
     } else {
-      res.on('close', () => this.#record(res, target));
+      res.on('close', () => this.#record(res, target, target.startedAt, source, target.subject));
     }
   }
 
-  #record(res: ServerResponse, target: AuditTarget<TSubject, TInfo>): void {
+  #record<THandle>(
+    res: ServerResponse,
+    handle: THandle,
+    startedAt: number,
+    source: AuditSource<THandle, TInfo>,
+    subject: TSubject,
+  ): void {
     try {
       const outcome: ResponseOutcome = res.writableFinished ? 'finished' : 'aborted';
-      const durationMs = performance.now() - target.startedAt;
-      const info = target.describe(outcome, durationMs);
+      const durationMs = performance.now() - startedAt;
+      const info = source.describe(handle, res, outcome, durationMs);
       const skip = skipReason(this.#when, info, 'send', this.#hooks.defaultTimeout);
       if (isThenable(skip)) {
-        this.#hold(skip.then((reason) => reason === undefined && this.#buildAndSend(res, info, target)));
+        this.#hold(
+          skip.then(
+            (reason) => reason === undefined && this.#buildAndSend(res, info, handle, source, subject),
+          ),
+        );
       } else if (skip === undefined) {
-        this.#buildAndSend(res, info, target);
+        if (this.#deferred) this.#capture(res, info, handle, source);
+        else this.#buildAndSend(res, info, handle, source, subject);
       }
     } catch (error) {
       this.#failed(error);
     }
+  }
+
+  /** Holds the record as the values read now; it is made into JSON with its batch. */
+  #capture<THandle>(
+    res: ServerResponse,
+    info: TInfo,
+    handle: THandle,
+    source: AuditSource<THandle, TInfo>,
+  ): void {
+    const userAgent = res.req.headers['user-agent'];
+    const record = new CapturedRecord(
+      this.#queryOf,
+      Date.now() - info.durationMs,
+      info.method,
+      info.url,
+      info.route,
+      info.statusCode,
+      info.durationMs,
+      info.outcome,
+      source.ip(handle),
+      userAgent,
+      readRequestId(source.requestId?.(handle), res.req, this.#requestIdHeader),
+    );
+    addDeferred(this.batcher as Batcher, record);
   }
 
   /** Nothing here may reach the app: a closed dispatcher or a bad fields() result is logged. */
@@ -343,12 +437,18 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
       .finally(() => this.#hooks.unhold());
   }
 
-  #buildAndSend(res: ServerResponse, info: TInfo, target: AuditTarget<TSubject, TInfo>): void {
+  #buildAndSend<THandle>(
+    res: ServerResponse,
+    info: TInfo,
+    handle: THandle,
+    source: AuditSource<THandle, TInfo>,
+    subject: TSubject,
+  ): void {
     try {
-      const record = this.#build(res, info, target);
+      const record = this.#build(res, info, handle, source, subject);
       let extra: unknown;
       try {
-        extra = this.#fields?.(target.subject, info);
+        extra = this.#fields?.(subject, info);
       } catch (error) {
         this.#logger.warn({ err: error }, 'afterward: audit fields() threw; the record goes without them');
       }
@@ -384,37 +484,33 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
     }
   }
 
-  #build(res: ServerResponse, info: TInfo, target: AuditTarget<TSubject, TInfo>): AuditRecord {
+  #build<THandle>(
+    res: ServerResponse,
+    info: TInfo,
+    handle: THandle,
+    source: AuditSource<THandle, TInfo>,
+    subject: TSubject,
+  ): AuditRecord {
     const headers = res.req.headers;
-    const query = info.url.indexOf('?');
-    const record: AuditRecord = {
-      id: newId(),
-      time: isoTime(Date.now() - info.durationMs),
-      method: info.method,
-      path: query === -1 ? info.url : info.url.slice(0, query),
-      // Left undefined when no route matched; JSON leaves it out.
-      route: info.route,
-      status: info.statusCode,
-      durationMs: Math.round(info.durationMs * 1000) / 1000,
-      outcome: info.outcome,
-    };
-    if (query !== -1) {
-      const params = this.#query(info.url.slice(query + 1));
-      if (params !== undefined) record.query = params;
-    }
-    const ip = target.ip();
-    if (ip !== undefined) record.ip = ip;
-    const userAgent = headers['user-agent'];
-    if (userAgent !== undefined) record.userAgent = userAgent;
-    const requestId =
-      this.#requestIdOf(target.subject, info) ??
-      readRequestId(target.requestId?.(), res.req, this.#requestIdHeader);
-    if (requestId !== undefined) record.requestId = requestId;
+    const record = baseRecord(
+      this.#queryOf,
+      Date.now() - info.durationMs,
+      info.method,
+      info.url,
+      info.route,
+      info.statusCode,
+      info.durationMs,
+      info.outcome,
+      source.ip(handle),
+      headers['user-agent'],
+      this.#requestIdOf(subject, info) ??
+        readRequestId(source.requestId?.(handle), res.req, this.#requestIdHeader),
+    );
     if (this.#headers) {
       record.requestHeaders = this.#headerRecord(headers);
       record.responseHeaders = this.#headerRecord(res.getHeaders());
     }
-    if (this.#bodyCap > 0 && target.body !== undefined) this.#addBody(record, target.body());
+    if (this.#bodyCap > 0 && source.body !== undefined) this.#addBody(record, source.body(handle));
     return record;
   }
 
@@ -488,6 +584,101 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
     } else {
       record.body = text;
     }
+  }
+}
+
+type QueryOf = (search: string) => Record<string, string | string[]> | undefined;
+
+/** The record every request leaves, before headers, body and `fields`. */
+function baseRecord(
+  queryOf: QueryOf,
+  time: number,
+  method: string,
+  url: string,
+  route: string | undefined,
+  status: number,
+  durationMs: number,
+  outcome: ResponseOutcome,
+  ip: string | undefined,
+  userAgent: string | undefined,
+  requestId: string | undefined,
+): AuditRecord {
+  const query = url.indexOf('?');
+  const record: AuditRecord = {
+    id: newId(),
+    time: isoTime(time),
+    method,
+    path: query === -1 ? url : url.slice(0, query),
+    // Left undefined when no route matched; JSON leaves it out.
+    route,
+    status,
+    durationMs: Math.round(durationMs * 1000) / 1000,
+    outcome,
+  };
+  if (query !== -1) {
+    const params = queryOf(url.slice(query + 1));
+    if (params !== undefined) record.query = params;
+  }
+  if (ip !== undefined) record.ip = ip;
+  if (userAgent !== undefined) record.userAgent = userAgent;
+  if (requestId !== undefined) record.requestId = requestId;
+  return record;
+}
+
+/** UTF-8 bytes of a record's names, punctuation, id, time, numbers and outcome, with room to spare. */
+const RECORD_FRAME_BYTES = 512;
+/** UTF-8 bytes one UTF-16 unit of a string can take in JSON, at most (`\u0000`). */
+const MAX_UNIT_BYTES = 6;
+/**
+ * UTF-8 bytes one unit of the URL can take at most: once in `path`, or in `query` as a decoded
+ * name or value (no longer than its raw text) with its quotes, colon, comma and array brackets
+ * (`a&b` makes `"a":"","b":""`), or replaced by `[REDACTED]`.
+ */
+const MAX_URL_UNIT_BYTES = 30;
+
+const lengthOf = (text: string | undefined): number => (text === undefined ? 0 : text.length);
+
+/** A record held as the values read when its response ended, made into JSON with its batch. */
+class CapturedRecord extends DeferredItem {
+  readonly bound: number;
+
+  constructor(
+    private readonly queryOf: QueryOf,
+    private readonly time: number,
+    private readonly method: string,
+    private readonly url: string,
+    private readonly route: string | undefined,
+    private readonly status: number,
+    private readonly durationMs: number,
+    private readonly outcome: ResponseOutcome,
+    private readonly ip: string | undefined,
+    private readonly userAgent: string | undefined,
+    private readonly requestId: string | undefined,
+  ) {
+    super();
+    this.bound =
+      RECORD_FRAME_BYTES +
+      MAX_URL_UNIT_BYTES * (url.length + 1) +
+      MAX_UNIT_BYTES *
+        (method.length + lengthOf(route) + lengthOf(ip) + lengthOf(userAgent) + lengthOf(requestId));
+  }
+
+  serialize(): string {
+    return JSON.stringify(
+      baseRecord(
+        this.queryOf,
+        this.time,
+        this.method,
+        this.url,
+        this.route,
+        this.status,
+        this.durationMs,
+        this.outcome,
+        this.ip,
+        this.userAgent,
+        this.requestId,
+      ),
+    );
   }
 }
 

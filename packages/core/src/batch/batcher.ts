@@ -108,12 +108,31 @@ interface Item {
 }
 
 /**
- * A held item: with a handle, or just its JSON (a record added through {@link addUnobserved}, which
- * nobody awaits: no object per record on a path every request of an audited app takes).
+ * An item nobody awaits whose JSON is made only when its batch leaves (or when the batch nears
+ * `maxBytes`): an audit record captured on the request path as a few raw fields, serialised with
+ * the rest of its batch, where caches are warm, instead of once per request.
  */
-type Held = Item | string;
+export abstract class DeferredItem {
+  /** An upper bound of the item's JSON size in UTF-8 bytes. */
+  abstract readonly bound: number;
+  /** The item's JSON. Must not throw. */
+  abstract serialize(): string;
+}
 
-const jsonOf = (held: Held): string => (typeof held === 'string' ? held : held.json);
+/**
+ * A held item: with a handle, just its JSON (a record added through {@link addUnobserved}, which
+ * nobody awaits: no object per record on a path every request of an audited app takes), or a
+ * {@link DeferredItem} not serialised yet.
+ */
+type Held = Item | string | DeferredItem;
+
+const isItem = (held: Held): held is Item => typeof held !== 'string' && !(held instanceof DeferredItem);
+/** Serialised held items: a deferred one is serialised on the way. */
+const jsonOf = (held: Held): string =>
+  typeof held === 'string' ? held : held instanceof DeferredItem ? held.serialize() : held.json;
+/** Each deferred item replaced by its JSON, so it is serialised once (a 413 split sends it again). */
+const materialize = (held: Held[]): Held[] =>
+  held.map((entry) => (entry instanceof DeferredItem ? entry.serialize() : entry));
 
 // `satisfies` makes a new option in BatcherOptions a compile error here until it is listed.
 const OPTION_KEYS = Object.keys({
@@ -332,13 +351,32 @@ class BatcherImpl implements Batcher {
   /** {@link add} without a handle: for records nobody awaits, at a fraction of the cost. */
   addUnobserved(item: unknown): void {
     this.#checkOpen();
-    const json = stringifyJson(item);
+    this.#holdJson(stringifyJson(item));
+  }
+
+  #holdJson(json: string): void {
     const cost = this.#cost(json);
     if (this.pending() >= this.#maxPending) {
       this.#drop();
       return;
     }
     this.#hold(json, cost);
+  }
+
+  /** {@link addUnobserved} for an item serialised only when its batch leaves. */
+  addDeferred(item: DeferredItem): void {
+    if (item.bound + this.#frame() > this.#maxBytes) {
+      // Might not fit a batch on its own: measured (and refused if too large) now.
+      this.#checkOpen();
+      this.#holdJson(item.serialize());
+      return;
+    }
+    this.#checkOpen();
+    if (this.pending() >= this.#maxPending) {
+      this.#drop();
+      return;
+    }
+    this.#hold(item, item.bound + 1);
   }
 
   /** Bytes an item takes in a batch; throws when it could never fit. */
@@ -358,7 +396,9 @@ class BatcherImpl implements Batcher {
   #hold(entry: Held, cost: number): void {
     if (this.#heldBytes + cost + this.#frame() > this.#maxBytes) {
       // The bounds say it might not fit: decide on exact sizes.
+      if (entry instanceof DeferredItem) entry = entry.serialize();
       cost = Buffer.byteLength(jsonOf(entry)) + 1;
+      this.#held = materialize(this.#held);
       this.#heldBytes = 0;
       for (const held of this.#held) this.#heldBytes += Buffer.byteLength(jsonOf(held)) + 1;
       if (this.#heldBytes + cost + this.#frame() > this.#maxBytes) this.flush();
@@ -381,12 +421,12 @@ class BatcherImpl implements Batcher {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#held.length === 0) return;
-    const items = this.#held;
+    const items = materialize(this.#held);
     this.#held = [];
     this.#heldBytes = 0;
     for (const item of items) {
       // From here on the item is part of a request body: its signal can no longer take it out.
-      if (typeof item !== 'string') item.notification.forget();
+      if (isItem(item)) item.notification.forget();
     }
     this.#send(items);
   }
@@ -411,13 +451,13 @@ class BatcherImpl implements Batcher {
       const typed = isAfterwardError(error)
         ? error
         : new InvalidArgumentError(String(error), { cause: error });
-      for (const item of items) if (typeof item !== 'string') item.notification.settle('failed', typed);
+      for (const item of items) if (isItem(item)) item.notification.settle('failed', typed);
       this.#changed();
       return;
     }
     this.#inFlight += items.length;
     // Each item reads its batch's state while the batch is on its way ('queued', 'sending', ...).
-    for (const item of items) if (typeof item !== 'string') item.notification.follow(batch, item.attempts);
+    for (const item of items) if (isItem(item)) item.notification.follow(batch, item.attempts);
     this.#internal.submit(batch);
     batch.done
       .then((result) => this.#settle(items, result))
@@ -428,7 +468,7 @@ class BatcherImpl implements Batcher {
 
   #settle(items: Held[], result: DeliveryResult): void {
     this.#inFlight -= items.length;
-    for (const item of items) if (typeof item !== 'string') item.attempts += result.attempts;
+    for (const item of items) if (isItem(item)) item.attempts += result.attempts;
     const { error } = result;
     if (
       result.state === 'failed' &&
@@ -442,7 +482,7 @@ class BatcherImpl implements Batcher {
       this.#send(items.slice(half));
       return;
     }
-    for (const item of items) if (typeof item !== 'string') item.notification.settleAs(result, item.attempts);
+    for (const item of items) if (isItem(item)) item.notification.settleAs(result, item.attempts);
     // Items nobody observes (audit records) settle no handle that would tell.
     this.#changed();
   }
@@ -450,14 +490,13 @@ class BatcherImpl implements Batcher {
   /** Takes a held item out, for its cancel(); false once its batch has left. */
   #unhold(notification: Notification): boolean {
     // Once its batch has left, the item is part of a request body and cannot be taken back.
-    const index = this.#held.findIndex(
-      (item) => typeof item !== 'string' && item.notification === notification,
-    );
+    const index = this.#held.findIndex((item) => isItem(item) && item.notification === notification);
     if (index === -1) return false;
     this.#held.splice(index, 1);
     // An upper bound again (exact sizes are measured only when a batch nears maxBytes).
     this.#heldBytes = 0;
-    for (const held of this.#held) this.#heldBytes += 3 * jsonOf(held).length + 1;
+    for (const held of this.#held)
+      this.#heldBytes += (held instanceof DeferredItem ? held.bound : 3 * jsonOf(held).length) + 1;
     if (this.#held.length === 0 && this.#timer !== undefined) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
@@ -514,4 +553,10 @@ export function checkTarget(url: unknown, init: SendInit): { url: string; method
 export function addUnobserved(batcher: Batcher, item: unknown): void {
   if (batcher instanceof BatcherImpl) batcher.addUnobserved(item);
   else batcher.add(item);
+}
+
+/** {@link addUnobserved} for an item serialised only when its batch leaves (or nears `maxBytes`). */
+export function addDeferred(batcher: Batcher, item: DeferredItem): void {
+  if (batcher instanceof BatcherImpl) batcher.addDeferred(item);
+  else batcher.add(JSON.parse(item.serialize()));
 }
