@@ -236,6 +236,41 @@ describe.each(AUDIT_KITS)('$name: auditLog()', (kit) => {
     );
   });
 
+  // Without fields, headers or body, a record is held as the values read at close and made into
+  // JSON with its batch (issue 15); with `fields` it is built at close. Both must be the same record.
+  it('makes the same record whether it is built at close or with its batch', async () => {
+    const records: AuditRecord[][] = [];
+    for (const withFields of [false, true]) {
+      const receiver = await testReceiver();
+      const dispatcher = testDispatcher();
+      const options = { url: receiver.url, dispatcher, batch: { maxItems: 3 } };
+      const app = track(await kit.start(withFields ? { ...options, fields: () => undefined } : options));
+      await request(app.url)
+        .get('/api/users/7?page=2&access_token=tok-1&page=3&q=%C3%A9t%C3%A9+x')
+        .set('user-agent', 'audit-suite/"1"')
+        .set('x-request-id', 'req-"42"')
+        .expect(200);
+      await request(app.url).get('/nowhere?x=1').expect(404);
+      await request(app.url).get('/fail').expect(500);
+      const [batch] = await receiver.waitFor(1);
+      records.push(batch?.json<AuditRecord[]>() ?? []);
+    }
+    const comparable = (r: AuditRecord): Partial<AuditRecord> => ({ ...r, id: '', time: '', durationMs: 0 });
+    expect(records[0]?.map(comparable)).toEqual(records[1]?.map(comparable));
+    expect(records[0]?.[0]).toMatchObject({
+      path: '/api/users/7',
+      route: '/api/users/:id',
+      query: { page: ['2', '3'], access_token: REDACTED, q: 'été x' },
+      userAgent: 'audit-suite/"1"',
+      requestId: 'req-"42"',
+    });
+    expect(records[0]?.[1]).not.toHaveProperty('route');
+    for (const record of records.flat()) {
+      expect(record.id).toMatch(/^[0-9a-f-]{36}$/);
+      expect(Math.abs(Date.parse(record.time) - Date.now())).toBeLessThan(60_000);
+    }
+  });
+
   it('loses no record when the receiver fails twice and then recovers', async () => {
     const statuses: number[] = [];
     const receiver = await testReceiver((_req, res) => {
