@@ -146,6 +146,12 @@ describe('durable outbox failures, through the dispatcher', () => {
       message: 'the ordinary notification delivered',
     });
     expect(r.requests.every((req) => !req.body.toString().includes('poison'))).toBe(true);
+    // The dead letter is written while the survivor starts, and the ordinary notification is often
+    // delivered by the first process: without this wait the SIGTERM could come before the
+    // survivor's listener (seen once: exit code null, killed by the default action).
+    await waitUntil(() => survivor!.lines.some((line) => line.what === 'ready'), {
+      message: 'survivor ready',
+    });
     survivor!.proc.kill('SIGTERM');
     expect((await survivor!.exited).code).toBe(0);
   }, 60_000);

@@ -127,7 +127,10 @@ describe('durable outbox: SIGKILL', () => {
   it('keeps attempts and backoff across a kill during backoff', async () => {
     const path = tempPath();
     const r = await receiver();
-    r.respondWith((_req, res) => void res.writeHead(503).end());
+    // Retry-After: a 2 s backoff for sure (a computed one is full jitter over [0, 2 s]: 1 run in 20
+    // would retry within the 100 ms below, and the kill could land between that attempt's request
+    // and its write).
+    r.respondWith((_req, res) => void res.writeHead(503, { 'retry-after': '2' }).end());
     const app = await startApp(path, r.url, 2_000);
     const acked = await fetch(`${app.url}/order?n=1`, { method: 'POST' });
     const id = acked.headers.get('x-webhook-id');

@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { OutboxDb } from '@afterward/sqlite';
 import { child, notification, tempFile } from './support.js';
@@ -16,8 +17,13 @@ describe('claims with leases, several processes on one file', () => {
   it('two live processes never claim the same row, and together deliver every row once', async () => {
     const path = tempFile();
     const keys = await seed(path, 300);
-    const a = child('claim-loop', path, ['A', '30000']);
-    const b = child('claim-loop', path, ['B', '30000']);
+    // Both start claiming together: one child booting 200 ms later under load would find every row
+    // claimed by the other, and the last check below would fail.
+    const go = `${path}.go`;
+    const a = child('claim-loop', path, ['A', '30000', go]);
+    const b = child('claim-loop', path, ['B', '30000', go]);
+    await Promise.all([a.next('ready'), b.next('ready')]);
+    writeFileSync(go, '');
     await Promise.all([a.exited, b.exited]);
     expect(a.lines.at(-1)?.what).toBe('done');
     expect(b.lines.at(-1)?.what).toBe('done');

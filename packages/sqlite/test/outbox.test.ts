@@ -191,12 +191,15 @@ describe('sqliteOutbox through the dispatcher', () => {
   it('records attempts and backoff, kept across a restart', async () => {
     const path = tempFile();
     const r = await receiver();
-    r.respondWith((_req, res) => void res.writeHead(503).end());
+    // A Retry-After sets the backoff exactly: a computed one is full jitter over [0, maxDelay], so
+    // 1 run in 60 drew less than a second and the assertion below failed (or retried before close).
+    r.respondWith((_req, res) => void res.writeHead(503, { 'retry-after': '60' }).end());
     const first = createDispatcher({
       outbox: sqliteOutbox({ path }),
       logger: quiet,
-      retry: { attempts: 5, minDelay: 60_000, maxDelay: 60_000 },
+      retry: { attempts: 5, minDelay: 60_000, maxDelay: 60_000, maxRetryAfter: 60_000 },
     });
+    const sentAt = Date.now();
     first.send(`${r.url}/later`, { json: { n: 1 } });
     await r.waitFor(1);
     await waitUntil(() => first.stats().retries === 1);
@@ -205,7 +208,8 @@ describe('sqliteOutbox through the dispatcher', () => {
     const db = track(new OutboxDb({ path, create: false }));
     const [row] = db.pendingPage(undefined, 10).rows;
     expect(row?.attempts).toBe(1);
-    expect(row?.notBefore).toBeGreaterThan(Date.now() + 1_000);
+    expect(row?.notBefore).toBeGreaterThanOrEqual(sentAt + 60_000);
+    expect(row?.notBefore).toBeLessThanOrEqual(Date.now() + 60_000);
   });
 
   it('bounds at the call: reject by default, drop-newest counted, drop-oldest refused', async () => {
