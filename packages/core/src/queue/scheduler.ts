@@ -20,6 +20,9 @@ export interface Clock {
  * The real clock. Timers are unref'd: backoff timers never hold the process open; `close()` is
  * how pending work is waited for.
  */
+/** Per-origin counters kept at zero before they are let go (see {@link Scheduler.finished}). */
+const MAX_IDLE_ORIGINS = 64;
+
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimeout(callback, ms) {
@@ -106,9 +109,12 @@ export class Scheduler {
    */
   finished(origin: string, outcome: BreakerOutcome): void {
     this.#inFlight--;
-    const count = (this.#perOrigin.get(origin) ?? 1) - 1;
-    if (count === 0) this.#perOrigin.delete(origin);
-    else this.#perOrigin.set(origin, count);
+    const perOrigin = this.#perOrigin;
+    // An origin back to nothing in flight keeps its entry while there are few origins: no delete
+    // and re-insert per attempt at a moderate rate. With many, idle entries go as before.
+    const count = (perOrigin.get(origin) ?? 1) - 1;
+    if (count === 0 && perOrigin.size > MAX_IDLE_ORIGINS) perOrigin.delete(origin);
+    else perOrigin.set(origin, count);
     this.#breaker?.record(origin, outcome);
   }
 
