@@ -357,7 +357,7 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
       item.when === 'always' &&
       (info.outcome === 'finished' || this.#onAbort === 'send')
     ) {
-      this.#internal.submit(item.notification);
+      this.#internal.submit(item.notification, true);
       return;
     }
     // In the context of the call that parked it: `when`, the lazy payload and the hook see the
@@ -392,7 +392,7 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
       return;
     }
     if (item.json === undefined) {
-      this.#internal.submit(notification);
+      this.#internal.submit(notification, true);
       return;
     }
     let payload: unknown;
@@ -424,7 +424,7 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
       notification.settle('failed', jsonError(error, 'threw'));
       return;
     }
-    this.#internal.submit(notification);
+    this.#internal.submit(notification, true);
   }
 }
 

@@ -55,8 +55,12 @@ export const kInternal = Symbol.for('afterward.dispatcher');
 export interface DispatcherInternal {
   /** Validates now and returns a parked notification (state 'pending') that {@link submit} releases later. */
   prepare(target: unknown, init: SendInit | undefined, parked?: boolean): Notification;
-  /** Releases a parked notification into the queue; never throws (overflow becomes 'dropped'). */
-  submit(notification: Notification): void;
+  /**
+   * Releases a parked notification into the queue; never throws (overflow becomes 'dropped').
+   * `now`: its caller is gone (a response that ended), so an idle dispatcher starts it at once
+   * rather than in a microtask; without, it reads 'queued' until the current job ends.
+   */
+  submit(notification: Notification, now?: boolean): void;
   /**
    * Counts work parked on an open response (a notification, or a hook when none) against
    * `maxParked`/`maxParkedBytes`. Over the bound: throws QueueFullError with `'reject'`, else a
@@ -248,7 +252,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     lifecycle.countAlso(() => this.#hooks.pending());
     this[kInternal] = {
       prepare: (target, init, parked) => this.#prepare(target, init, parked),
-      submit: (notification) => this.#submit(notification),
+      submit: (notification, now) => this.#submit(notification, now === true),
       park: (notification) => this.#park(notification),
       unpark: (bytes) => {
         this.#parked -= 1;
@@ -285,7 +289,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       options = rest;
     }
     const notification = this.#prepare(url, options);
-    if (!notification.settled) this.#enqueue(notification, true);
+    if (!notification.settled) this.#enqueue(notification, 'call');
     return notification;
   }
 
@@ -441,16 +445,18 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     return false;
   }
 
-  #submit(notification: Notification): void {
+  #submit(notification: Notification, now: boolean): void {
     if (notification.settled) return;
     if (this.#closed) {
       notification.settle('cancelled', new CancelledError(new ClosedError()));
       return;
     }
-    this.#enqueue(notification, false);
+    this.#enqueue(notification, now ? 'now' : 'soon');
   }
 
-  #enqueue(notification: Notification, fromCall: boolean): void {
+  /** `'call'`: from send(), in its caller's stack; `'soon'`/`'now'`: see {@link DispatcherInternal.submit}. */
+  #enqueue(notification: Notification, from: 'call' | 'soon' | 'now'): void {
+    const fromCall = from === 'call';
     if (this.#backend !== undefined) {
       this.#handOff(this.#backend, notification);
       return;
@@ -481,7 +487,11 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     for (const evicted of result.evicted) {
       this.#lifecycle.live.get(evicted.key)?.settle('dropped', droppedOldestError());
     }
-    this.#scheduler.wake();
+    // From send() or a batcher: started in a microtask, so the handle reads 'queued' until the
+    // current job ends. Parked work released after its response has no caller that could read it:
+    // an idle dispatcher starts it now, without a microtask more per notification.
+    if (from === 'now') this.#scheduler.pumpNow();
+    else this.#scheduler.wake();
   }
 
   /**

@@ -104,6 +104,15 @@ export class Scheduler {
   }
 
   /**
+   * Runs the scheduler now, unless a run is already due: for work whose caller is gone (parked
+   * work released after its response), so nobody reads its state between the release and the start.
+   */
+  pumpNow(): void {
+    if (this.#pumpScheduled || this.#stopped) return;
+    this.#pump();
+  }
+
+  /**
    * An attempt to `origin` ended: frees its slots and records its outcome with the breaker. The
    * caller wakes the scheduler once it has applied the outcome (a retry due now goes back first).
    */
