@@ -694,3 +694,30 @@ describe('release when the response closes (no on-finished: one listener on the 
     expect(outcomes.sort()).toEqual(['/first aborted', '/second aborted']);
   });
 });
+
+describe('a parked notification on an idle dispatcher (issue 15)', () => {
+  it('starts while the response closes, not a microtask later; a send() handle still reads queued', async () => {
+    const transport = createRecordingTransport();
+    const dispatcher = createDispatcher({ transport, logger: recordingLogger() });
+    const states: string[] = [];
+    const server = createServer((_req, res) => {
+      const work = createAfterResponse(res, { dispatcher, describe: (outcome) => ({ outcome }) as Info });
+      const handle = work.fireAndForget('http://hooks.test/idle', { json: { ok: true } });
+      // Added after the work's own listener: it sees what the release did.
+      res.on('close', () => states.push(handle.state));
+      res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanup.push(async () => {
+      await dispatcher.close();
+      await new Promise((resolve) => server.close(resolve));
+    });
+    await get(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    await waitUntil(() => states.length === 1, { timeoutMs: 2_000 });
+    expect(states).toEqual(['sending']);
+    const sent = dispatcher.send('http://hooks.test/call', { json: { ok: true } });
+    expect(sent.state).toBe('queued');
+    await dispatcher.drain({ timeout: 2_000 });
+    expect(transport.requests).toHaveLength(2);
+  });
+});

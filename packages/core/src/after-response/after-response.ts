@@ -348,6 +348,18 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
       if (item.kind === 'hook' && item.held) this.#internal.hooks.unhold();
       return;
     }
+    // The common notification (a payload given as is, sent whatever the response): no code of the
+    // app's runs here, so no context to enter and no `when` to ask; submit() starts its attempt in
+    // the context of the call anyway.
+    if (
+      item.kind === 'send' &&
+      item.json === undefined &&
+      item.when === 'always' &&
+      (info.outcome === 'finished' || this.#onAbort === 'send')
+    ) {
+      this.#internal.submit(item.notification, true);
+      return;
+    }
     // In the context of the call that parked it: `when`, the lazy payload and the hook see the
     // request's AsyncLocalStorage stores, not those of whatever ended the response.
     const runIn = item.kind === 'hook' ? item.runIn : (item.notification.runIn ?? runHere);
@@ -380,7 +392,7 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
       return;
     }
     if (item.json === undefined) {
-      this.#internal.submit(notification);
+      this.#internal.submit(notification, true);
       return;
     }
     let payload: unknown;
@@ -412,7 +424,7 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
       notification.settle('failed', jsonError(error, 'threw'));
       return;
     }
-    this.#internal.submit(notification);
+    this.#internal.submit(notification, true);
   }
 }
 

@@ -55,8 +55,12 @@ export const kInternal = Symbol.for('afterward.dispatcher');
 export interface DispatcherInternal {
   /** Validates now and returns a parked notification (state 'pending') that {@link submit} releases later. */
   prepare(target: unknown, init: SendInit | undefined, parked?: boolean): Notification;
-  /** Releases a parked notification into the queue; never throws (overflow becomes 'dropped'). */
-  submit(notification: Notification): void;
+  /**
+   * Releases a parked notification into the queue; never throws (overflow becomes 'dropped').
+   * `now`: its caller is gone (a response that ended), so an idle dispatcher starts it at once
+   * rather than in a microtask; without, it reads 'queued' until the current job ends.
+   */
+  submit(notification: Notification, now?: boolean): void;
   /**
    * Counts work parked on an open response (a notification, or a hook when none) against
    * `maxParked`/`maxParkedBytes`. Over the bound: throws QueueFullError with `'reject'`, else a
@@ -248,7 +252,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     lifecycle.countAlso(() => this.#hooks.pending());
     this[kInternal] = {
       prepare: (target, init, parked) => this.#prepare(target, init, parked),
-      submit: (notification) => this.#submit(notification),
+      submit: (notification, now) => this.#submit(notification, now === true),
       park: (notification) => this.#park(notification),
       unpark: (bytes) => {
         this.#parked -= 1;
@@ -285,7 +289,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       options = rest;
     }
     const notification = this.#prepare(url, options);
-    if (!notification.settled) this.#enqueue(notification, true);
+    if (!notification.settled) this.#enqueue(notification, 'call');
     return notification;
   }
 
@@ -441,16 +445,18 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     return false;
   }
 
-  #submit(notification: Notification): void {
+  #submit(notification: Notification, now: boolean): void {
     if (notification.settled) return;
     if (this.#closed) {
       notification.settle('cancelled', new CancelledError(new ClosedError()));
       return;
     }
-    this.#enqueue(notification, false);
+    this.#enqueue(notification, now ? 'now' : 'soon');
   }
 
-  #enqueue(notification: Notification, fromCall: boolean): void {
+  /** `'call'`: from send(), in its caller's stack; `'soon'`/`'now'`: see {@link DispatcherInternal.submit}. */
+  #enqueue(notification: Notification, from: 'call' | 'soon' | 'now'): void {
+    const fromCall = from === 'call';
     if (this.#backend !== undefined) {
       this.#handOff(this.#backend, notification);
       return;
@@ -481,7 +487,11 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     for (const evicted of result.evicted) {
       this.#lifecycle.live.get(evicted.key)?.settle('dropped', droppedOldestError());
     }
-    this.#scheduler.wake();
+    // From send() or a batcher: started in a microtask, so the handle reads 'queued' until the
+    // current job ends. Parked work released after its response has no caller that could read it:
+    // an idle dispatcher starts it now, without a microtask more per notification.
+    if (from === 'now') this.#scheduler.pumpNow();
+    else this.#scheduler.wake();
   }
 
   /**
@@ -509,7 +519,9 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   }
 
   #start(record: StoredRecord): void {
-    const notification = this.#lifecycle.live.get(record.key);
+    // The memory store hands back the notification it was given: no lookup by key for a live one.
+    const notification =
+      record instanceof Notification && !record.settled ? record : this.#lifecycle.live.get(record.key);
     if (notification === undefined) {
       // Settled while leased (cannot happen with the stores here); free the slot it took.
       this.#scheduler.finished(record.origin, 'ignore');
@@ -599,7 +611,10 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     } else {
       this.#apply(notification, result);
     }
-    this.#scheduler.wake();
+    // A slot was freed: only worth a pump when something waits (a retry released above counts,
+    // and wakes the scheduler itself). At a moderate rate nothing does, and the pump was one more
+    // microtask per notification.
+    if (this.#store.waiting > 0) this.#scheduler.wake();
   }
 
   #apply(notification: Notification, result: TransportResult): void {

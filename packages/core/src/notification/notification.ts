@@ -78,6 +78,8 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   #request: NormalizedRequest | undefined;
   #bytes: number;
   #state: DeliveryState = 'pending';
+  /** Whether {@link #state} is final: read several times per notification, set only by settle(). */
+  #settled = false;
   #attempts = 0;
   #response: DeliveryResponse | undefined = undefined;
   #error: AfterwardError | undefined = undefined;
@@ -114,7 +116,7 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
     return this.#state;
   }
   get settled(): boolean {
-    return FINAL.has(this.#state);
+    return this.#settled;
   }
   get attempts(): number {
     return this.#attempts;
@@ -265,7 +267,8 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
 
   /** Moves to a final state once; later calls are ignored and return false. */
   settle(state: FinalState, error?: AfterwardError, response?: DeliveryResponse): boolean {
-    if (this.settled) return false;
+    if (this.#settled) return false;
+    this.#settled = FINAL.has(state);
     this.#state = state;
     if (response !== undefined) this.#response = response;
     // A delivered notification carries no error, even after failed attempts.

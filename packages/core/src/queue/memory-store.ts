@@ -34,7 +34,11 @@ class Fifo<T> {
     if (this.#head >= this.#items.length) return undefined;
     const item = this.#items[this.#head];
     this.#items[this.#head++] = undefined as T;
-    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+    if (this.#head === this.#items.length) {
+      // Empty: start over in the same array.
+      this.#items.length = 0;
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
       this.#items = this.#items.slice(this.#head);
       this.#head = 0;
     }
@@ -55,6 +59,12 @@ class Arrivals {
   }
   push(entry: Entry, stamp: number): void {
     this.#items.push(entry, stamp);
+  }
+  /** Forgets every position: all are stale (nothing waits). */
+  clear(): void {
+    if (this.#items.length === 0) return;
+    this.#items.length = 0;
+    this.#head = 0;
   }
   /** The oldest entry still waiting since the arrival recorded here. */
   oldest(): Entry | undefined {
@@ -93,6 +103,9 @@ class Arrivals {
 function isCurrent(entry: Entry, stamp: number): boolean {
   return stamp === entry.arrival && (entry.status === 'ready' || entry.status === 'delayed');
 }
+
+/** Origins whose FIFO stays in the round while empty, as long as the round is this small. */
+const KEEP_EMPTY = 8;
 
 /** Put's answer when nothing was evicted: shared, frozen. */
 const NONE_EVICTED: StoredRecord[] = Object.freeze([]) as unknown as StoredRecord[];
@@ -224,7 +237,7 @@ export class MemoryStore implements NotificationStore {
           entry = fifo.peek();
         }
         if (entry === undefined) {
-          this.#ready.delete(origin);
+          if (this.#ready.size > KEEP_EMPTY) this.#ready.delete(origin);
           continue;
         }
         const verdict = admit(entry.record);
@@ -237,8 +250,11 @@ export class MemoryStore implements NotificationStore {
         progress = true;
         // Rotate: the origin just served goes to the back of the round (with one origin there is
         // no round, and no Map churn).
-        if (fifo.length === 0) this.#ready.delete(origin);
-        else if (this.#ready.size > 1) {
+        if (fifo.length === 0) {
+          // Kept while there are few origins: at a moderate rate every put() would otherwise make
+          // a new FIFO and set it, and every take() delete it.
+          if (this.#ready.size > KEEP_EMPTY) this.#ready.delete(origin);
+        } else if (this.#ready.size > 1) {
           this.#ready.delete(origin);
           this.#ready.set(origin, fifo);
         }
@@ -293,6 +309,9 @@ export class MemoryStore implements NotificationStore {
 
   /** Makes a new or released entry wait: ready now, or delayed until its `notBefore`. */
   #enqueue(entry: Entry, now: number): void {
+    // Nothing waits: every recorded arrival is stale. Dropped here rather than compacted every
+    // 1,024 puts, the usual case when each notification is taken as soon as it arrives.
+    if (this.#waiting === 0) this.#arrivals.clear();
     this.#waiting++;
     entry.arrival = ++this.#arrivalCount;
     this.#arrivals.push(entry, entry.arrival);

@@ -20,6 +20,9 @@ export interface Clock {
  * The real clock. Timers are unref'd: backoff timers never hold the process open; `close()` is
  * how pending work is waited for.
  */
+/** Per-origin counters kept at zero before they are let go (see {@link Scheduler.finished}). */
+const MAX_IDLE_ORIGINS = 64;
+
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimeout(callback, ms) {
@@ -101,14 +104,26 @@ export class Scheduler {
   }
 
   /**
+   * Runs the scheduler now, unless a run is already due: for work whose caller is gone (parked
+   * work released after its response), so nobody reads its state between the release and the start.
+   */
+  pumpNow(): void {
+    if (this.#pumpScheduled || this.#stopped) return;
+    this.#pump();
+  }
+
+  /**
    * An attempt to `origin` ended: frees its slots and records its outcome with the breaker. The
    * caller wakes the scheduler once it has applied the outcome (a retry due now goes back first).
    */
   finished(origin: string, outcome: BreakerOutcome): void {
     this.#inFlight--;
-    const count = (this.#perOrigin.get(origin) ?? 1) - 1;
-    if (count === 0) this.#perOrigin.delete(origin);
-    else this.#perOrigin.set(origin, count);
+    const perOrigin = this.#perOrigin;
+    // An origin back to nothing in flight keeps its entry while there are few origins: no delete
+    // and re-insert per attempt at a moderate rate. With many, idle entries go as before.
+    const count = (perOrigin.get(origin) ?? 1) - 1;
+    if (count === 0 && perOrigin.size > MAX_IDLE_ORIGINS) perOrigin.delete(origin);
+    else perOrigin.set(origin, count);
     this.#breaker?.record(origin, outcome);
   }
 
