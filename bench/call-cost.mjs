@@ -37,6 +37,8 @@ export async function measure({ smoke }) {
   let work;
   const freshResponse = () => {
     res = new ServerResponse(new IncomingMessage(new Socket()));
+    // As a server's response has one (not timed): parked work then listens on the response alone.
+    res.assignSocket(new Socket());
     work = createAfterResponse(res, {
       dispatcher,
       describe: (outcome, durationMs) => ({
@@ -52,7 +54,10 @@ export async function measure({ smoke }) {
     });
   };
   const finishResponse = async () => {
+    // Parked work is released on the response's 'close', which a server's response emits after
+    // 'finish' (or when the client went away first).
     res.emit('finish');
+    res.emit('close');
     await settle();
   };
   // `time` counts only timed calls; each iteration also awaits, so keep it short.
