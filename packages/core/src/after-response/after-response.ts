@@ -362,8 +362,7 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
     }
     // In the context of the call that parked it: `when`, the lazy payload and the hook see the
     // request's AsyncLocalStorage stores, not those of whatever ended the response.
-    const runIn = item.kind === 'hook' ? item.runIn : (item.notification.runIn ?? runHere);
-    runIn(() => {
+    const step = (): void => {
       const timeout = item.kind === 'hook' ? item.timeout : this.#internal.hooks.defaultTimeout;
       const skip = skipReason(item.when, info, this.#onAbort, timeout);
       if (isThenable(skip)) {
@@ -371,7 +370,10 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
       } else {
         this.#proceed(item, info, skip);
       }
-    });
+    };
+    if (item.kind === 'hook') item.runIn(step);
+    else if (item.notification.context !== undefined) item.notification.context.runInAsyncScope(step);
+    else step();
   }
 
   #stopped(item: Parked<TInfo>): boolean {
@@ -428,7 +430,6 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
   }
 }
 
-const runHere: RunInContext = (fn) => fn();
 const unread = Symbol('unread');
 
 function jsonError(error: unknown, verb: string): AfterwardError {

@@ -1,7 +1,6 @@
 import { CancelledError, HttpStatusError, type AfterwardError } from '../util/errors.js';
 import type { NormalizedRequest } from '../request/request.js';
 import type { AsyncResource } from 'node:async_hooks';
-import type { RunInContext } from '../util/context.js';
 import type { SettleOutcome, StoredRecord } from '../queue/store.js';
 import {
   FINAL,
@@ -65,11 +64,6 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   readonly createdAt: number;
   /** The async context of the call that made it: its attempts run there (undefined: revived). */
   context: AsyncResource | undefined = undefined;
-  /** Runs `fn` in {@link context} (undefined: revived). */
-  get runIn(): RunInContext | undefined {
-    const context = this.context;
-    return context === undefined ? undefined : (fn) => context.runInAsyncScope(fn);
-  }
   /**
    * The id of the HTTP request that parked it, set once at the call (`res.fireAndForget`), so the
    * log line of a failed or dropped delivery names the request that caused it.
