@@ -14,11 +14,17 @@
 // (the adapter patches the shared prototype with an accessor), as they would without the adapter.
 // Run: `node bench/run.mjs --only adapter-cost [--smoke]` or `node bench/adapter-cost.mjs [--smoke]`.
 // A/B against another build: `AFTERWARD_ROOT=/path/to/checkout node bench/adapter-cost.mjs`
-// (a directory with packages/{core,express,koa}/dist and their node_modules).
+// (a directory with packages/{core,express,koa}/dist and their node_modules), or, paired in the
+// same process and rounds, `node bench/adapter-cost.mjs --old /path/to/checkout`: that build's
+// `installed`, `afterward` and `send` run next to this one's, each on its own copy of Express and
+// Koa (the old build's, so the two adapters never patch the same prototypes).
+import { createRequire } from 'node:module';
 import { createServer } from 'node:http';
 import net from 'node:net';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { core, express as expressAdapter, koa as koaAdapter } from './lib/packages.mjs';
 import { startReceiver } from './lib/receiver.mjs';
@@ -30,6 +36,46 @@ const silent = { warn() {}, error() {} };
 const load = (name) => ({ core, express: expressAdapter, koa: koaAdapter })[name]();
 
 const VARIANTS = ['plain', 'installed', 'afterward', 'naive', 'send'];
+/** The variants an old build (`--old`) adds, as `old-<variant>`: those that run afterward's code. */
+const OLD_VARIANTS = ['installed', 'afterward', 'send'];
+
+/**
+ * The packages of one build and the Express and Koa they patch: this checkout's (no `root`), or
+ * another checkout's with the copies of Express and Koa its own adapters import.
+ */
+async function loadBuild(root) {
+  if (root === undefined) {
+    const [coreModule, expressModule, koaModule] = await Promise.all([
+      load('core'),
+      load('express'),
+      load('koa'),
+    ]);
+    return {
+      core: coreModule,
+      expressAdapter: expressModule,
+      koaAdapter: koaModule,
+      express: (await import('express')).default,
+      Koa: (await import('koa')).default,
+    };
+  }
+  const base = pathToFileURL(`${path.resolve(root)}/`);
+  const at = (file) => new URL(file, base).href;
+  const requireIn = (name) => createRequire(new URL(`packages/${name}/package.json`, base));
+  return {
+    core: await import(at('packages/core/dist/index.js')),
+    expressAdapter: await import(at('packages/express/dist/index.js')),
+    koaAdapter: await import(at('packages/koa/dist/index.js')),
+    express: requireIn('express')('express'),
+    Koa: requireIn('koa')('koa'),
+  };
+}
+
+/** `[prefix, build, variants]` for this build, and for the old one when there is one. */
+async function buildsFor(old, variants, oldVariants = variants) {
+  const builds = [['', await loadBuild(undefined), variants]];
+  if (old !== undefined) builds.push(['old-', await loadBuild(old), oldVariants]);
+  return builds;
+}
 
 /** A keep-alive client of `connections` sockets, one request in flight on each. */
 function client(port, connections) {
@@ -85,14 +131,9 @@ function client(port, connections) {
   };
 }
 
-async function startApps(receiverUrl) {
-  const [{ createDispatcher }, expressAdapter, koaAdapter] = await Promise.all([
-    load('core'),
-    load('express'),
-    load('koa'),
-  ]);
-  const { default: express } = await import('express');
-  const { default: Koa } = await import('koa');
+/** The apps of every variant (none when `enabled` is false), each on its own server and dispatcher. */
+async function startApps(receiverUrl, old, enabled) {
+  const builds = await buildsFor(old, VARIANTS, OLD_VARIANTS);
   const target = new URL(receiverUrl);
   const pool = new Pool(target.origin);
   let pending = 0;
@@ -113,57 +154,63 @@ async function startApps(receiverUrl) {
   const dispatchers = [];
   const apps = {};
 
-  for (const framework of ['express', 'koa']) {
-    for (const variant of VARIANTS) {
-      const dispatcher = createDispatcher({ logger: silent });
-      dispatchers.push(dispatcher);
-      let handler;
-      if (framework === 'express') {
-        const app = express();
-        if (variant === 'plain' || variant === 'naive') {
-          // Express's own `req.route` (a data property), not the adapter's accessor.
-          Object.defineProperty(app.request, 'route', {
-            value: undefined,
-            writable: true,
-            configurable: true,
-          });
-        }
-        if (variant === 'installed' || variant === 'afterward')
-          app.use(expressAdapter.afterward({ dispatcher }));
-        app.get('/order', (req, res) => {
-          if (variant === 'afterward')
-            res.fireAndForget(receiverUrl, { json: payloadOf(req.method, req.originalUrl) });
-          else if (variant === 'naive') {
-            const payload = payloadOf(req.method, req.originalUrl);
-            res.on('finish', () => naive(payload));
-          } else if (variant === 'send') {
-            const payload = payloadOf(req.method, req.originalUrl);
-            res.on('finish', () => dispatcher.send(receiverUrl, { json: payload }));
-          }
-          res.json({ ok: true });
-        });
-        handler = app;
-      } else {
-        const app = new Koa();
-        if (variant === 'installed' || variant === 'afterward') app.use(koaAdapter.afterward({ dispatcher }));
-        app.use(async (ctx) => {
-          if (variant === 'afterward')
-            ctx.fireAndForget(receiverUrl, { json: payloadOf(ctx.method, ctx.originalUrl) });
-          else if (variant === 'naive') {
-            const payload = payloadOf(ctx.method, ctx.originalUrl);
-            ctx.res.on('finish', () => naive(payload));
-          } else if (variant === 'send') {
-            const payload = payloadOf(ctx.method, ctx.originalUrl);
-            ctx.res.on('finish', () => dispatcher.send(receiverUrl, { json: payload }));
-          }
-          ctx.body = { ok: true };
-        });
-        handler = app.callback();
+  const expressApp = ({ expressAdapter, express }, variant, dispatcher) => {
+    const app = express();
+    if (variant === 'plain' || variant === 'naive') {
+      // Express's own `req.route` (a data property), not the adapter's accessor.
+      Object.defineProperty(app.request, 'route', {
+        value: undefined,
+        writable: true,
+        configurable: true,
+      });
+    }
+    if (variant === 'installed' || variant === 'afterward') app.use(expressAdapter.afterward({ dispatcher }));
+    app.get('/order', (req, res) => {
+      if (variant === 'afterward')
+        res.fireAndForget(receiverUrl, { json: payloadOf(req.method, req.originalUrl) });
+      else if (variant === 'naive') {
+        const payload = payloadOf(req.method, req.originalUrl);
+        res.on('finish', () => naive(payload));
+      } else if (variant === 'send') {
+        const payload = payloadOf(req.method, req.originalUrl);
+        res.on('finish', () => dispatcher.send(receiverUrl, { json: payload }));
       }
-      const server = createServer(handler);
-      server.keepAliveTimeout = 60_000;
-      await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-      apps[`${framework}:${variant}`] = { server, dispatcher };
+      res.json({ ok: true });
+    });
+    return app;
+  };
+  const koaApp = ({ koaAdapter, Koa }, variant, dispatcher) => {
+    const app = new Koa();
+    if (variant === 'installed' || variant === 'afterward') app.use(koaAdapter.afterward({ dispatcher }));
+    app.use(async (ctx) => {
+      if (variant === 'afterward')
+        ctx.fireAndForget(receiverUrl, { json: payloadOf(ctx.method, ctx.originalUrl) });
+      else if (variant === 'naive') {
+        const payload = payloadOf(ctx.method, ctx.originalUrl);
+        ctx.res.on('finish', () => naive(payload));
+      } else if (variant === 'send') {
+        const payload = payloadOf(ctx.method, ctx.originalUrl);
+        ctx.res.on('finish', () => dispatcher.send(receiverUrl, { json: payload }));
+      }
+      ctx.body = { ok: true };
+    });
+    return app.callback();
+  };
+
+  for (const [prefix, build, variants] of builds) {
+    for (const framework of ['express', 'koa']) {
+      for (const variant of enabled ? variants : []) {
+        const dispatcher = build.core.createDispatcher({ logger: silent });
+        dispatchers.push(dispatcher);
+        const handler =
+          framework === 'express'
+            ? expressApp(build, variant, dispatcher)
+            : koaApp(build, variant, dispatcher);
+        const server = createServer(handler);
+        server.keepAliveTimeout = 60_000;
+        await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+        apps[`${framework}:${prefix}${variant}`] = { server, dispatcher };
+      }
     }
   }
   const busy = () => {
@@ -194,32 +241,39 @@ async function startApps(receiverUrl) {
  * plain vs installed apps in interleaved batches. Sub-microsecond differences drown in socket
  * I/O; here they do not. Returns µs per request for each key.
  */
-export async function handlerOnly({ rounds, perBatch }) {
+export async function handlerOnly({ rounds, perBatch, old }) {
   const { IncomingMessage, ServerResponse } = await import('node:http');
-  const [{ createDispatcher }, expressAdapter, koaAdapter] = await Promise.all([
-    load('core'),
-    load('express'),
-    load('koa'),
-  ]);
-  const { default: express } = await import('express');
-  const { default: Koa } = await import('koa');
-  const dispatcher = createDispatcher({ logger: silent });
   const handlers = {};
-  for (const variant of ['plain', 'installed']) {
-    const app = express();
-    if (variant === 'plain')
-      Object.defineProperty(app.request, 'route', { value: undefined, writable: true, configurable: true });
-    else app.use(expressAdapter.afterward({ dispatcher }));
-    app.get('/order', (req, res) => {
-      res.json({ ok: true });
-    });
-    handlers[`express:${variant}`] = app;
-    const koa = new Koa();
-    if (variant === 'installed') koa.use(koaAdapter.afterward({ dispatcher }));
-    koa.use(async (ctx) => {
-      ctx.body = { ok: true };
-    });
-    handlers[`koa:${variant}`] = koa.callback();
+  const dispatchers = [];
+  // `empty`: an empty middleware in the adapter's place, the floor any middleware pays.
+  for (const [prefix, build, variants] of await buildsFor(
+    old,
+    ['plain', 'empty', 'installed'],
+    ['installed'],
+  )) {
+    const { expressAdapter, koaAdapter, express, Koa } = build;
+    const dispatcher = build.core.createDispatcher({ logger: silent });
+    dispatchers.push(dispatcher);
+    const empty = (_req, _res, next) => next();
+    for (const variant of variants) {
+      const app = express();
+      if (variant === 'installed') app.use(expressAdapter.afterward({ dispatcher }));
+      else {
+        Object.defineProperty(app.request, 'route', { value: undefined, writable: true, configurable: true });
+        if (variant === 'empty') app.use(empty);
+      }
+      app.get('/order', (req, res) => {
+        res.json({ ok: true });
+      });
+      handlers[`express:${prefix}${variant}`] = app;
+      const koa = new Koa();
+      if (variant === 'installed') koa.use(koaAdapter.afterward({ dispatcher }));
+      if (variant === 'empty') koa.use((_ctx, next) => next());
+      koa.use(async (ctx) => {
+        ctx.body = { ok: true };
+      });
+      handlers[`koa:${prefix}${variant}`] = koa.callback();
+    }
   }
   const socket = new net.Socket();
   const batch = async (handler, count) => {
@@ -246,7 +300,7 @@ export async function handlerOnly({ rounds, perBatch }) {
     const order = round % 2 === 0 ? keys : [...keys].reverse();
     for (const key of order) samples[key].push(await batch(handlers[key], perBatch));
   }
-  await dispatcher.close({ timeout: 1_000 });
+  for (const dispatcher of dispatchers) await dispatcher.close({ timeout: 1_000 });
   return samples;
 }
 
@@ -256,15 +310,8 @@ export async function handlerOnly({ rounds, perBatch }) {
  * (res.fireAndForget) minus `send` (dispatcher.send from a 'finish' listener, no adapter) is
  * what the middleware, parking and release add per notification.
  */
-export async function adapterPath({ rounds, perBatch }) {
+export async function adapterPath({ rounds, perBatch, old }) {
   const { IncomingMessage, ServerResponse } = await import('node:http');
-  const [{ createDispatcher }, expressAdapter, koaAdapter] = await Promise.all([
-    load('core'),
-    load('express'),
-    load('koa'),
-  ]);
-  const { default: express } = await import('express');
-  const { default: Koa } = await import('koa');
   const transport = {
     send: async () => ({
       kind: 'response',
@@ -272,37 +319,43 @@ export async function adapterPath({ rounds, perBatch }) {
     }),
     close: async () => {},
   };
-  const dispatcher = createDispatcher({ transport, logger: silent });
   const url = 'http://127.0.0.1:9/hook';
   const payloadOf = (method, path) => ({ type: 'request.served', method, url: path, at: Date.now() });
   const handlers = {};
-  for (const variant of ['afterward', 'send']) {
-    const app = express();
-    if (variant === 'afterward') app.use(expressAdapter.afterward({ dispatcher }));
-    app.get('/order', (req, res) => {
-      if (variant === 'afterward') res.fireAndForget(url, { json: payloadOf(req.method, req.originalUrl) });
-      else {
-        const payload = payloadOf(req.method, req.originalUrl);
-        res.on('finish', () => dispatcher.send(url, { json: payload }));
-      }
-      res.json({ ok: true });
-    });
-    handlers[`express:${variant}`] = app;
-    const koa = new Koa();
-    if (variant === 'afterward') koa.use(koaAdapter.afterward({ dispatcher }));
-    koa.use(async (ctx) => {
-      if (variant === 'afterward') ctx.fireAndForget(url, { json: payloadOf(ctx.method, ctx.originalUrl) });
-      else {
-        const payload = payloadOf(ctx.method, ctx.originalUrl);
-        ctx.res.on('finish', () => dispatcher.send(url, { json: payload }));
-      }
-      ctx.body = { ok: true };
-    });
-    handlers[`koa:${variant}`] = koa.callback();
+  const dispatchers = [];
+  for (const [prefix, build, variants] of await buildsFor(old, ['afterward', 'send'])) {
+    const { expressAdapter, koaAdapter, express, Koa } = build;
+    const dispatcher = build.core.createDispatcher({ transport, logger: silent });
+    dispatchers.push(dispatcher);
+    for (const variant of variants) {
+      const app = express();
+      if (variant === 'afterward') app.use(expressAdapter.afterward({ dispatcher }));
+      app.get('/order', (req, res) => {
+        if (variant === 'afterward') res.fireAndForget(url, { json: payloadOf(req.method, req.originalUrl) });
+        else {
+          const payload = payloadOf(req.method, req.originalUrl);
+          res.on('finish', () => dispatcher.send(url, { json: payload }));
+        }
+        res.json({ ok: true });
+      });
+      handlers[`express:${prefix}${variant}`] = app;
+      const koa = new Koa();
+      if (variant === 'afterward') koa.use(koaAdapter.afterward({ dispatcher }));
+      koa.use(async (ctx) => {
+        if (variant === 'afterward') ctx.fireAndForget(url, { json: payloadOf(ctx.method, ctx.originalUrl) });
+        else {
+          const payload = payloadOf(ctx.method, ctx.originalUrl);
+          ctx.res.on('finish', () => dispatcher.send(url, { json: payload }));
+        }
+        ctx.body = { ok: true };
+      });
+      handlers[`koa:${prefix}${variant}`] = koa.callback();
+    }
   }
+  const drain = () => Promise.all(dispatchers.map((dispatcher) => dispatcher.drain()));
   const socket = new net.Socket();
   const batch = async (handler, count) => {
-    await dispatcher.drain();
+    await drain();
     const cpu = process.cpuUsage();
     for (let i = 0; i < count; i++) {
       const req = new IncomingMessage(socket);
@@ -315,9 +368,9 @@ export async function adapterPath({ rounds, perBatch }) {
       if (done !== undefined) await done;
       res.emit('finish');
       res.emit('close');
-      if (i % 256 === 255) await dispatcher.drain();
+      if (i % 256 === 255) await drain();
     }
-    await dispatcher.drain();
+    await drain();
     const used = process.cpuUsage(cpu);
     return (used.user + used.system) / count;
   };
@@ -328,15 +381,20 @@ export async function adapterPath({ rounds, perBatch }) {
     const order = round % 2 === 0 ? keys : [...keys].reverse();
     for (const key of order) samples[key].push(await batch(handlers[key], perBatch));
   }
-  await dispatcher.close({ timeout: 1_000 });
+  for (const dispatcher of dispatchers) await dispatcher.close({ timeout: 1_000 });
   return samples;
 }
 
 const spread = (values) =>
-  `${median(values).toFixed(2)} (${Math.min(...values).toFixed(2)}..${Math.max(...values).toFixed(2)})`;
+  values.length === 0
+    ? 'n/a'
+    : `${median(values).toFixed(2)} (${Math.min(...values).toFixed(2)}..${Math.max(...values).toFixed(2)})`;
 
-/** @param {{ smoke: boolean, log: (line: string) => void }} ctx */
-export async function run({ smoke, log }) {
+/**
+ * @param {{ smoke: boolean, log: (line: string) => void, old?: string, parts?: string[] }} ctx
+ * `old`: another checkout, paired in the same rounds; `parts`: some of 'sockets', 'direct', 'path'.
+ */
+export async function run({ smoke, log, old, parts = ['sockets', 'direct', 'path'] }) {
   const rounds = smoke ? 2 : 16;
   const perWindow = smoke ? 300 : 2_000;
   const warmup = smoke ? 200 : 3_000;
@@ -344,8 +402,9 @@ export async function run({ smoke, log }) {
   const receiver = await startReceiver({ status: 204 });
   let world;
   const clients = {};
+  const has = (part) => parts.includes(part);
   try {
-    world = await startApps(receiver.url);
+    world = await startApps(receiver.url, old, has('sockets'));
     for (const [key, { server }] of Object.entries(world.apps)) {
       clients[key] = client(server.address().port, connections);
       await clients[key].start();
@@ -364,20 +423,25 @@ export async function run({ smoke, log }) {
     };
     const keys = Object.keys(world.apps);
     for (const key of keys) await window(key, warmup);
+    // A part left out gets no rounds (its rows read n/a).
     const samples = Object.fromEntries(keys.map((key) => [key, []]));
-    for (let round = 0; round < rounds; round++) {
+    for (let round = 0; round < (has('sockets') ? rounds : 0); round++) {
       const order = round % 2 === 0 ? keys : [...keys].reverse();
       for (const key of order) samples[key].push(await window(key, perWindow));
       if (round % 4 === 3 || smoke)
         log(`round ${round + 1}: ${keys.map((k) => `${k} ${samples[k].at(-1).toFixed(1)}`).join(', ')}`);
     }
 
-    const direct = await handlerOnly({ rounds: smoke ? 2 : 40, perBatch: smoke ? 500 : 5_000 });
-    const path = await adapterPath({ rounds: smoke ? 2 : 30, perBatch: smoke ? 300 : 3_000 });
+    const direct = has('direct')
+      ? await handlerOnly({ rounds: smoke ? 2 : 40, perBatch: smoke ? 500 : 5_000, old })
+      : {};
+    const path = has('path')
+      ? await adapterPath({ rounds: smoke ? 2 : 30, perBatch: smoke ? 300 : 3_000, old })
+      : {};
     const rows = [];
     const goals = [];
     for (const framework of ['express', 'koa']) {
-      const s = (v) => samples[`${framework}:${v}`];
+      const s = (v) => samples[`${framework}:${v}`] ?? [];
       const paired = (a, b, f) => s(a).map((x, i) => f(x, s(b)[i]));
       const addedOurs = paired('afterward', 'plain', (a, p) => a - p);
       const addedNaive = paired('naive', 'plain', (n, p) => n - p);
@@ -397,19 +461,73 @@ export async function run({ smoke, log }) {
         [`${name}: the adapter path alone (afterward - send)`, `${spread(adapterOnly)} µs`, ''],
         [`${name}: installed, nothing parked - not installed`, `${spread(installed)} µs`, ''],
       );
-      const a = (v) => path[`${framework}:${v}`];
+      if (old !== undefined && s('old-afterward').length > 0) {
+        const addedOld = paired('old-afterward', 'plain', (a, p) => a - p);
+        rows.push(
+          [
+            `${name}: old build, added per fireAndForget / per naive`,
+            `${spread(addedOld)} µs`,
+            `${spread(addedOld.map((a, i) => a / addedNaive[i]))}x`,
+          ],
+          [
+            `${name}: added per fireAndForget, this build / old build`,
+            '',
+            `${spread(addedOurs.map((a, i) => a / addedOld[i]))}x`,
+          ],
+          [
+            `${name}: added per dispatcher.send, this build - old build`,
+            `${spread(paired('send', 'old-send', (a, b) => a - b))} µs`,
+            '',
+          ],
+          [
+            `${name}: installed, nothing parked, this build - old build`,
+            `${spread(paired('installed', 'old-installed', (a, b) => a - b))} µs`,
+            '',
+          ],
+        );
+      }
+      const a = (v) => path[`${framework}:${v}`] ?? [];
+      const pathAdded = (prefix) => a(`${prefix}afterward`).map((x, i) => x - a(`${prefix}send`)[i]);
       rows.push([
         `${name}: handler called directly, transport answers at once: fireAndForget - dispatcher.send on finish`,
-        `${spread(a('afterward').map((x, i) => x - a('send')[i]))} µs (send ${spread(a('send'))} µs)`,
+        `${spread(pathAdded(''))} µs (send ${spread(a('send'))} µs)`,
         '',
       ]);
-      const d = (v) => direct[`${framework}:${v}`];
+      if (old !== undefined && a('old-afterward').length > 0) {
+        rows.push(
+          [
+            `${name}: the same, old build`,
+            `${spread(pathAdded('old-'))} µs (send ${spread(a('old-send'))} µs)`,
+            '',
+          ],
+          [
+            `${name}: handler called directly, fireAndForget then release, this build - old build`,
+            `${spread(a('afterward').map((x, i) => x - a('old-afterward')[i]))} µs`,
+            '',
+          ],
+        );
+      }
+      const d = (v) => direct[`${framework}:${v}`] ?? [];
       const directAdded = d('installed').map((x, i) => x - d('plain')[i]);
-      rows.push([
-        `${name}: handler called directly (no socket): installed, nothing parked - not installed`,
-        `${spread(directAdded)} µs (plain ${spread(d('plain'))} µs)`,
-        '',
-      ]);
+      rows.push(
+        [
+          `${name}: handler called directly (no socket): installed, nothing parked - not installed`,
+          `${spread(directAdded)} µs (plain ${spread(d('plain'))} µs)`,
+          '',
+        ],
+        [
+          `${name}: the same, an empty middleware in its place - not installed`,
+          `${spread(d('empty').map((x, i) => x - d('plain')[i]))} µs`,
+          '',
+        ],
+      );
+      if (old !== undefined && d('old-installed').length > 0) {
+        rows.push([
+          `${name}: the same, old build installed - not installed`,
+          `${spread(d('old-installed').map((x, i) => x - d('plain')[i]))} µs`,
+          '',
+        ]);
+      }
       goals.push(
         goal(`${name}: added CPU, afterward / naive (in process)`, median(ratios), '<=', 1.0, {
           smoke,
@@ -440,6 +558,18 @@ export async function run({ smoke, log }) {
 
 const main = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
 if (main) {
-  const result = await run({ smoke: process.argv.includes('--smoke'), log: (line) => console.log(line) });
+  const { values } = parseArgs({
+    options: {
+      smoke: { type: 'boolean', default: false },
+      old: { type: 'string' },
+      parts: { type: 'string' },
+    },
+  });
+  const result = await run({
+    smoke: values.smoke,
+    old: values.old,
+    parts: values.parts?.split(','),
+    log: (line) => console.log(line),
+  });
   console.log(renderResult(result));
 }
