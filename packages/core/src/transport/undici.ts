@@ -109,6 +109,9 @@ class UndiciTransport implements DirectTransport {
   // another one with a different timeout was queued in between).
   readonly #connect: Connector;
   readonly #connectTimeouts = new Map<string, number>();
+  /** The origin and connect timeout last written to {@link #connectTimeouts}: one busy origin skips the lookup. */
+  #lastOrigin: string | undefined = undefined;
+  #lastConnect = 0;
   #agent: Agent | undefined;
   readonly #clients = new Set<Client>();
   readonly #lingering = new Map<string, Map<Client, () => void>>();
@@ -165,29 +168,24 @@ class UndiciTransport implements DirectTransport {
   }
 
   #dispatch(request: TransportRequest, attempt: TransportAttempt, done: AttemptDone): void {
+    const { origin } = request;
     const connectTimeout = request.timeout.connect;
-    if (this.#connectTimeouts.get(request.origin) !== connectTimeout) {
+    if (
+      (origin !== this.#lastOrigin || connectTimeout !== this.#lastConnect) &&
+      this.#connectTimeouts.get(origin) !== connectTimeout
+    ) {
       // Bounded like undici's own per-origin state; a dropped entry falls back to the default.
       if (this.#connectTimeouts.size >= MAX_ORIGINS_REMEMBERED) this.#connectTimeouts.clear();
-      this.#connectTimeouts.set(request.origin, connectTimeout);
+      this.#connectTimeouts.set(origin, connectTimeout);
     }
+    this.#lastOrigin = origin;
+    this.#lastConnect = connectTimeout;
     // dispatch() with a handler of our own rather than request(): no response stream, no dump(),
     // no promise chain per attempt (the dispatcher benchmark measured request() + dump() as the
-    // largest cost of the transport).
+    // largest cost of the transport). The handler is the dispatch options too: one object less.
     const handler = new ResponseHandler(request, attempt, this.#maxResponseBytes, done);
     if (handler.done) return;
-    const options: Dispatcher.DispatchOptions & { [key: symbol]: unknown } = {
-      origin: request.origin,
-      path: request.path,
-      method: request.method,
-      headers: request.headers as string[],
-      body: request.body,
-      headersTimeout: request.timeout.response,
-      // The dispatcher's total deadline bounds the body, including a receiver that trickles bytes.
-      bodyTimeout: 0,
-    };
-    if (kQueuedAbort !== undefined) options[kQueuedAbort] = handler.onQueued;
-    this.#agentFor().dispatch(options, handler);
+    this.#agentFor().dispatch(handler, handler);
   }
 
   #sendAndLinger(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
@@ -387,14 +385,27 @@ const kQueuedAbort: symbol | undefined = (() => {
     return undefined;
   }
 })();
+/** The key the handler's hook getter is defined under: undici's symbol, or one nobody reads. */
+const kQueuedAbortKey: symbol = kQueuedAbort ?? Symbol('afterward.queuedAbort');
 
 /**
  * One attempt of `confirm: 'response'` on undici's dispatch API: settles with the status once the
  * response body was read (up to a bound: `keepBody` bytes kept, at most `maxResponseBytes` read
  * past that, then the socket is dropped), with an error when no status arrived, and at once on
  * the attempt's abort (an abort after the status still counts as a response: the status decides).
+ *
+ * It is also the request's dispatch options (`origin` to `bodyTimeout`), read by undici through
+ * the Agent, Pool and Client and never copied there: one object per attempt instead of two.
  */
-class ResponseHandler implements Dispatcher.DispatchHandler, AbortWatcher {
+class ResponseHandler implements Dispatcher.DispatchHandler, Dispatcher.DispatchOptions, AbortWatcher {
+  readonly origin: string;
+  readonly path: string;
+  readonly method: Dispatcher.HttpMethod;
+  readonly headers: string[];
+  readonly body: Buffer | null;
+  readonly headersTimeout: number;
+  // The dispatcher's total deadline bounds the body, including a receiver that trickles bytes.
+  readonly bodyTimeout = 0;
   readonly #request: TransportRequest;
   readonly #attempt: TransportAttempt;
   readonly #signal: AttemptAbort | AbortSignal;
@@ -418,6 +429,12 @@ class ResponseHandler implements Dispatcher.DispatchHandler, AbortWatcher {
     maxResponseBytes: number,
     done: AttemptDone,
   ) {
+    this.origin = request.origin;
+    this.path = request.path;
+    this.method = request.method;
+    this.headers = request.headers as string[];
+    this.body = request.body;
+    this.headersTimeout = request.timeout.response;
     this.#request = request;
     this.#attempt = attempt;
     this.#done = done;
@@ -441,11 +458,16 @@ class ResponseHandler implements Dispatcher.DispatchHandler, AbortWatcher {
     return this.#done === undefined;
   }
 
-  /** undici's queued-abort hook (see {@link kQueuedAbort}); `cancel` takes the request out. */
-  readonly onQueued = (cancel: (reason: unknown) => void): void => {
-    if (this.#reason !== undefined) cancel(this.#reason);
-    else this.#cancelQueued = cancel;
-  };
+  /**
+   * undici's queued-abort hook (see {@link kQueuedAbort}), read only while the request waits for a
+   * connection, and called without `this`: the closure is made then, not per attempt.
+   */
+  get [kQueuedAbortKey](): (cancel: (reason: unknown) => void) => void {
+    return (cancel) => {
+      if (this.#reason !== undefined) cancel(this.#reason);
+      else this.#cancelQueued = cancel;
+    };
+  }
 
   attemptAborted(reason: unknown): void {
     if (this.#done === undefined) return;
