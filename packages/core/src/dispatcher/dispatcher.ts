@@ -619,6 +619,11 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
 
   #apply(notification: Notification, result: TransportResult): void {
     const response = result.kind === 'response' ? result.response : undefined;
+    // Most attempts deliver: settled without a clock read or a decision to look up.
+    if (response !== undefined && response.status >= 200 && response.status < 300) {
+      notification.settle('delivered', undefined, response);
+      return;
+    }
     const context = this.#decideContext;
     context.attempt = notification.attempts;
     context.retry = notification.request.retry;

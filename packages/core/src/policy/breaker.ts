@@ -140,8 +140,9 @@ export class OriginBreakers {
   readonly #open = new Set<Circuit>();
   /** A lower bound of the earliest `openUntil` among open circuits; recomputed when passed. */
   #wakeAt = Infinity;
-  /** The circuit last moved to the end of {@link #circuits}. */
+  /** The circuit last moved to the end of {@link #circuits}, and its origin (one busy origin skips the lookup). */
   #last: Circuit | undefined;
+  #lastOrigin: string | undefined;
   #prunedAt = -Infinity;
 
   constructor(options: BreakerOptions, listener: BreakerListener, now: () => number = Date.now) {
@@ -169,7 +170,7 @@ export class OriginBreakers {
    * on a half-open circuit a `true` answer is the one probe.
    */
   admit(origin: string): boolean {
-    const circuit = this.#circuits.get(origin);
+    const circuit = this.#find(origin);
     if (circuit === undefined || circuit.state === 'closed') return true;
     this.#expire(circuit, this.#now());
     if (circuit.state === 'open' || circuit.probing) return false;
@@ -181,7 +182,7 @@ export class OriginBreakers {
   record(origin: string, outcome: BreakerOutcome): void {
     const now = this.#now();
     this.#prune(now);
-    let circuit = this.#circuits.get(origin);
+    let circuit = this.#find(origin);
     if (outcome === 'ignore') {
       // A cancelled probe says nothing: let another one go.
       if (circuit?.state === 'half-open') circuit.probing = false;
@@ -240,6 +241,10 @@ export class OriginBreakers {
     return earliest === Infinity ? undefined : earliest;
   }
 
+  #find(origin: string): Circuit | undefined {
+    return origin === this.#lastOrigin ? this.#last : this.#circuits.get(origin);
+  }
+
   #track(origin: string, now: number): Circuit {
     const circuit: Circuit = {
       state: 'closed',
@@ -253,6 +258,7 @@ export class OriginBreakers {
     };
     this.#circuits.set(origin, circuit);
     this.#last = circuit;
+    this.#lastOrigin = origin;
     while (this.#circuits.size > this.#options.maxOrigins) {
       const [oldest, dropped] = this.#circuits.entries().next().value as [string, Circuit];
       this.#forget(oldest, dropped);
@@ -266,11 +272,16 @@ export class OriginBreakers {
     // every attempt would be a measurable cost on the hot path for nothing.
     if (this.#last === circuit) return;
     this.#last = circuit;
+    this.#lastOrigin = origin;
     this.#circuits.delete(origin);
     this.#circuits.set(origin, circuit);
   }
 
   #forget(origin: string, circuit: Circuit): void {
+    if (circuit === this.#last) {
+      this.#last = undefined;
+      this.#lastOrigin = undefined;
+    }
     this.#circuits.delete(origin);
     this.#open.delete(circuit);
   }
