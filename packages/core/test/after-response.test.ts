@@ -140,6 +140,23 @@ describe('createAfterResponse with node:http', () => {
     expect(transport.requests[0]?.json()).toEqual({ event: 'order.paid' });
   });
 
+  it('fireAndForget and after work taken off the object, and keep their identity', async () => {
+    let same = false;
+    const ran: string[] = [];
+    const { url, transport, dispatcher } = await app((work, _req, res) => {
+      const { fireAndForget, after } = work;
+      same = work.fireAndForget === fireAndForget && work.after === after;
+      fireAndForget('http://hooks.test/detached', { json: { detached: true } });
+      after((info) => void ran.push(info.outcome));
+      res.end();
+    });
+    await get(url);
+    await dispatcher.drain({ timeout: 2_000 });
+    expect(same).toBe(true);
+    expect(transport.requests.map((r) => r.json())).toEqual([{ detached: true }]);
+    expect(ran).toEqual(['finished']);
+  });
+
   it('computes a lazy json payload once, from the final status and outcome', async () => {
     let calls = 0;
     const { url, transport, dispatcher } = await app((work, _req, res) => {

@@ -1,8 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import {
-  createAfterResponse,
+  ResponseWork,
   type AfterOptions,
-  type AfterResponse,
   type AfterResponseOptions,
   type ClientAbortPolicy,
   type ResponseInfo,
@@ -94,7 +93,7 @@ class Slot<TTarget extends object, TInfo extends ResponseInfo> implements AfterR
   /** The nearest middleware's settings: a later `afterward()` (a router's) replaces them. */
   settings: ResolvedAfterwardOptions;
   captured: string | undefined = undefined;
-  work: AfterResponse<TInfo> | undefined = undefined;
+  work: ResponseWork<TInfo> | undefined = undefined;
 
   constructor(
     readonly spec: AdapterSpec<TTarget, TInfo>,
@@ -146,7 +145,7 @@ export function createAdapterKit<TTarget extends object, TInfo extends ResponseI
   const kSlot = Symbol(`afterward.${spec.receiver}`);
   type Tracked = TTarget & { [kSlot]?: Slot<TTarget, TInfo> };
 
-  function workOf(target: TTarget, method: string): AfterResponse<TInfo> {
+  function workOf(target: TTarget, method: string): ResponseWork<TInfo> {
     const slot = (target as Tracked)[kSlot];
     if (slot === undefined) {
       throw new NotInstalledError(
@@ -155,18 +154,17 @@ export function createAdapterKit<TTarget extends object, TInfo extends ResponseI
       );
     }
     if (slot.captured === undefined && spec.capture !== undefined) slot.captured = spec.capture(target);
-    slot.work ??= createAfterResponse<TInfo>(spec.response(target), slot);
+    slot.work ??= new ResponseWork<TInfo>(spec.response(target), slot);
     return slot.work;
   }
 
   const methods: AdapterMethods<TTarget, TInfo> = {
     // Two parameters, not a rest array to spread: fireAndForget takes (url, init) or ({ url, ...init }).
     fireAndForget(this: TTarget, target?: unknown, init?: unknown): DeliveryHandle {
-      const work = workOf(this, 'fireAndForget');
-      return (work.fireAndForget as (target: unknown, init: unknown) => DeliveryHandle)(target, init);
+      return workOf(this, 'fireAndForget').send(target, init);
     },
     after(this: TTarget, fn: HookFn<TInfo>, options?: AfterOptions<TInfo>): void {
-      workOf(this, 'after').after(fn, options);
+      workOf(this, 'after').hook(fn, options);
     },
   };
 

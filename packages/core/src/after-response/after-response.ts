@@ -193,7 +193,18 @@ export function createAfterResponse<TInfo extends ResponseInfo>(
   return new ResponseWork(res, options);
 }
 
-class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
+/**
+ * The parked work of one response. The adapter kit calls {@link ResponseWork.send} and
+ * {@link ResponseWork.hook} as methods; `fireAndForget` and `after`, which a caller may take off
+ * the object, are made on first read, so work made by the kit makes no closure for them.
+ *
+ * @example
+ * ```ts
+ * const work = new ResponseWork(res, { dispatcher, describe });
+ * work.send('https://hooks.example.com', { json: { done: true } });
+ * ```
+ */
+export class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
   readonly #res: ServerResponse;
   readonly #internal: DispatcherInternal;
   readonly #options: AfterResponseOptions<TInfo>;
@@ -204,6 +215,8 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
   #info: TInfo | undefined;
   /** Read at the first fireAndForget call; `unread` until then. */
   #requestId: string | undefined | typeof unread = unread;
+  #fireAndForget: FireAndForget<TInfo> | undefined = undefined;
+  #after: After<TInfo> | undefined = undefined;
 
   constructor(res: ServerResponse, options: AfterResponseOptions<TInfo>) {
     this.#res = res;
@@ -218,16 +231,23 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
     return this.#info !== undefined;
   }
 
-  readonly fireAndForget: FireAndForget<TInfo> = (
-    target: string | URL | (FireAndForgetInit<TInfo> & { url: string | URL }),
-    init?: FireAndForgetInit<TInfo>,
-  ): DeliveryHandle => {
+  get fireAndForget(): FireAndForget<TInfo> {
+    return (this.#fireAndForget ??= ((target: unknown, init?: unknown) =>
+      this.send(target, init)) as FireAndForget<TInfo>);
+  }
+
+  get after(): After<TInfo> {
+    return (this.#after ??= (fn, options) => this.hook(fn, options));
+  }
+
+  /** `fireAndForget(url, init)` or `fireAndForget({ url, ...init })`, as a method. */
+  send(target: unknown, init?: unknown): DeliveryHandle {
     let url: unknown = target;
-    let options: FireAndForgetInit<TInfo> | undefined = init;
+    let options = init as FireAndForgetInit<TInfo> | undefined;
     if (typeof target === 'object' && target !== null && !(target instanceof URL)) {
       if (init !== undefined)
         throw new InvalidArgumentError('fireAndForget({ url, ...init }) takes no second argument');
-      const { url: inner, ...rest } = target;
+      const { url: inner, ...rest } = target as FireAndForgetInit<TInfo> & { url: unknown };
       url = inner;
       options = rest;
     }
@@ -245,9 +265,10 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
     }
     this.#park({ kind: 'send', notification, json: lazy, when });
     return notification;
-  };
+  }
 
-  readonly after: After<TInfo> = (fn, options = {}) => {
+  /** `after(fn, options)`, as a method. */
+  hook(fn: HookFn<TInfo>, options: AfterOptions<TInfo> = {}): void {
     if (typeof fn !== 'function') throw new InvalidArgumentError(`after() needs a function, got ${show(fn)}`);
     if (typeof options !== 'object' || options === null) {
       throw new InvalidArgumentError(`after() options must be an object, got ${show(options)}`);
@@ -261,7 +282,7 @@ class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<TInfo> {
         : checkDuration('after() timeout', options.timeout, 1, true);
     this.#checkRoom();
     this.#park({ kind: 'hook', fn, timeout, when, held: false, runIn: captureContext() });
-  };
+  }
 
   /** Throws before anything is created, so a refused call leaves nothing behind. */
   #checkRoom(): void {
