@@ -17,7 +17,9 @@
 // (a directory with packages/{core,express,koa}/dist and their node_modules), or, paired in the
 // same process and rounds, `node bench/adapter-cost.mjs --old /path/to/checkout`: that build's
 // `installed`, `afterward` and `send` run next to this one's, each on its own copy of Express and
-// Koa (the old build's, so the two adapters never patch the same prototypes).
+// Koa (the old build's, so the two adapters never patch the same prototypes). `--frameworks express`
+// runs one framework (as an app does: the other's code is not warm in the process), `--parts
+// sockets,direct,path` some sections, `--rounds N` N socket rounds (16) and the others in proportion.
 import { createRequire } from 'node:module';
 import { createServer } from 'node:http';
 import net from 'node:net';
@@ -36,6 +38,7 @@ const silent = { warn() {}, error() {} };
 const load = (name) => ({ core, express: expressAdapter, koa: koaAdapter })[name]();
 
 const VARIANTS = ['plain', 'installed', 'afterward', 'naive', 'send'];
+const FRAMEWORKS = ['express', 'koa'];
 /** The variants an old build (`--old`) adds, as `old-<variant>`: those that run afterward's code. */
 const OLD_VARIANTS = ['installed', 'afterward', 'send'];
 
@@ -132,7 +135,7 @@ function client(port, connections) {
 }
 
 /** The apps of every variant (none when `enabled` is false), each on its own server and dispatcher. */
-async function startApps(receiverUrl, old, enabled) {
+async function startApps(receiverUrl, old, enabled, frameworks) {
   const builds = await buildsFor(old, VARIANTS, OLD_VARIANTS);
   const target = new URL(receiverUrl);
   const pool = new Pool(target.origin);
@@ -198,7 +201,7 @@ async function startApps(receiverUrl, old, enabled) {
   };
 
   for (const [prefix, build, variants] of builds) {
-    for (const framework of ['express', 'koa']) {
+    for (const framework of frameworks) {
       for (const variant of enabled ? variants : []) {
         const dispatcher = build.core.createDispatcher({ logger: silent });
         dispatchers.push(dispatcher);
@@ -241,7 +244,7 @@ async function startApps(receiverUrl, old, enabled) {
  * plain vs installed apps in interleaved batches. Sub-microsecond differences drown in socket
  * I/O; here they do not. Returns µs per request for each key.
  */
-export async function handlerOnly({ rounds, perBatch, old }) {
+export async function handlerOnly({ rounds, perBatch, old, frameworks = FRAMEWORKS }) {
   const { IncomingMessage, ServerResponse } = await import('node:http');
   const handlers = {};
   const dispatchers = [];
@@ -293,7 +296,7 @@ export async function handlerOnly({ rounds, perBatch, old }) {
     const used = process.cpuUsage(cpu);
     return (used.user + used.system) / count;
   };
-  const keys = Object.keys(handlers);
+  const keys = Object.keys(handlers).filter((key) => frameworks.includes(key.split(':')[0]));
   for (const key of keys) await batch(handlers[key], perBatch);
   const samples = Object.fromEntries(keys.map((key) => [key, []]));
   for (let round = 0; round < rounds; round++) {
@@ -310,7 +313,7 @@ export async function handlerOnly({ rounds, perBatch, old }) {
  * (res.fireAndForget) minus `send` (dispatcher.send from a 'finish' listener, no adapter) is
  * what the middleware, parking and release add per notification.
  */
-export async function adapterPath({ rounds, perBatch, old }) {
+export async function adapterPath({ rounds, perBatch, old, frameworks = FRAMEWORKS }) {
   const { IncomingMessage, ServerResponse } = await import('node:http');
   const transport = {
     send: async () => ({
@@ -374,7 +377,7 @@ export async function adapterPath({ rounds, perBatch, old }) {
     const used = process.cpuUsage(cpu);
     return (used.user + used.system) / count;
   };
-  const keys = Object.keys(handlers);
+  const keys = Object.keys(handlers).filter((key) => frameworks.includes(key.split(':')[0]));
   for (const key of keys) await batch(handlers[key], perBatch);
   const samples = Object.fromEntries(keys.map((key) => [key, []]));
   for (let round = 0; round < rounds; round++) {
@@ -391,11 +394,22 @@ const spread = (values) =>
     : `${median(values).toFixed(2)} (${Math.min(...values).toFixed(2)}..${Math.max(...values).toFixed(2)})`;
 
 /**
- * @param {{ smoke: boolean, log: (line: string) => void, old?: string, parts?: string[] }} ctx
- * `old`: another checkout, paired in the same rounds; `parts`: some of 'sockets', 'direct', 'path'.
+ * @param {{ smoke: boolean, log: (line: string) => void, old?: string, parts?: string[],
+ *   frameworks?: string[], rounds?: number }} ctx
+ * `old`: another checkout, paired in the same rounds; `parts`: some of 'sockets', 'direct', 'path';
+ * `frameworks`: 'express' and/or 'koa' (one alone: as an app runs, without the other's code warm
+ * in the same process); `rounds`: socket rounds (default 16), the direct and path rounds in proportion.
  */
-export async function run({ smoke, log, old, parts = ['sockets', 'direct', 'path'] }) {
-  const rounds = smoke ? 2 : 16;
+export async function run({
+  smoke,
+  log,
+  old,
+  parts = ['sockets', 'direct', 'path'],
+  frameworks = FRAMEWORKS,
+  rounds: socketRounds = 16,
+}) {
+  const rounds = smoke ? 2 : socketRounds;
+  const scale = rounds / 16;
   const perWindow = smoke ? 300 : 2_000;
   const warmup = smoke ? 200 : 3_000;
   const connections = 8;
@@ -404,7 +418,7 @@ export async function run({ smoke, log, old, parts = ['sockets', 'direct', 'path
   const clients = {};
   const has = (part) => parts.includes(part);
   try {
-    world = await startApps(receiver.url, old, has('sockets'));
+    world = await startApps(receiver.url, old, has('sockets'), frameworks);
     for (const [key, { server }] of Object.entries(world.apps)) {
       clients[key] = client(server.address().port, connections);
       await clients[key].start();
@@ -433,14 +447,24 @@ export async function run({ smoke, log, old, parts = ['sockets', 'direct', 'path
     }
 
     const direct = has('direct')
-      ? await handlerOnly({ rounds: smoke ? 2 : 40, perBatch: smoke ? 500 : 5_000, old })
+      ? await handlerOnly({
+          rounds: smoke ? 2 : Math.round(40 * scale),
+          perBatch: smoke ? 500 : 5_000,
+          old,
+          frameworks,
+        })
       : {};
     const path = has('path')
-      ? await adapterPath({ rounds: smoke ? 2 : 30, perBatch: smoke ? 300 : 3_000, old })
+      ? await adapterPath({
+          rounds: smoke ? 2 : Math.round(30 * scale),
+          perBatch: smoke ? 300 : 3_000,
+          old,
+          frameworks,
+        })
       : {};
     const rows = [];
     const goals = [];
-    for (const framework of ['express', 'koa']) {
+    for (const framework of frameworks) {
       const s = (v) => samples[`${framework}:${v}`] ?? [];
       const paired = (a, b, f) => s(a).map((x, i) => f(x, s(b)[i]));
       const addedOurs = paired('afterward', 'plain', (a, p) => a - p);
@@ -563,12 +587,16 @@ if (main) {
       smoke: { type: 'boolean', default: false },
       old: { type: 'string' },
       parts: { type: 'string' },
+      frameworks: { type: 'string' },
+      rounds: { type: 'string' },
     },
   });
   const result = await run({
     smoke: values.smoke,
     old: values.old,
     parts: values.parts?.split(','),
+    frameworks: values.frameworks?.split(','),
+    rounds: values.rounds === undefined ? undefined : Number(values.rounds),
     log: (line) => console.log(line),
   });
   console.log(renderResult(result));
