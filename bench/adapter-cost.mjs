@@ -446,22 +446,17 @@ export async function run({
         log(`round ${round + 1}: ${keys.map((k) => `${k} ${samples[k].at(-1).toFixed(1)}`).join(', ')}`);
     }
 
-    const direct = has('direct')
-      ? await handlerOnly({
-          rounds: smoke ? 2 : Math.round(40 * scale),
-          perBatch: smoke ? 500 : 5_000,
-          old,
-          frameworks,
-        })
-      : {};
-    const path = has('path')
-      ? await adapterPath({
-          rounds: smoke ? 2 : Math.round(30 * scale),
-          perBatch: smoke ? 300 : 3_000,
-          old,
-          frameworks,
-        })
-      : {};
+    const section = async (part, measure, baseRounds, perBatch) =>
+      has(part)
+        ? measure({
+            rounds: smoke ? 2 : Math.round(baseRounds * scale),
+            perBatch: smoke ? perBatch / 10 : perBatch,
+            old,
+            frameworks,
+          })
+        : {};
+    const direct = await section('direct', handlerOnly, 40, 5_000);
+    const path = await section('path', adapterPath, 30, 3_000);
     const rows = [];
     const goals = [];
     for (const framework of frameworks) {
