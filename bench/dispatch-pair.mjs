@@ -9,11 +9,13 @@
 // packages/core/.copy-main/dist) as a fourth client, for an A/B of two builds.
 // Run: `node bench/dispatch-pair.mjs [--rounds 20] [--per-round 4000] [--old packages/core/.copy-main/dist]`
 // (after `pnpm build`). `--only afterward|request|dispatch` runs one client, for `node --cpu-prof`.
+// `--instant`: the dispatchers only (this build's and `--old`'s), on a transport that answers on the
+// next tick through the built-in transports' callback entry: the dispatcher's own path per
+// notification without the network, whose noise otherwise hides changes of a few percent.
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { Pool } from 'undici';
-import { core } from './lib/packages.mjs';
 import { PAYLOAD } from './lib/payload.mjs';
 import { startReceiver } from './lib/receiver.mjs';
 
@@ -24,12 +26,21 @@ const { values: args } = parseArgs({
     concurrency: { type: 'string', default: '64' },
     old: { type: 'string' },
     only: { type: 'string' },
+    instant: { type: 'boolean', default: false },
   },
 });
 const rounds = Number(args.rounds);
 const perRound = Number(args['per-round']);
 const concurrency = Number(args.concurrency);
 const silent = { warn() {}, error() {} };
+// This build's core dist, or AFTERWARD_ROOT's (as bench/lib/packages.mjs picks it): a directory,
+// because `--instant` also loads the transport module beside the entry.
+const coreDist = new URL(
+  'packages/core/dist/',
+  process.env.AFTERWARD_ROOT
+    ? pathToFileURL(`${process.env.AFTERWARD_ROOT.replace(/\/$/, '')}/`)
+    : new URL('../', import.meta.url),
+);
 
 const receiver = await startReceiver({ status: 204 });
 const target = new URL(receiver.url);
@@ -80,12 +91,31 @@ function undiciDispatch() {
   };
 }
 
-function afterward(mod) {
+/** A transport that answers every attempt with a 204 on the next tick, as the built-in ones report (no promise). */
+async function instantTransport(dist) {
+  const { kSendDirect } = await import(new URL('transport/transport.js', dist).href);
+  return {
+    send: () => Promise.reject(new Error('called through kSendDirect only')),
+    [kSendDirect](_request, attempt, done) {
+      process.nextTick(() =>
+        done.attemptDone(attempt, {
+          kind: 'response',
+          response: { status: 204, statusText: 'No Content', headers: {} },
+        }),
+      );
+    },
+    close: async () => {},
+  };
+}
+
+async function afterward(dist) {
+  const mod = await import(new URL('index.js', dist).href);
   const dispatcher = mod.createDispatcher({
     concurrency,
     concurrencyPerOrigin: concurrency,
     retry: false,
     logger: silent,
+    ...(args.instant ? { transport: await instantTransport(dist) } : {}),
   });
   return {
     once: async () => (await dispatcher.send(receiver.url, { json: PAYLOAD }).done).state === 'delivered',
@@ -110,11 +140,11 @@ async function batch(client, count) {
 
 const clients = {};
 const wanted = (name) => args.only === undefined || args.only === name;
-if (wanted('request')) clients.request = undiciRequest();
-if (wanted('dispatch')) clients.dispatch = undiciDispatch();
-if (wanted('afterward')) clients.afterward = afterward(await core());
+if (wanted('request') && !args.instant) clients.request = undiciRequest();
+if (wanted('dispatch') && !args.instant) clients.dispatch = undiciDispatch();
+if (wanted('afterward')) clients.afterward = await afterward(coreDist);
 if (args.old !== undefined && wanted('old')) {
-  clients.old = afterward(await import(pathToFileURL(path.resolve(args.old, 'index.js')).href));
+  clients.old = await afterward(pathToFileURL(`${path.resolve(args.old)}/`));
 }
 const names = Object.keys(clients);
 const samples = Object.fromEntries(names.map((name) => [name, []]));
