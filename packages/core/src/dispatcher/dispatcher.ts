@@ -36,6 +36,7 @@ import {
   QueueFullError,
   TimeoutError,
 } from '../util/errors.js';
+import { callerContext } from '../util/context.js';
 import type { Logger } from '../util/logger.js';
 import type { DispatcherEventName, DispatcherEvents } from './events.js';
 import { Lifecycle, type DrainParticipant } from './lifecycle.js';
@@ -410,7 +411,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     }
     const notification = new Notification(localKey(), request, this.#lifecycle);
     // Captured at the call: the notification's attempts run in the caller's async context.
-    notification.context = new AsyncResource('afterward');
+    notification.context = callerContext();
     this.#lifecycle.track(notification);
     const signal = request.signal;
     if (signal !== undefined) {
@@ -484,8 +485,12 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       return;
     }
     notification.release(result.persisted);
-    for (const evicted of result.evicted) {
-      this.#lifecycle.live.get(evicted.key)?.settle('dropped', droppedOldestError());
+    const { evicted } = result;
+    for (let i = 0; i < evicted.length; i++) {
+      const record = evicted[i] as StoredRecord;
+      // The memory store hands back the notification it was given: no lookup by key.
+      const dropped = record instanceof Notification ? record : this.#lifecycle.live.get(record.key);
+      dropped?.settle('dropped', droppedOldestError());
     }
     // From send() or a batcher: started in a microtask, so the handle reads 'queued' until the
     // current job ends. Parked work released after its response has no caller that could read it:

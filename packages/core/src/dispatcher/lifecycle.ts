@@ -105,14 +105,10 @@ export class Lifecycle implements NotificationLifecycle {
       this.emit(state, event);
     }
     if (state === 'failed' || state === 'dropped') {
+      // One object per line, without a spread: a full queue drops one notification per send().
+      const { id, url, attempts, requestId, error: err } = notification;
       this.#logger.warn(
-        {
-          id: notification.id,
-          url: notification.url,
-          attempts: notification.attempts,
-          ...(notification.requestId === undefined ? {} : { requestId: notification.requestId }),
-          err: notification.error,
-        },
+        requestId === undefined ? { id, url, attempts, err } : { id, url, attempts, requestId, err },
         state === 'failed' ? 'afterward: notification failed' : 'afterward: notification dropped',
       );
     }

@@ -42,11 +42,54 @@ const RESOLVED: Promise<void> = Promise.resolve();
 /** The notifications watching each caller's AbortSignal, and the one listener that cancels them. */
 const WATCHERS = new WeakMap<AbortSignal, { all: Set<Notification>; onAbort: () => void }>();
 
+/** What a batch item has instead of a request (it travels inside its batch's request). */
+interface ItemInfo {
+  id: string;
+  url: string;
+  method: string;
+}
+
+/**
+ * What few notifications need: kept apart so that each queued notification carries one field for
+ * all of it (most are never awaited, watched, observed, answered or failed).
+ */
+interface Rare {
+  item: ItemInfo | undefined;
+  requestId: string | undefined;
+  detach: (() => void) | undefined;
+  observers: NotificationObserver[] | undefined;
+  persisted: Promise<void> | undefined;
+  done: Promise<DeliveryResult> | undefined;
+  resolve: ((result: DeliveryResult) => void) | undefined;
+}
+
+function rare(): Rare {
+  return {
+    item: undefined,
+    requestId: undefined,
+    detach: undefined,
+    observers: undefined,
+    persisted: undefined,
+    done: undefined,
+    resolve: undefined,
+  };
+}
+
+/**
+ * Epoch milliseconds are kept as an offset from this, so they stay small integers (V8 keeps a
+ * field that ever held a fraction or a number past 2^31 as a 16-byte box per object).
+ */
+const EPOCH = Date.now();
+
 /**
  * One notification from the call to its final state: the handle the caller holds, the record the
  * store keeps, and the carrier the scheduler moves. It is the only writer of its own state; each
  * transition is one method (`release`, `begin`, `retry`, `settle`, `cancel`), and the side effects
  * of a transition belong to its {@link NotificationLifecycle}.
+ *
+ * A queued notification lives for as long as the queue ahead of it, so it survives young
+ * collections: it is kept small (fourteen fields; what few notifications need sits in one object
+ * made on demand), which is most of what an outage with a full queue costs (bench/memory.mjs).
  *
  * @example
  * ```ts
@@ -58,54 +101,64 @@ const WATCHERS = new WeakMap<AbortSignal, { all: Set<Notification>; onAbort: () 
  */
 export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome {
   readonly key: string;
-  readonly id: string;
-  readonly url: string;
-  readonly method: string;
-  readonly createdAt: number;
   /** The async context of the call that made it: its attempts run there (undefined: revived). */
   context: AsyncResource | undefined = undefined;
-  /**
-   * The id of the HTTP request that parked it, set once at the call (`res.fireAndForget`), so the
-   * log line of a failed or dropped delivery names the request that caused it.
-   */
-  requestId: string | undefined = undefined;
   #request: NormalizedRequest | undefined;
   #bytes: number;
   #state: DeliveryState = 'pending';
   /** Whether {@link #state} is final: read several times per notification, set only by settle(). */
   #settled = false;
   #attempts = 0;
+  /** `notBefore - EPOCH`, see {@link EPOCH}; 0 for a `notBefore` of 0 (due at once). */
+  #due = 0;
+  /** `createdAt - EPOCH`. */
+  readonly #created: number;
+  // No private methods: they would cost every instance a brand field.
+  #rare: Rare | undefined = undefined;
+  // Set on every attempted notification: fields of their own, not in the rare part.
+  #abort: AttemptSwitch | undefined = undefined;
   #response: DeliveryResponse | undefined = undefined;
   #error: AfterwardError | undefined = undefined;
-  #notBefore = 0;
-  #abort: AttemptSwitch | undefined = undefined;
-  #detach: (() => void) | undefined = undefined;
-  #observers: NotificationObserver[] | undefined = undefined;
-  #persisted: Promise<void> | undefined = undefined;
   readonly #lifecycle: NotificationLifecycle;
-  // Made on first read of `done`: most fire-and-forget handles are never awaited, and a promise
-  // plus its resolver per notification is measurable garbage on the hot path.
-  #done: Promise<DeliveryResult> | undefined = undefined;
-  #resolve: ((result: DeliveryResult) => void) | undefined = undefined;
 
   /** A notification with a request; batch items pass `undefined` and the id, URL and method instead. */
   constructor(
     key: string,
     request: NormalizedRequest | undefined,
     lifecycle: NotificationLifecycle,
-    item?: { id: string; url: string; method: string },
+    item?: ItemInfo,
     createdAt = Date.now(),
   ) {
     this.key = key;
     this.#request = request;
     this.#bytes = request === undefined ? 0 : requestBytes(request);
     this.#lifecycle = lifecycle;
-    this.id = request?.id ?? item?.id ?? key;
-    this.url = request?.url.href ?? item?.url ?? '';
-    this.method = request?.method ?? item?.method ?? 'POST';
-    this.createdAt = createdAt;
+    this.#created = createdAt - EPOCH;
+    if (request === undefined) (this.#rare ??= rare()).item = item;
   }
 
+  get id(): string {
+    return this.#request?.id ?? this.#rare?.item?.id ?? this.key;
+  }
+  get url(): string {
+    return this.#request?.url.href ?? this.#rare?.item?.url ?? '';
+  }
+  get method(): string {
+    return this.#request?.method ?? this.#rare?.item?.method ?? 'POST';
+  }
+  get createdAt(): number {
+    return this.#created + EPOCH;
+  }
+  /**
+   * The id of the HTTP request that parked it, set once at the call (`res.fireAndForget`), so the
+   * log line of a failed or dropped delivery names the request that caused it.
+   */
+  get requestId(): string | undefined {
+    return this.#rare?.requestId;
+  }
+  set requestId(requestId: string | undefined) {
+    if (requestId !== undefined || this.#rare !== undefined) (this.#rare ??= rare()).requestId = requestId;
+  }
   get state(): DeliveryState {
     return this.#state;
   }
@@ -122,10 +175,10 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
     return this.#error;
   }
   get notBefore(): number {
-    return this.#notBefore;
+    return this.#due === 0 ? 0 : this.#due + EPOCH;
   }
   get persisted(): Promise<void> {
-    return this.#persisted ?? RESOLVED;
+    return this.#rare?.persisted ?? RESOLVED;
   }
   /** The validated request; only batch items have none. */
   get request(): NormalizedRequest {
@@ -157,14 +210,15 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   }
 
   get done(): Promise<DeliveryResult> {
-    if (this.#done === undefined) {
-      this.#done = this.settled
-        ? Promise.resolve(this.#result())
+    const more = (this.#rare ??= rare());
+    if (more.done === undefined) {
+      more.done = this.settled
+        ? Promise.resolve(result(this))
         : new Promise<DeliveryResult>((resolve) => {
-            this.#resolve = resolve;
+            more.resolve = resolve;
           });
     }
-    return this.#done;
+    return more.done;
   }
 
   json(): NotificationJson {
@@ -197,7 +251,7 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
     }
     const { all, onAbort } = watchers;
     all.add(this);
-    this.#detach = () => {
+    (this.#rare ??= rare()).detach = () => {
       all.delete(this);
       if (all.size === 0 && WATCHERS.get(signal)?.all === all) {
         WATCHERS.delete(signal);
@@ -216,23 +270,25 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   /** pending → queued: accepted by the store. */
   release(persisted: Promise<void> | undefined): void {
     if (this.settled) return;
-    this.#persisted = persisted;
+    if (persisted !== undefined) (this.#rare ??= rare()).persisted = persisted;
     this.#state = 'queued';
-    this.#notify();
+    notify(this, this.#rare);
   }
 
   /** pending → queued, for a notification a durable store recovered with its counters. */
   resume(attempts: number, notBefore: number): void {
     if (this.#state !== 'pending') return;
     this.#attempts = attempts;
-    this.#notBefore = notBefore;
+    this.#due = notBefore === 0 ? 0 : notBefore - EPOCH;
     this.#state = 'queued';
   }
 
   /** Lets go of the caller's signal of a notification refused at the call (never a handle). */
   forget(): void {
-    this.#detach?.();
-    this.#detach = undefined;
+    const more = this.#rare;
+    if (more === undefined) return;
+    more.detach?.();
+    more.detach = undefined;
   }
 
   /** queued/retrying → sending: an attempt starts. */
@@ -240,7 +296,7 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
     this.#state = 'sending';
     this.#attempts++;
     this.#abort = abort;
-    this.#notify();
+    notify(this, this.#rare);
   }
 
   /** The attempt in flight returned (whatever the state). */
@@ -254,8 +310,8 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
     this.#state = 'retrying';
     this.#error = error;
     if (response !== undefined) this.#response = response;
-    this.#notBefore = now + delayMs;
-    this.#notify();
+    this.#due = now + delayMs - EPOCH;
+    notify(this, this.#rare);
     this.#lifecycle.retried(this, delayMs);
   }
 
@@ -268,11 +324,14 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
     // A delivered notification carries no error, even after failed attempts.
     if (state === 'delivered') this.#error = undefined;
     else if (error !== undefined) this.#error = error;
-    this.#detach?.();
-    this.#detach = undefined;
-    this.#observers = undefined;
-    this.#resolve?.(this.#result());
-    this.#resolve = undefined;
+    const more = this.#rare;
+    if (more !== undefined) {
+      more.detach?.();
+      more.detach = undefined;
+      more.observers = undefined;
+      more.resolve?.(result(this));
+      more.resolve = undefined;
+    }
     this.#lifecycle.settled(this);
     return true;
   }
@@ -288,33 +347,33 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
       this.#attempts = baseAttempts + carrier.attempts;
       if (carrier.error !== undefined) this.#error = carrier.error;
     };
-    (carrier.#observers ??= []).push(mirror);
+    ((carrier.#rare ??= rare()).observers ??= []).push(mirror);
     mirror();
   }
 
   /** Takes the final outcome of the carrier that delivered (or failed) this item. */
-  settleAs(result: DeliveryResult, attempts: number): void {
+  settleAs(outcome: DeliveryResult, attempts: number): void {
     if (this.settled) return;
     this.#attempts = attempts;
-    this.#response = result.response;
-    this.#error = result.error;
-    this.settle(result.state);
+    this.#response = outcome.response;
+    this.#error = outcome.error;
+    this.settle(outcome.state);
   }
+}
 
-  #notify(): void {
-    const observers = this.#observers;
-    if (observers !== undefined) for (const observer of observers) observer(this);
-  }
+function notify(notification: Notification, more: Rare | undefined): void {
+  const observers = more?.observers;
+  if (observers !== undefined) for (const observer of observers) observer(notification);
+}
 
-  #result(): DeliveryResult {
-    return {
-      id: this.id,
-      state: this.#state as FinalState,
-      attempts: this.#attempts,
-      response: this.#response,
-      error: this.#error,
-    };
-  }
+function result(notification: Notification): DeliveryResult {
+  return {
+    id: notification.id,
+    state: notification.state as FinalState,
+    attempts: notification.attempts,
+    response: notification.response,
+    error: notification.error,
+  };
 }
 
 /**

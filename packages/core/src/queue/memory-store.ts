@@ -107,8 +107,9 @@ function isCurrent(entry: Entry, stamp: number): boolean {
 /** Origins whose FIFO stays in the round while empty, as long as the round is this small. */
 const KEEP_EMPTY = 8;
 
-/** Put's answer when nothing was evicted: shared, frozen. */
+/** Put's answer when nothing was evicted: shared, frozen (no object per put). */
 const NONE_EVICTED: StoredRecord[] = Object.freeze([]) as unknown as StoredRecord[];
+const ACCEPTED: PutResult = Object.freeze({ accepted: true, evicted: NONE_EVICTED });
 
 /** A binary min-heap on `notBefore`, for records in backoff. */
 class DelayHeap {
@@ -221,7 +222,7 @@ export class MemoryStore implements NotificationStore {
     this.#entries.set(record.key, entry);
     this.#bytes += record.bytes;
     this.#enqueue(entry, Date.now());
-    return { accepted: true, evicted };
+    return evicted === NONE_EVICTED ? ACCEPTED : { accepted: true, evicted };
   }
 
   take(now: number, admit: (record: StoredRecord) => Admit): Array<StoredRecord> {
