@@ -550,7 +550,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     notification.begin(attempt);
     this.#store.attempt(notification);
     // The normalised request already has the transport's shape: no copy per attempt.
-    const { request } = notification;
+    const request = notification.wireRequest;
     this.#deadlines.add(attempt, request.timeout.total);
     const done = this.#done;
     try {

@@ -1,5 +1,11 @@
 import { CancelledError, HttpStatusError, type AfterwardError } from '../util/errors.js';
-import type { NormalizedRequest } from '../request/request.js';
+import {
+  bodyLength,
+  encodeBody,
+  idHeaderBytes,
+  withIdHeaders,
+  type NormalizedRequest,
+} from '../request/request.js';
 import type { AsyncResource } from 'node:async_hooks';
 import type { SettleOutcome, StoredRecord } from '../queue/store.js';
 import {
@@ -191,7 +197,7 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
     return this.#bytes;
   }
   get bodyBytes(): number {
-    return this.#request?.body?.length ?? 0;
+    return this.#request === undefined ? 0 : bodyLength(this.#request.body);
   }
   /** The last HTTP status, for the store's {@link SettleOutcome} (no object per settle). */
   get status(): number | null {
@@ -222,7 +228,10 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   }
 
   json(): NotificationJson {
-    return toNotificationJson(this);
+    const json = toNotificationJson(this);
+    // Stored as sent: with the id headers its request's shared list leaves out.
+    json.headers = withIdHeaders(json.headers, json.id);
+    return json;
   }
 
   /** Cancels at any state: unqueues, or aborts the attempt in flight. False if already final. */
@@ -263,8 +272,20 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   /** Replaces the body while still pending (a lazy payload computed after the response). */
   setBody(body: Buffer): void {
     if (this.#state !== 'pending' || this.#request === undefined) return;
-    this.#bytes += body.length - (this.#request.body?.length ?? 0);
+    this.#bytes += body.length - bodyLength(this.#request.body);
     this.#request = { ...this.#request, body };
+  }
+
+  /**
+   * The request as a transport takes it: a string body is encoded, and the id headers added, on
+   * the first attempt, and kept so for the retries (see {@link NormalizedRequest}).
+   */
+  get wireRequest(): NormalizedRequest & { body: Buffer | null } {
+    const request = this.#request as NormalizedRequest;
+    if (typeof request.body === 'string') request.body = encodeBody(request.body);
+    // A list of its own, with the id headers (the stored one is shared, and leaves them out).
+    request.headers = withIdHeaders(request.headers, request.id);
+    return request as NormalizedRequest & { body: Buffer | null };
   }
 
   /** pending → queued: accepted by the store. */
@@ -382,8 +403,12 @@ function result(notification: Notification): DeliveryResult {
  * with 20 kB of query and headers each hold 589 MB under a 32 MiB bound.
  */
 function requestBytes(request: NormalizedRequest): number {
-  let bytes = request.url.href.length + request.path.length + (request.body?.length ?? 0);
   const headers = request.headers;
+  let bytes =
+    request.url.href.length +
+    request.path.length +
+    bodyLength(request.body) +
+    idHeaderBytes(headers, request.id);
   for (let i = 0; i < headers.length; i++) bytes += (headers[i] as string).length;
   return bytes;
 }

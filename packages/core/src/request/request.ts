@@ -76,9 +76,19 @@ export interface NormalizedRequest {
   /** Path and query, as sent on the request line. */
   path: string;
   method: string;
-  /** Flat name/value list, lower-case names, repeats kept. */
+  /**
+   * Flat name/value list, lower-case names, repeats kept; `webhook-id` and `idempotency-key` are
+   * left out unless the caller set them ({@link withIdHeaders} adds them). Shared between
+   * requests: never changed in place.
+   */
   headers: string[];
-  body: Buffer | null;
+  /**
+   * A string body is kept as given (or as serialised from `json`) until its first attempt, which
+   * encodes it ({@link encodeBody}): a Buffer per queued notification was a 104-byte view on
+   * the heap plus its share of an 8 KiB pool slab, which a full queue under an outage churned
+   * through by the thousand (bench/memory.mjs).
+   */
+  body: Buffer | string | null;
   confirm: ConfirmMode;
   keepBody: number;
   timeout: TimeoutOptions;
@@ -172,7 +182,7 @@ function normalize(
   if (options.query !== undefined) mergeQuery(url, options.query);
   const id = options.id === undefined ? newId() : checkId(options.id);
 
-  let body: Buffer | null = null;
+  let body: Buffer | string | null = null;
   // Parked work (res.fireAndForget) may give json as a function of the finished response: it is
   // checked for shape now with a placeholder, and serialised once the response has ended.
   const json: unknown = parked && typeof options.json === 'function' ? null : options.json;
@@ -180,7 +190,7 @@ function normalize(
     throw new InvalidArgumentError('give either json or body, not both');
   }
   if (json !== undefined) {
-    body = serializeJson(json);
+    body = stringifyJson(json);
     headers.setDefault('content-type', 'application/json');
   } else if (options.body !== undefined) {
     body = toBody(options.body, headers);
@@ -198,8 +208,8 @@ function normalize(
     headers.setDefault(defaults.headers[i] as string, defaults.headers[i + 1] as string);
   }
   headers.setDefault('user-agent', defaults.userAgent);
-  headers.setDefault('webhook-id', id);
-  headers.setDefault('idempotency-key', id);
+  // `webhook-id` and `idempotency-key` are added as the request is sent (withIdHeaders): without
+  // them, the lists of most sends are equal, and one is shared.
 
   const confirm = options.confirm ?? 'response';
   if (confirm !== 'response' && confirm !== 'sent') {
@@ -230,6 +240,17 @@ function normalize(
     sign: options.sign ?? defaults.canSign,
     signal,
   };
+}
+
+/** Bytes of a body as sent (a string as UTF-8). */
+export function bodyLength(body: Buffer | string | null): number {
+  if (body === null) return 0;
+  return typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+}
+
+/** The body as the bytes a transport sends. */
+export function encodeBody(body: Buffer | string | null): Buffer | null {
+  return typeof body === 'string' ? Buffer.from(body) : body;
 }
 
 /** {@link stringifyJson}, as the bytes to send. */
@@ -285,8 +306,18 @@ class HeaderBuilder implements HeaderSink {
     this.push(name, value);
   }
 
+  /** The list built, or the last one taken when equal (most sends carry the same headers). */
   take(): string[] {
-    return this.#items.slice(0, this.#length);
+    const items = this.#items;
+    const length = this.#length;
+    const last = lastHeaders;
+    if (last.length === length) {
+      let same = true;
+      for (let i = 0; i < length && same; i++) same = last[i] === items[i];
+      if (same) return last;
+    }
+    lastHeaders = items.slice(0, length);
+    return lastHeaders;
   }
 
   /** Lets go of the caller's strings (a header may be a secret) and starts over. */
@@ -297,6 +328,42 @@ class HeaderBuilder implements HeaderSink {
 }
 
 let idleBuilder: HeaderBuilder | undefined = new HeaderBuilder();
+let lastHeaders: string[] = [];
+
+/**
+ * The headers of a request as sent: its list plus `webhook-id` and `idempotency-key` (its id),
+ * each unless the list has it. The list itself when it has both (a recovered notification's).
+ */
+export function withIdHeaders(headers: readonly string[], id: string): string[] {
+  const missing = missingIdHeaders(headers);
+  if (missing === 0) return headers as string[];
+  const out = headers.slice();
+  if ((missing & WEBHOOK_ID) !== 0) out.push('webhook-id', id);
+  if ((missing & IDEMPOTENCY_KEY) !== 0) out.push('idempotency-key', id);
+  return out;
+}
+
+/** Bytes {@link withIdHeaders} adds to a list, as `maxQueuedBytes` counts them. */
+export function idHeaderBytes(headers: readonly string[], id: string): number {
+  const missing = missingIdHeaders(headers);
+  return (
+    ((missing & WEBHOOK_ID) !== 0 ? 10 + id.length : 0) +
+    ((missing & IDEMPOTENCY_KEY) !== 0 ? 15 + id.length : 0)
+  );
+}
+
+const WEBHOOK_ID = 1;
+const IDEMPOTENCY_KEY = 2;
+
+function missingIdHeaders(headers: readonly string[]): number {
+  let missing = WEBHOOK_ID | IDEMPOTENCY_KEY;
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i];
+    if (name === 'webhook-id') missing &= ~WEBHOOK_ID;
+    else if (name === 'idempotency-key') missing &= ~IDEMPOTENCY_KEY;
+  }
+  return missing;
+}
 
 /** {@link checkKeys} without its array of keys per call: this runs once per send(). */
 function checkInitKeys(init: SendInit, allowed: readonly string[]): void {
@@ -538,11 +605,12 @@ function queryName(part: string): string {
   }
 }
 
-function toBody(body: unknown, headers: HeaderBuilder): Buffer {
-  if (typeof body === 'string') return Buffer.from(body);
+function toBody(body: unknown, headers: HeaderBuilder): Buffer | string {
+  // A string is immutable: kept as given, no copy.
+  if (typeof body === 'string') return body;
   if (body instanceof URLSearchParams) {
     headers.setDefault('content-type', 'application/x-www-form-urlencoded;charset=UTF-8');
-    return Buffer.from(body.toString());
+    return body.toString();
   }
   if (body instanceof Uint8Array) {
     // A copy: the caller may reuse its buffer before the notification leaves.
