@@ -626,7 +626,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     const response = result.kind === 'response' ? result.response : undefined;
     const context = this.#decideContext;
     context.attempt = notification.attempts;
-    context.retry = notification.request.retry;
+    context.retry = notification.retryOptions;
     context.now = Date.now();
     const decision = decide(result, context);
     switch (decision.kind) {

@@ -17,6 +17,7 @@ import {
   type FinalState,
 } from './handle.js';
 import { toNotificationJson, type NotificationJson } from './json.js';
+import { DEFAULTS, type RetryOptions } from '../options/options.js';
 
 /**
  * Where a notification reports its state changes: the dispatcher's lifecycle (counters, events,
@@ -109,7 +110,15 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   readonly key: string;
   /** The async context of the call that made it: its attempts run there (undefined: revived). */
   context: AsyncResource | undefined = undefined;
-  #request: NormalizedRequest | undefined;
+  readonly id: string;
+  readonly method: string;
+  /** Where it goes: shared with the sends before it to the same URL. Batch items have none. */
+  #target: Target | undefined;
+  /** Shared with other requests (see {@link NormalizedRequest.headers}). */
+  #headers: string[];
+  #body: Buffer | string | null;
+  /** Shared with the sends before it with the same settings. */
+  #settings: Settings;
   #bytes: number;
   #state: DeliveryState = 'pending';
   /** Whether {@link #state} is final: read several times per notification, set only by settle(). */
@@ -136,21 +145,32 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
     createdAt = Date.now(),
   ) {
     this.key = key;
-    this.#request = request;
-    this.#bytes = request === undefined ? 0 : requestBytes(request);
     this.#lifecycle = lifecycle;
     this.#created = createdAt - EPOCH;
-    if (request === undefined) (this.#rare ??= rare()).item = item;
+    // The request is taken apart, and the parts that most sends have in common are shared: a
+    // request object per queued notification was 128 bytes more.
+    if (request === undefined) {
+      this.id = item?.id ?? key;
+      this.method = item?.method ?? 'POST';
+      this.#target = undefined;
+      this.#headers = NO_HEADERS;
+      this.#body = null;
+      this.#settings = NO_SETTINGS;
+      this.#bytes = 0;
+      (this.#rare ??= rare()).item = item;
+    } else {
+      this.id = request.id;
+      this.method = request.method;
+      this.#target = target(request);
+      this.#headers = request.headers;
+      this.#body = request.body;
+      this.#settings = settings(request);
+      this.#bytes = requestBytes(request);
+    }
   }
 
-  get id(): string {
-    return this.#request?.id ?? this.#rare?.item?.id ?? this.key;
-  }
   get url(): string {
-    return this.#request?.url.href ?? this.#rare?.item?.url ?? '';
-  }
-  get method(): string {
-    return this.#request?.method ?? this.#rare?.item?.method ?? 'POST';
+    return this.#target?.url.href ?? this.#rare?.item?.url ?? '';
   }
   get createdAt(): number {
     return this.#created + EPOCH;
@@ -188,16 +208,20 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   }
   /** The validated request; only batch items have none. */
   get request(): NormalizedRequest {
-    return this.#request as NormalizedRequest;
+    return assemble(this, this.#target as Target, this.#settings, this.#headers, this.#body);
+  }
+  /** The retry policy of its request. */
+  get retryOptions(): RetryOptions {
+    return this.#settings.retry;
   }
   get origin(): string {
-    return this.#request?.origin ?? '';
+    return this.#target?.origin ?? '';
   }
   get bytes(): number {
     return this.#bytes;
   }
   get bodyBytes(): number {
-    return this.#request === undefined ? 0 : bodyLength(this.#request.body);
+    return bodyLength(this.#body);
   }
   /** The last HTTP status, for the store's {@link SettleOutcome} (no object per settle). */
   get status(): number | null {
@@ -271,9 +295,9 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
 
   /** Replaces the body while still pending (a lazy payload computed after the response). */
   setBody(body: Buffer): void {
-    if (this.#state !== 'pending' || this.#request === undefined) return;
-    this.#bytes += body.length - bodyLength(this.#request.body);
-    this.#request = { ...this.#request, body };
+    if (this.#state !== 'pending' || this.#target === undefined) return;
+    this.#bytes += body.length - bodyLength(this.#body);
+    this.#body = body;
   }
 
   /**
@@ -281,11 +305,12 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
    * the first attempt, and kept so for the retries (see {@link NormalizedRequest}).
    */
   get wireRequest(): NormalizedRequest & { body: Buffer | null } {
-    const request = this.#request as NormalizedRequest;
-    if (typeof request.body === 'string') request.body = encodeBody(request.body);
-    // A list of its own, with the id headers (the stored one is shared, and leaves them out).
-    request.headers = withIdHeaders(request.headers, request.id);
-    return request as NormalizedRequest & { body: Buffer | null };
+    const body = encodeBody(this.#body);
+    this.#body = body;
+    const headers = withIdHeaders(this.#headers, this.id);
+    return assemble(this, this.#target as Target, this.#settings, headers, body) as NormalizedRequest & {
+      body: Buffer | null;
+    };
   }
 
   /** pending → queued: accepted by the store. */
@@ -380,6 +405,89 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
     this.#error = outcome.error;
     this.settle(outcome.state);
   }
+}
+
+/** A request's target as a queued notification keeps it. */
+interface Target {
+  readonly url: URL;
+  readonly origin: string;
+  readonly path: string;
+}
+
+/** A request's settings besides its target, headers and body. */
+type Settings = Pick<NormalizedRequest, 'confirm' | 'keepBody' | 'timeout' | 'retry' | 'sign'>;
+
+const NO_HEADERS: string[] = [];
+const NO_SETTINGS: Settings = {
+  confirm: 'response',
+  keepBody: 0,
+  timeout: DEFAULTS.timeout,
+  retry: DEFAULTS.retry,
+  sign: false,
+};
+let lastTarget: Target | undefined;
+let lastSettings: Settings = NO_SETTINGS;
+
+/** The request's target: the last one made when the same (most sends go to a few URLs). */
+function target(request: NormalizedRequest): Target {
+  const last = lastTarget;
+  if (
+    last !== undefined &&
+    last.url === request.url &&
+    last.path === request.path &&
+    last.origin === request.origin
+  ) {
+    return last;
+  }
+  lastTarget = { url: request.url, origin: request.origin, path: request.path };
+  return lastTarget;
+}
+
+/** The request's settings: the last ones made when the same (most sends take the defaults). */
+function settings(request: NormalizedRequest): Settings {
+  const last = lastSettings;
+  if (
+    last.confirm === request.confirm &&
+    last.keepBody === request.keepBody &&
+    last.timeout === request.timeout &&
+    last.retry === request.retry &&
+    last.sign === request.sign
+  ) {
+    return last;
+  }
+  lastSettings = {
+    confirm: request.confirm,
+    keepBody: request.keepBody,
+    timeout: request.timeout,
+    retry: request.retry,
+    sign: request.sign,
+  };
+  return lastSettings;
+}
+
+/** A notification's request, put together again from its parts. */
+function assemble(
+  notification: Notification,
+  target: Target,
+  settings: Settings,
+  headers: string[],
+  body: Buffer | string | null,
+): NormalizedRequest {
+  return {
+    id: notification.id,
+    url: target.url,
+    origin: target.origin,
+    path: target.path,
+    method: notification.method,
+    headers,
+    body,
+    confirm: settings.confirm,
+    keepBody: settings.keepBody,
+    timeout: settings.timeout,
+    retry: settings.retry,
+    sign: settings.sign,
+    signal: undefined,
+  };
 }
 
 function notify(notification: Notification, more: Rare | undefined): void {
