@@ -370,7 +370,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
         ? 'the dispatcher closed before this finished; it stays in the outbox for the next start'
         : 'the dispatcher closed before this finished',
     );
-    for (const notification of [...this.#lifecycle.live.values()]) {
+    for (const notification of this.#lifecycle.all()) {
       if (notification.cancel(reason)) cancelled++;
     }
     cancelled = Math.max(0, cancelled - kept);
@@ -489,7 +489,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     for (let i = 0; i < evicted.length; i++) {
       const record = evicted[i] as StoredRecord;
       // The memory store hands back the notification it was given: no lookup by key.
-      const dropped = record instanceof Notification ? record : this.#lifecycle.live.get(record.key);
+      const dropped = record instanceof Notification ? record : this.#lifecycle.find(record.key);
       dropped?.settle('dropped', droppedOldestError());
     }
     // From send() or a batcher: started in a microtask, so the handle reads 'queued' until the
@@ -526,7 +526,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   #start(record: StoredRecord): void {
     // The memory store hands back the notification it was given: no lookup by key for a live one.
     const notification =
-      record instanceof Notification && !record.settled ? record : this.#lifecycle.live.get(record.key);
+      record instanceof Notification && !record.settled ? record : this.#lifecycle.find(record.key);
     if (notification === undefined) {
       // Settled while leased (cannot happen with the stores here); free the slot it took.
       this.#scheduler.finished(record.origin, 'ignore');

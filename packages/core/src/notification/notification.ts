@@ -46,6 +46,15 @@ export interface AttemptSwitch {
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
+/**
+ * The neighbours of a notification in its dispatcher's list of live ones (the `Lifecycle`): a list
+ * through the notifications rather than a Map by key, whose entry was about 40 bytes per queued
+ * notification, and whose table a full queue (one delete and one insert per send) rebuilt every
+ * few thousand sends, half a megabyte each time, in large-object space.
+ */
+export const kLivePrev = Symbol('afterward.livePrev');
+export const kLiveNext = Symbol('afterward.liveNext');
+
 /** The notifications watching each caller's AbortSignal, and the one listener that cancels them. */
 const WATCHERS = new WeakMap<AbortSignal, { all: Set<Notification>; onAbort: () => void }>();
 
@@ -108,6 +117,8 @@ const EPOCH = Date.now();
  */
 export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome {
   readonly key: string;
+  [kLivePrev]: Notification | undefined = undefined;
+  [kLiveNext]: Notification | undefined = undefined;
   /** The async context of the call that made it: its attempts run there (undefined: revived). */
   context: AsyncResource | undefined = undefined;
   readonly id: string;
