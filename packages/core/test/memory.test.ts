@@ -1,8 +1,15 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { setImmediate as turn } from 'node:timers/promises';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createDispatcher, type Dispatcher, type SendInit, type Transport } from '../src/index.js';
+import {
+  createDispatcher,
+  type DeliveryHandle,
+  type Dispatcher,
+  type SendInit,
+  type Transport,
+} from '../src/index.js';
 import type { TransportRequest } from '../src/transport/transport.js';
 
 // Bytes each queued notification holds, measured after full collections: not timing. Issue 15
@@ -123,5 +130,34 @@ describe('the request a transport gets from a compactly queued notification', ()
     expect(headers.filter((name) => name === 'webhook-id')).toHaveLength(1);
     expect(headers[headers.indexOf('webhook-id') + 1]).toBe('mine');
     expect(headers.filter((name) => name === 'idempotency-key')).toHaveLength(1);
+  });
+});
+
+describe('the async context a queued notification keeps', () => {
+  it("runs each attempt in its caller's AsyncLocalStorage store when sends in one turn share a context", async () => {
+    const als = new AsyncLocalStorage<string>();
+    const seen: string[] = [];
+    const transport: Transport = {
+      send: (request) => {
+        seen.push(`${request.id}:${String(als.getStore())}`);
+        return Promise.resolve({ kind: 'sent' });
+      },
+      close: () => Promise.resolve(),
+    };
+    const d = createDispatcher({ transport, logger: silent });
+    dispatcher = d;
+    const handles: DeliveryHandle[] = [];
+    const send = (id: string): void => void handles.push(d.send(URL, { id, body: 'x' }));
+    als.run('a', () => send('1'));
+    als.run('b', () => {
+      send('2');
+      send('3');
+      als.run('c', () => send('4'));
+      send('5');
+    });
+    send('6');
+    als.run('a', () => send('7'));
+    await Promise.all(handles.map((handle) => handle.done));
+    expect(seen.sort()).toEqual(['1:a', '2:b', '3:b', '4:c', '5:b', '6:undefined', '7:a']);
   });
 });
