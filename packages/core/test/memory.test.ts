@@ -114,6 +114,36 @@ describe('the request a transport gets from a compactly queued notification', ()
     expect(rb.headers.slice(0, 2)).toEqual(['content-type', 'application/json']);
   });
 
+  it('keeps each request its own when a payload sends again while it is serialised', async () => {
+    const seen: TransportRequest[] = [];
+    const d = createDispatcher({ transport: stuck(seen), logger: silent });
+    dispatcher = d;
+    let inner: DeliveryHandle | undefined;
+    const payload = {
+      toJSON: () => {
+        inner = d.send('http://127.0.0.1:9/inner', { body: 'inner', headers: { 'x-inner': '1' } });
+        return { outer: true };
+      },
+    };
+    const outer = d.send(URL, { json: payload, headers: { 'x-outer': '1' } });
+    await turn();
+    const byId = new Map(seen.map((request) => [request.id, request]));
+    const o = byId.get(outer.id) as TransportRequest;
+    const i = byId.get((inner as DeliveryHandle).id) as TransportRequest;
+    expect([
+      o.url.href,
+      o.body?.toString(),
+      o.headers.includes('x-outer'),
+      o.headers.includes('x-inner'),
+    ]).toEqual([URL, '{"outer":true}', true, false]);
+    expect([
+      i.url.href,
+      i.body?.toString(),
+      i.headers.includes('x-inner'),
+      i.headers.includes('x-outer'),
+    ]).toEqual(['http://127.0.0.1:9/inner', 'inner', true, false]);
+  });
+
   it("keeps a caller's own webhook-id header, once, and counts a UTF-8 body in bytes", async () => {
     const seen: TransportRequest[] = [];
     const d = createDispatcher({ transport: stuck(seen), logger: silent, concurrency: 1 });

@@ -14,6 +14,7 @@ import type { ExternalBackend } from '../queue/external.js';
 import type { NotificationStore, StoredRecord } from '../queue/store.js';
 import {
   normalizeRequest,
+  type NormalizedRequest,
   type RequestDefaults,
   type SendInit,
   type SendRequest,
@@ -181,6 +182,22 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   readonly #scheduler: Scheduler;
   /** Reused for every decision (decide() keeps nothing): no object per attempt. */
   readonly #decideContext: DecideContext = { attempt: 0, retry: DEFAULTS.retry, now: 0 };
+  /** What each call is normalised into (see #prepare). */
+  readonly #request: NormalizedRequest = {
+    id: '',
+    url: new URL('http://localhost/'),
+    origin: '',
+    path: '',
+    method: 'POST',
+    headers: [],
+    body: null,
+    confirm: 'response',
+    keepBody: 0,
+    timeout: DEFAULTS.timeout,
+    retry: DEFAULTS.retry,
+    sign: false,
+    signal: undefined,
+  };
   /** Where revived notifications (no caller) run: the context the dispatcher was made in. */
   readonly #context = new AsyncResource('afterward');
   /** The transport's callback entry point, when it has one (the built-in transports). */
@@ -405,15 +422,19 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   }
 
   #prepare(target: unknown, init: SendInit | undefined, parked = false): Notification {
-    const request = normalizeRequest(target, init, this.#defaults, parked);
+    // Into one reused object: the notification takes it apart at once, before anything that could
+    // send again (an async hook) runs.
+    const request = normalizeRequest(target, init, this.#defaults, parked, this.#request);
     if (this.#httpsOnly && request.url.protocol !== 'https:') {
       throw new InvalidArgumentError(`httpsOnly: refusing ${request.url.protocol} URL ${request.origin}`);
     }
     const notification = new Notification(localKey(), request, this.#lifecycle);
+    const signal = request.signal;
+    request.body = null;
+    request.signal = undefined;
     // Captured at the call: the notification's attempts run in the caller's async context.
     notification.context = callerContext();
     this.#lifecycle.track(notification);
-    const signal = request.signal;
     if (signal !== undefined) {
       if (signal.aborted) {
         notification.settle('cancelled', new CancelledError(signal.reason));

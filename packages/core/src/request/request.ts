@@ -147,12 +147,15 @@ const EMPTY: SendInit = {};
  * the handler where the bug is, before anything is queued.
  *
  * `json` may be left out here and supplied later through {@link serializeJson} (lazy payloads).
+ * With `into`, the result is written there and `into` returned: a caller that takes the request
+ * apart at once (the dispatcher) reuses one object rather than making one per call.
  */
 export function normalizeRequest(
   target: unknown,
   init: SendInit | undefined,
   defaults: RequestDefaults,
   parked = false,
+  into?: NormalizedRequest,
 ): NormalizedRequest {
   const options = init === undefined ? EMPTY : (checkObject('init', init) as SendInit);
   if (options !== EMPTY) checkInitKeys(options, parked ? PARKED_KEYS : INIT_KEYS);
@@ -160,7 +163,7 @@ export function normalizeRequest(
   const headers = idleBuilder ?? new HeaderBuilder();
   idleBuilder = undefined;
   try {
-    return normalize(target, options, defaults, parked, headers);
+    return normalize(target, options, defaults, parked, headers, into);
   } finally {
     headers.clear();
     idleBuilder = headers;
@@ -173,6 +176,7 @@ function normalize(
   defaults: RequestDefaults,
   parked: boolean,
   headers: HeaderBuilder,
+  into: NormalizedRequest | undefined,
 ): NormalizedRequest {
   const parsed = parseTarget(target, defaults.targets);
   // The cached URL is shared between requests, so anything that changes it works on a copy.
@@ -225,21 +229,46 @@ function normalize(
   if (signal !== undefined && !isAbortSignal(signal)) {
     throw new InvalidArgumentError(`signal must be an AbortSignal, got ${show(signal)}`);
   }
-  return {
-    id,
-    url,
-    origin: parsed.origin,
-    path: url === parsed.url ? parsed.path : `${url.pathname}${url.search}`,
-    method,
-    headers: headers.take(),
-    body,
-    confirm,
-    keepBody: resolveKeepBody(options.keepBody),
-    timeout: resolveTimeout('timeout', options.timeout, defaults.timeout),
-    retry: resolveRetry('retry', options.retry, defaults.retry),
-    sign: options.sign ?? defaults.canSign,
-    signal,
-  };
+  const keepBody = resolveKeepBody(options.keepBody);
+  const timeout = resolveTimeout('timeout', options.timeout, defaults.timeout);
+  const retry = resolveRetry('retry', options.retry, defaults.retry);
+  const sign = options.sign ?? defaults.canSign;
+  const origin = parsed.origin;
+  const path = url === parsed.url ? parsed.path : `${url.pathname}${url.search}`;
+  const list = headers.take();
+  if (into === undefined) {
+    return {
+      id,
+      url,
+      origin,
+      path,
+      method,
+      headers: list,
+      body,
+      confirm,
+      keepBody,
+      timeout,
+      retry,
+      sign,
+      signal,
+    };
+  }
+  // Filled at once, after every read of the caller's objects (a getter or toJSON that sends
+  // reentrantly fills it before this does).
+  into.id = id;
+  into.url = url;
+  into.origin = origin;
+  into.path = path;
+  into.method = method;
+  into.headers = list;
+  into.body = body;
+  into.confirm = confirm;
+  into.keepBody = keepBody;
+  into.timeout = timeout;
+  into.retry = retry;
+  into.sign = sign;
+  into.signal = signal;
+  return into;
 }
 
 /** Bytes of a body as sent (a string as UTF-8). */
