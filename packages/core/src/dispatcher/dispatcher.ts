@@ -13,6 +13,7 @@ import { Scheduler } from '../queue/scheduler.js';
 import type { ExternalBackend } from '../queue/external.js';
 import type { NotificationStore, StoredRecord } from '../queue/store.js';
 import {
+  blankRequest,
   normalizeRequest,
   type NormalizedRequest,
   type RequestDefaults,
@@ -183,21 +184,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   /** Reused for every decision (decide() keeps nothing): no object per attempt. */
   readonly #decideContext: DecideContext = { attempt: 0, retry: DEFAULTS.retry, now: 0 };
   /** What each call is normalised into (see #prepare). */
-  readonly #request: NormalizedRequest = {
-    id: '',
-    url: new URL('http://localhost/'),
-    origin: '',
-    path: '',
-    method: 'POST',
-    headers: [],
-    body: null,
-    confirm: 'response',
-    keepBody: 0,
-    timeout: DEFAULTS.timeout,
-    retry: DEFAULTS.retry,
-    sign: false,
-    signal: undefined,
-  };
+  readonly #request: NormalizedRequest = blankRequest();
   /** Where revived notifications (no caller) run: the context the dispatcher was made in. */
   readonly #context = new AsyncResource('afterward');
   /** The transport's callback entry point, when it has one (the built-in transports). */

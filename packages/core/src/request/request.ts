@@ -3,6 +3,7 @@ import { InvalidArgumentError } from '../util/errors.js';
 import { redactUrl } from '../util/redact-url.js';
 import {
   checkKeys,
+  DEFAULTS,
   checkObject,
   resolveKeepBody,
   resolveRetry,
@@ -236,40 +237,45 @@ function normalize(
   const origin = parsed.origin;
   const path = url === parsed.url ? parsed.path : `${url.pathname}${url.search}`;
   const list = headers.take();
-  if (into === undefined) {
-    return {
-      id,
-      url,
-      origin,
-      path,
-      method,
-      headers: list,
-      body,
-      confirm,
-      keepBody,
-      timeout,
-      retry,
-      sign,
-      signal,
-    };
-  }
   // Filled at once, after every read of the caller's objects (a getter or toJSON that sends
   // reentrantly fills it before this does).
-  into.id = id;
-  into.url = url;
-  into.origin = origin;
-  into.path = path;
-  into.method = method;
-  into.headers = list;
-  into.body = body;
-  into.confirm = confirm;
-  into.keepBody = keepBody;
-  into.timeout = timeout;
-  into.retry = retry;
-  into.sign = sign;
-  into.signal = signal;
-  return into;
+  const out = into ?? blankRequest();
+  out.id = id;
+  out.url = url;
+  out.origin = origin;
+  out.path = path;
+  out.method = method;
+  out.headers = list;
+  out.body = body;
+  out.confirm = confirm;
+  out.keepBody = keepBody;
+  out.timeout = timeout;
+  out.retry = retry;
+  out.sign = sign;
+  out.signal = signal;
+  return out;
 }
+
+/** A request object to fill (see {@link normalizeRequest}'s `into`). */
+export function blankRequest(): NormalizedRequest {
+  return {
+    id: '',
+    url: BLANK_URL,
+    origin: '',
+    path: '',
+    method: 'POST',
+    headers: [],
+    body: null,
+    confirm: 'response',
+    keepBody: 0,
+    timeout: DEFAULTS.timeout,
+    retry: DEFAULTS.retry,
+    sign: false,
+    signal: undefined,
+  };
+}
+
+const BLANK_URL = new URL('http://localhost/');
 
 /** Bytes of a body as sent (a string as UTF-8). */
 export function bodyLength(body: Buffer | string | null): number {
