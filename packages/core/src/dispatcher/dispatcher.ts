@@ -13,7 +13,9 @@ import { Scheduler } from '../queue/scheduler.js';
 import type { ExternalBackend } from '../queue/external.js';
 import type { NotificationStore, StoredRecord } from '../queue/store.js';
 import {
+  blankRequest,
   normalizeRequest,
+  type NormalizedRequest,
   type RequestDefaults,
   type SendInit,
   type SendRequest,
@@ -36,6 +38,7 @@ import {
   QueueFullError,
   TimeoutError,
 } from '../util/errors.js';
+import { callerContext } from '../util/context.js';
 import type { Logger } from '../util/logger.js';
 import type { DispatcherEventName, DispatcherEvents } from './events.js';
 import { Lifecycle, type DrainParticipant } from './lifecycle.js';
@@ -180,6 +183,8 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   readonly #scheduler: Scheduler;
   /** Reused for every decision (decide() keeps nothing): no object per attempt. */
   readonly #decideContext: DecideContext = { attempt: 0, retry: DEFAULTS.retry, now: 0 };
+  /** What each call is normalised into (see #prepare). */
+  readonly #request: NormalizedRequest = blankRequest();
   /** Where revived notifications (no caller) run: the context the dispatcher was made in. */
   readonly #context = new AsyncResource('afterward');
   /** The transport's callback entry point, when it has one (the built-in transports). */
@@ -369,7 +374,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
         ? 'the dispatcher closed before this finished; it stays in the outbox for the next start'
         : 'the dispatcher closed before this finished',
     );
-    for (const notification of [...this.#lifecycle.live.values()]) {
+    for (const notification of this.#lifecycle.all()) {
       if (notification.cancel(reason)) cancelled++;
     }
     cancelled = Math.max(0, cancelled - kept);
@@ -404,15 +409,19 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   }
 
   #prepare(target: unknown, init: SendInit | undefined, parked = false): Notification {
-    const request = normalizeRequest(target, init, this.#defaults, parked);
+    // Into one reused object: the notification takes it apart at once, before anything that could
+    // send again (an async hook) runs.
+    const request = normalizeRequest(target, init, this.#defaults, parked, this.#request);
     if (this.#httpsOnly && request.url.protocol !== 'https:') {
       throw new InvalidArgumentError(`httpsOnly: refusing ${request.url.protocol} URL ${request.origin}`);
     }
     const notification = new Notification(localKey(), request, this.#lifecycle);
-    // Captured at the call: the notification's attempts run in the caller's async context.
-    notification.context = new AsyncResource('afterward');
-    this.#lifecycle.track(notification);
     const signal = request.signal;
+    request.body = null;
+    request.signal = undefined;
+    // Captured at the call: the notification's attempts run in the caller's async context.
+    notification.context = callerContext();
+    this.#lifecycle.track(notification);
     if (signal !== undefined) {
       if (signal.aborted) {
         notification.settle('cancelled', new CancelledError(signal.reason));
@@ -484,8 +493,12 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       return;
     }
     notification.release(result.persisted);
-    for (const evicted of result.evicted) {
-      this.#lifecycle.live.get(evicted.key)?.settle('dropped', droppedOldestError());
+    const { evicted } = result;
+    for (let i = 0; i < evicted.length; i++) {
+      const record = evicted[i] as StoredRecord;
+      // The memory store hands back the notification it was given: no lookup by key.
+      const dropped = record instanceof Notification ? record : this.#lifecycle.find(record.key);
+      dropped?.settle('dropped', droppedOldestError());
     }
     // From send() or a batcher: started in a microtask, so the handle reads 'queued' until the
     // current job ends. Parked work released after its response has no caller that could read it:
@@ -521,7 +534,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
   #start(record: StoredRecord): void {
     // The memory store hands back the notification it was given: no lookup by key for a live one.
     const notification =
-      record instanceof Notification && !record.settled ? record : this.#lifecycle.live.get(record.key);
+      record instanceof Notification && !record.settled ? record : this.#lifecycle.find(record.key);
     if (notification === undefined) {
       // Settled while leased (cannot happen with the stores here); free the slot it took.
       this.#scheduler.finished(record.origin, 'ignore');
@@ -545,7 +558,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     notification.begin(attempt);
     this.#store.attempt(notification);
     // The normalised request already has the transport's shape: no copy per attempt.
-    const { request } = notification;
+    const request = notification.wireRequest;
     this.#deadlines.add(attempt, request.timeout.total);
     const done = this.#done;
     try {
@@ -626,7 +639,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     }
     const context = this.#decideContext;
     context.attempt = notification.attempts;
-    context.retry = notification.request.retry;
+    context.retry = notification.retryOptions;
     context.now = Date.now();
     const decision = decide(result, context);
     switch (decision.kind) {

@@ -1,6 +1,11 @@
 import type { EventEmitter } from 'node:events';
 import type { FinalState } from '../notification/handle.js';
-import type { Notification, NotificationLifecycle } from '../notification/notification.js';
+import {
+  kLiveNext,
+  kLivePrev,
+  type Notification,
+  type NotificationLifecycle,
+} from '../notification/notification.js';
 import type { NotificationStore } from '../queue/store.js';
 import type { Logger } from '../util/logger.js';
 import type { DeliveryEvent, DispatcherEventName, DispatcherEvents } from './events.js';
@@ -30,8 +35,12 @@ export interface Counts {
  */
 export class Lifecycle implements NotificationLifecycle {
   readonly counts: Counts = { delivered: 0, sent: 0, failed: 0, dropped: 0, cancelled: 0, retries: 0 };
-  /** Notifications not yet final, by storage key. */
-  readonly live = new Map<string, Notification>();
+  /** Notifications not yet final, in the order tracked: a list through them (see kLivePrev). */
+  #head: Notification | undefined = undefined;
+  #tail: Notification | undefined = undefined;
+  #live = 0;
+  /** The live ones by key, made only when a store hands back a record that is not one of them. */
+  #byKey: Map<string, Notification> | undefined = undefined;
   readonly #emitter: EventEmitter;
   readonly #logger: Logger;
   readonly #store: NotificationStore;
@@ -52,16 +61,54 @@ export class Lifecycle implements NotificationLifecycle {
   }
 
   track(notification: Notification): void {
-    this.live.set(notification.key, notification);
+    const tail = this.#tail;
+    notification[kLivePrev] = tail;
+    notification[kLiveNext] = undefined;
+    if (tail === undefined) this.#head = notification;
+    else tail[kLiveNext] = notification;
+    this.#tail = notification;
+    this.#live++;
+    this.#byKey?.set(notification.key, notification);
   }
 
   /** Forgets a notification that never became one (refused at the call). */
   untrack(notification: Notification): void {
-    this.live.delete(notification.key);
+    if (!this.#isLive(notification)) return;
+    const prev = notification[kLivePrev];
+    const next = notification[kLiveNext];
+    if (prev === undefined) this.#head = next;
+    else prev[kLiveNext] = next;
+    if (next === undefined) this.#tail = prev;
+    else next[kLivePrev] = prev;
+    notification[kLivePrev] = undefined;
+    notification[kLiveNext] = undefined;
+    this.#live--;
+    this.#byKey?.delete(notification.key);
+  }
+
+  #isLive(notification: Notification): boolean {
+    return notification[kLivePrev] !== undefined || this.#head === notification;
+  }
+
+  /** The live notification with this key (a record a store handed back), if any. */
+  find(key: string): Notification | undefined {
+    if (this.#byKey === undefined) {
+      const byKey = new Map<string, Notification>();
+      for (let n = this.#head; n !== undefined; n = n[kLiveNext]) byKey.set(n.key, n);
+      this.#byKey = byKey;
+    }
+    return this.#byKey.get(key);
+  }
+
+  /** The notifications not yet final, in the order tracked (a copy). */
+  all(): Notification[] {
+    const all: Notification[] = [];
+    for (let n = this.#head; n !== undefined; n = n[kLiveNext]) all.push(n);
+    return all;
   }
 
   cancelling(notification: Notification): boolean {
-    if (!this.live.has(notification.key)) return false;
+    if (!this.#isLive(notification)) return false;
     if (!notification.inFlight) this.#store.remove(notification.key);
     return true;
   }
@@ -85,7 +132,7 @@ export class Lifecycle implements NotificationLifecycle {
 
   settled(notification: Notification): void {
     const state = notification.state as FinalState;
-    this.live.delete(notification.key);
+    this.untrack(notification);
     // A record whose attempt is still running (cancelled mid-request) stays leased, counted
     // against the bounds, until the attempt returns and frees the slot: see {@link release}.
     if (!notification.inFlight) this.#store.settle(notification, notification);
@@ -105,14 +152,10 @@ export class Lifecycle implements NotificationLifecycle {
       this.emit(state, event);
     }
     if (state === 'failed' || state === 'dropped') {
+      // One object per line, without a spread: a full queue drops one notification per send().
+      const { id, url, attempts, requestId, error: err } = notification;
       this.#logger.warn(
-        {
-          id: notification.id,
-          url: notification.url,
-          attempts: notification.attempts,
-          ...(notification.requestId === undefined ? {} : { requestId: notification.requestId }),
-          err: notification.error,
-        },
+        requestId === undefined ? { id, url, attempts, err } : { id, url, attempts, requestId, err },
         state === 'failed' ? 'afterward: notification failed' : 'afterward: notification dropped',
       );
     }
@@ -143,7 +186,7 @@ export class Lifecycle implements NotificationLifecycle {
   pending(extra: number): number {
     let held = extra;
     for (const participant of this.#participants) held += participant.pending();
-    return this.live.size + held;
+    return this.#live + held;
   }
 
   /** Resolves `waiter` once nothing is pending; returns a function that stops waiting. */

@@ -78,7 +78,8 @@ export interface NotificationRequest {
 export interface NotificationSource {
   /** A local key (made a storage key by {@link storageKey}) or a storage key. */
   readonly key: string;
-  readonly request: NotificationRequest;
+  /** Its body may still be the string given at the call (encoded as UTF-8 here). */
+  readonly request: Omit<NotificationRequest, 'body'> & { readonly body: Buffer | string | null };
   readonly attempts: number;
   readonly notBefore: number;
   readonly createdAt: number;
@@ -105,7 +106,7 @@ export function toNotificationJson(source: NotificationSource): NotificationJson
     origin: request.origin,
     method: request.method,
     headers: [...request.headers],
-    body: request.body === null ? null : request.body.toString('base64'),
+    body: base64(request.body),
     confirm: request.confirm,
     keepBody: request.keepBody,
     timeout: { ...request.timeout },
@@ -116,6 +117,11 @@ export function toNotificationJson(source: NotificationSource): NotificationJson
     createdAt: source.createdAt,
     ...(source.requestId === undefined ? {} : { requestId: source.requestId }),
   };
+}
+
+function base64(body: Buffer | string | null): string | null {
+  if (body === null) return null;
+  return (typeof body === 'string' ? Buffer.from(body) : body).toString('base64');
 }
 
 /**

@@ -1,5 +1,11 @@
 import { CancelledError, HttpStatusError, type AfterwardError } from '../util/errors.js';
-import type { NormalizedRequest } from '../request/request.js';
+import {
+  bodyLength,
+  encodeBody,
+  idHeaderBytes,
+  withIdHeaders,
+  type NormalizedRequest,
+} from '../request/request.js';
 import type { AsyncResource } from 'node:async_hooks';
 import type { SettleOutcome, StoredRecord } from '../queue/store.js';
 import {
@@ -11,6 +17,7 @@ import {
   type FinalState,
 } from './handle.js';
 import { toNotificationJson, type NotificationJson } from './json.js';
+import { DEFAULTS, type RetryOptions } from '../options/options.js';
 
 /**
  * Where a notification reports its state changes: the dispatcher's lifecycle (counters, events,
@@ -39,14 +46,66 @@ export interface AttemptSwitch {
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
+/**
+ * The neighbours of a notification in its dispatcher's list of live ones (the `Lifecycle`): a list
+ * through the notifications rather than a Map by key, whose entry was about 40 bytes per queued
+ * notification, and whose table a full queue (one delete and one insert per send) rebuilt every
+ * few thousand sends, half a megabyte each time, in large-object space.
+ */
+export const kLivePrev = Symbol('afterward.livePrev');
+export const kLiveNext = Symbol('afterward.liveNext');
+
 /** The notifications watching each caller's AbortSignal, and the one listener that cancels them. */
 const WATCHERS = new WeakMap<AbortSignal, { all: Set<Notification>; onAbort: () => void }>();
+
+/** What a batch item has instead of a request (it travels inside its batch's request). */
+interface ItemInfo {
+  id: string;
+  url: string;
+  method: string;
+}
+
+/**
+ * What few notifications need: kept apart so that each queued notification carries one field for
+ * all of it (most are never awaited, watched, observed, answered or failed).
+ */
+interface Rare {
+  item: ItemInfo | undefined;
+  requestId: string | undefined;
+  detach: (() => void) | undefined;
+  observers: NotificationObserver[] | undefined;
+  persisted: Promise<void> | undefined;
+  done: Promise<DeliveryResult> | undefined;
+  resolve: ((result: DeliveryResult) => void) | undefined;
+}
+
+function rare(): Rare {
+  return {
+    item: undefined,
+    requestId: undefined,
+    detach: undefined,
+    observers: undefined,
+    persisted: undefined,
+    done: undefined,
+    resolve: undefined,
+  };
+}
+
+/**
+ * Epoch milliseconds are kept as an offset from this, so they stay small integers (V8 keeps a
+ * field that ever held a fraction or a number past 2^31 as a 16-byte box per object).
+ */
+const EPOCH = Date.now();
 
 /**
  * One notification from the call to its final state: the handle the caller holds, the record the
  * store keeps, and the carrier the scheduler moves. It is the only writer of its own state; each
  * transition is one method (`release`, `begin`, `retry`, `settle`, `cancel`), and the side effects
  * of a transition belong to its {@link NotificationLifecycle}.
+ *
+ * A queued notification lives for as long as the queue ahead of it, so it survives young
+ * collections: it is kept small (fourteen fields; what few notifications need sits in one object
+ * made on demand), which is most of what an outage with a full queue costs (bench/memory.mjs).
  *
  * @example
  * ```ts
@@ -58,54 +117,85 @@ const WATCHERS = new WeakMap<AbortSignal, { all: Set<Notification>; onAbort: () 
  */
 export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome {
   readonly key: string;
-  readonly id: string;
-  readonly url: string;
-  readonly method: string;
-  readonly createdAt: number;
+  [kLivePrev]: Notification | undefined = undefined;
+  [kLiveNext]: Notification | undefined = undefined;
   /** The async context of the call that made it: its attempts run there (undefined: revived). */
   context: AsyncResource | undefined = undefined;
-  /**
-   * The id of the HTTP request that parked it, set once at the call (`res.fireAndForget`), so the
-   * log line of a failed or dropped delivery names the request that caused it.
-   */
-  requestId: string | undefined = undefined;
-  #request: NormalizedRequest | undefined;
+  readonly id: string;
+  readonly method: string;
+  /** Where it goes: shared with the sends before it to the same URL. Batch items have none. */
+  #target: Target | undefined;
+  /** Shared with other requests (see {@link NormalizedRequest.headers}). */
+  #headers: string[];
+  #body: Buffer | string | null;
+  /** Shared with the sends before it with the same settings. */
+  #settings: Settings;
   #bytes: number;
   #state: DeliveryState = 'pending';
   /** Whether {@link #state} is final: read several times per notification, set only by settle(). */
   #settled = false;
   #attempts = 0;
+  /** `notBefore - EPOCH`, see {@link EPOCH}; 0 for a `notBefore` of 0 (due at once). */
+  #due = 0;
+  /** `createdAt - EPOCH`. */
+  readonly #created: number;
+  // No private methods: they would cost every instance a brand field.
+  #rare: Rare | undefined = undefined;
+  // Set on every attempted notification: fields of their own, not in the rare part.
+  #abort: AttemptSwitch | undefined = undefined;
   #response: DeliveryResponse | undefined = undefined;
   #error: AfterwardError | undefined = undefined;
-  #notBefore = 0;
-  #abort: AttemptSwitch | undefined = undefined;
-  #detach: (() => void) | undefined = undefined;
-  #observers: NotificationObserver[] | undefined = undefined;
-  #persisted: Promise<void> | undefined = undefined;
   readonly #lifecycle: NotificationLifecycle;
-  // Made on first read of `done`: most fire-and-forget handles are never awaited, and a promise
-  // plus its resolver per notification is measurable garbage on the hot path.
-  #done: Promise<DeliveryResult> | undefined = undefined;
-  #resolve: ((result: DeliveryResult) => void) | undefined = undefined;
 
   /** A notification with a request; batch items pass `undefined` and the id, URL and method instead. */
   constructor(
     key: string,
     request: NormalizedRequest | undefined,
     lifecycle: NotificationLifecycle,
-    item?: { id: string; url: string; method: string },
+    item?: ItemInfo,
     createdAt = Date.now(),
   ) {
     this.key = key;
-    this.#request = request;
-    this.#bytes = request === undefined ? 0 : requestBytes(request);
     this.#lifecycle = lifecycle;
-    this.id = request?.id ?? item?.id ?? key;
-    this.url = request?.url.href ?? item?.url ?? '';
-    this.method = request?.method ?? item?.method ?? 'POST';
-    this.createdAt = createdAt;
+    this.#created = createdAt - EPOCH;
+    // The request is taken apart, and the parts that most sends have in common are shared: a
+    // request object per queued notification was 128 bytes more.
+    if (request === undefined) {
+      this.id = item?.id ?? key;
+      this.method = item?.method ?? 'POST';
+      this.#target = undefined;
+      this.#headers = NO_HEADERS;
+      this.#body = null;
+      this.#settings = NO_SETTINGS;
+      this.#bytes = 0;
+      (this.#rare ??= rare()).item = item;
+    } else {
+      this.id = request.id;
+      this.method = request.method;
+      this.#target = target(request);
+      this.#headers = request.headers;
+      this.#body = request.body;
+      this.#settings = settings(request);
+      this.#bytes = requestBytes(request);
+    }
   }
 
+  get url(): string {
+    return this.#target?.url.href ?? this.#rare?.item?.url ?? '';
+  }
+  get createdAt(): number {
+    return this.#created + EPOCH;
+  }
+  /**
+   * The id of the HTTP request that parked it, set once at the call (`res.fireAndForget`), so the
+   * log line of a failed or dropped delivery names the request that caused it.
+   */
+  get requestId(): string | undefined {
+    return this.#rare?.requestId;
+  }
+  set requestId(requestId: string | undefined) {
+    if (requestId !== undefined || this.#rare !== undefined) (this.#rare ??= rare()).requestId = requestId;
+  }
   get state(): DeliveryState {
     return this.#state;
   }
@@ -122,23 +212,27 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
     return this.#error;
   }
   get notBefore(): number {
-    return this.#notBefore;
+    return this.#due === 0 ? 0 : this.#due + EPOCH;
   }
   get persisted(): Promise<void> {
-    return this.#persisted ?? RESOLVED;
+    return this.#rare?.persisted ?? RESOLVED;
   }
   /** The validated request; only batch items have none. */
   get request(): NormalizedRequest {
-    return this.#request as NormalizedRequest;
+    return assemble(this, this.#target as Target, this.#settings, this.#headers, this.#body);
+  }
+  /** The retry policy of its request. */
+  get retryOptions(): RetryOptions {
+    return this.#settings.retry;
   }
   get origin(): string {
-    return this.#request?.origin ?? '';
+    return this.#target?.origin ?? '';
   }
   get bytes(): number {
     return this.#bytes;
   }
   get bodyBytes(): number {
-    return this.#request?.body?.length ?? 0;
+    return bodyLength(this.#body);
   }
   /** The last HTTP status, for the store's {@link SettleOutcome} (no object per settle). */
   get status(): number | null {
@@ -157,18 +251,22 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   }
 
   get done(): Promise<DeliveryResult> {
-    if (this.#done === undefined) {
-      this.#done = this.settled
-        ? Promise.resolve(this.#result())
+    const more = (this.#rare ??= rare());
+    if (more.done === undefined) {
+      more.done = this.settled
+        ? Promise.resolve(result(this))
         : new Promise<DeliveryResult>((resolve) => {
-            this.#resolve = resolve;
+            more.resolve = resolve;
           });
     }
-    return this.#done;
+    return more.done;
   }
 
   json(): NotificationJson {
-    return toNotificationJson(this);
+    const json = toNotificationJson(this);
+    // Stored as sent: with the id headers its request's shared list leaves out.
+    json.headers = withIdHeaders(json.headers, json.id);
+    return json;
   }
 
   /** Cancels at any state: unqueues, or aborts the attempt in flight. False if already final. */
@@ -197,7 +295,7 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
     }
     const { all, onAbort } = watchers;
     all.add(this);
-    this.#detach = () => {
+    (this.#rare ??= rare()).detach = () => {
       all.delete(this);
       if (all.size === 0 && WATCHERS.get(signal)?.all === all) {
         WATCHERS.delete(signal);
@@ -208,31 +306,46 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
 
   /** Replaces the body while still pending (a lazy payload computed after the response). */
   setBody(body: Buffer): void {
-    if (this.#state !== 'pending' || this.#request === undefined) return;
-    this.#bytes += body.length - (this.#request.body?.length ?? 0);
-    this.#request = { ...this.#request, body };
+    if (this.#state !== 'pending' || this.#target === undefined) return;
+    this.#bytes += body.length - bodyLength(this.#body);
+    this.#body = body;
+  }
+
+  /**
+   * The request as a transport takes it: a string body is encoded, and the id headers added, on
+   * the first attempt, and kept so for the retries (see {@link NormalizedRequest}).
+   */
+  get wireRequest(): NormalizedRequest & { body: Buffer | null } {
+    const body = encodeBody(this.#body);
+    this.#body = body;
+    const headers = withIdHeaders(this.#headers, this.id);
+    return assemble(this, this.#target as Target, this.#settings, headers, body) as NormalizedRequest & {
+      body: Buffer | null;
+    };
   }
 
   /** pending → queued: accepted by the store. */
   release(persisted: Promise<void> | undefined): void {
     if (this.settled) return;
-    this.#persisted = persisted;
+    if (persisted !== undefined) (this.#rare ??= rare()).persisted = persisted;
     this.#state = 'queued';
-    this.#notify();
+    notify(this, this.#rare);
   }
 
   /** pending → queued, for a notification a durable store recovered with its counters. */
   resume(attempts: number, notBefore: number): void {
     if (this.#state !== 'pending') return;
     this.#attempts = attempts;
-    this.#notBefore = notBefore;
+    this.#due = notBefore === 0 ? 0 : notBefore - EPOCH;
     this.#state = 'queued';
   }
 
   /** Lets go of the caller's signal of a notification refused at the call (never a handle). */
   forget(): void {
-    this.#detach?.();
-    this.#detach = undefined;
+    const more = this.#rare;
+    if (more === undefined) return;
+    more.detach?.();
+    more.detach = undefined;
   }
 
   /** queued/retrying → sending: an attempt starts. */
@@ -240,7 +353,7 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
     this.#state = 'sending';
     this.#attempts++;
     this.#abort = abort;
-    this.#notify();
+    notify(this, this.#rare);
   }
 
   /** The attempt in flight returned (whatever the state). */
@@ -254,8 +367,8 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
     this.#state = 'retrying';
     this.#error = error;
     if (response !== undefined) this.#response = response;
-    this.#notBefore = now + delayMs;
-    this.#notify();
+    this.#due = now + delayMs - EPOCH;
+    notify(this, this.#rare);
     this.#lifecycle.retried(this, delayMs);
   }
 
@@ -268,11 +381,14 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
     // A delivered notification carries no error, even after failed attempts.
     if (state === 'delivered') this.#error = undefined;
     else if (error !== undefined) this.#error = error;
-    this.#detach?.();
-    this.#detach = undefined;
-    this.#observers = undefined;
-    this.#resolve?.(this.#result());
-    this.#resolve = undefined;
+    const more = this.#rare;
+    if (more !== undefined) {
+      more.detach?.();
+      more.detach = undefined;
+      more.observers = undefined;
+      more.resolve?.(result(this));
+      more.resolve = undefined;
+    }
     this.#lifecycle.settled(this);
     return true;
   }
@@ -288,33 +404,116 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
       this.#attempts = baseAttempts + carrier.attempts;
       if (carrier.error !== undefined) this.#error = carrier.error;
     };
-    (carrier.#observers ??= []).push(mirror);
+    ((carrier.#rare ??= rare()).observers ??= []).push(mirror);
     mirror();
   }
 
   /** Takes the final outcome of the carrier that delivered (or failed) this item. */
-  settleAs(result: DeliveryResult, attempts: number): void {
+  settleAs(outcome: DeliveryResult, attempts: number): void {
     if (this.settled) return;
     this.#attempts = attempts;
-    this.#response = result.response;
-    this.#error = result.error;
-    this.settle(result.state);
+    this.#response = outcome.response;
+    this.#error = outcome.error;
+    this.settle(outcome.state);
   }
+}
 
-  #notify(): void {
-    const observers = this.#observers;
-    if (observers !== undefined) for (const observer of observers) observer(this);
-  }
+/** A request's target as a queued notification keeps it. */
+interface Target {
+  readonly url: URL;
+  readonly origin: string;
+  readonly path: string;
+}
 
-  #result(): DeliveryResult {
-    return {
-      id: this.id,
-      state: this.#state as FinalState,
-      attempts: this.#attempts,
-      response: this.#response,
-      error: this.#error,
-    };
+/** A request's settings besides its target, headers and body. */
+type Settings = Pick<NormalizedRequest, 'confirm' | 'keepBody' | 'timeout' | 'retry' | 'sign'>;
+
+const NO_HEADERS: string[] = [];
+const NO_SETTINGS: Settings = {
+  confirm: 'response',
+  keepBody: 0,
+  timeout: DEFAULTS.timeout,
+  retry: DEFAULTS.retry,
+  sign: false,
+};
+let lastTarget: Target | undefined;
+let lastSettings: Settings = NO_SETTINGS;
+
+/** The request's target: the last one made when the same (most sends go to a few URLs). */
+function target(request: NormalizedRequest): Target {
+  const last = lastTarget;
+  if (
+    last !== undefined &&
+    last.url === request.url &&
+    last.path === request.path &&
+    last.origin === request.origin
+  ) {
+    return last;
   }
+  lastTarget = { url: request.url, origin: request.origin, path: request.path };
+  return lastTarget;
+}
+
+/** The request's settings: the last ones made when the same (most sends take the defaults). */
+function settings(request: NormalizedRequest): Settings {
+  const last = lastSettings;
+  if (
+    last.confirm === request.confirm &&
+    last.keepBody === request.keepBody &&
+    last.timeout === request.timeout &&
+    last.retry === request.retry &&
+    last.sign === request.sign
+  ) {
+    return last;
+  }
+  lastSettings = {
+    confirm: request.confirm,
+    keepBody: request.keepBody,
+    timeout: request.timeout,
+    retry: request.retry,
+    sign: request.sign,
+  };
+  return lastSettings;
+}
+
+/** A notification's request, put together again from its parts. */
+function assemble(
+  notification: Notification,
+  target: Target,
+  settings: Settings,
+  headers: string[],
+  body: Buffer | string | null,
+): NormalizedRequest {
+  return {
+    id: notification.id,
+    url: target.url,
+    origin: target.origin,
+    path: target.path,
+    method: notification.method,
+    headers,
+    body,
+    confirm: settings.confirm,
+    keepBody: settings.keepBody,
+    timeout: settings.timeout,
+    retry: settings.retry,
+    sign: settings.sign,
+    signal: undefined,
+  };
+}
+
+function notify(notification: Notification, more: Rare | undefined): void {
+  const observers = more?.observers;
+  if (observers !== undefined) for (const observer of observers) observer(notification);
+}
+
+function result(notification: Notification): DeliveryResult {
+  return {
+    id: notification.id,
+    state: notification.state as FinalState,
+    attempts: notification.attempts,
+    response: notification.response,
+    error: notification.error,
+  };
 }
 
 /**
@@ -323,8 +522,12 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
  * with 20 kB of query and headers each hold 589 MB under a 32 MiB bound.
  */
 function requestBytes(request: NormalizedRequest): number {
-  let bytes = request.url.href.length + request.path.length + (request.body?.length ?? 0);
   const headers = request.headers;
+  let bytes =
+    request.url.href.length +
+    request.path.length +
+    bodyLength(request.body) +
+    idHeaderBytes(headers, request.id);
   for (let i = 0; i < headers.length; i++) bytes += (headers[i] as string).length;
   return bytes;
 }

@@ -3,6 +3,7 @@ import { InvalidArgumentError } from '../util/errors.js';
 import { redactUrl } from '../util/redact-url.js';
 import {
   checkKeys,
+  DEFAULTS,
   checkObject,
   resolveKeepBody,
   resolveRetry,
@@ -76,9 +77,19 @@ export interface NormalizedRequest {
   /** Path and query, as sent on the request line. */
   path: string;
   method: string;
-  /** Flat name/value list, lower-case names, repeats kept. */
+  /**
+   * Flat name/value list, lower-case names, repeats kept; `webhook-id` and `idempotency-key` are
+   * left out unless the caller set them ({@link withIdHeaders} adds them). Shared between
+   * requests: never changed in place.
+   */
   headers: string[];
-  body: Buffer | null;
+  /**
+   * A string body is kept as given (or as serialised from `json`) until its first attempt, which
+   * encodes it ({@link encodeBody}): a Buffer per queued notification was a 104-byte view on
+   * the heap plus its share of an 8 KiB pool slab, which a full queue under an outage churned
+   * through by the thousand (bench/memory.mjs).
+   */
+  body: Buffer | string | null;
   confirm: ConfirmMode;
   keepBody: number;
   timeout: TimeoutOptions;
@@ -137,27 +148,46 @@ const EMPTY: SendInit = {};
  * the handler where the bug is, before anything is queued.
  *
  * `json` may be left out here and supplied later through {@link serializeJson} (lazy payloads).
+ * With `into`, the result is written there and `into` returned: a caller that takes the request
+ * apart at once (the dispatcher) reuses one object rather than making one per call.
  */
 export function normalizeRequest(
   target: unknown,
   init: SendInit | undefined,
   defaults: RequestDefaults,
   parked = false,
+  into?: NormalizedRequest,
 ): NormalizedRequest {
   const options = init === undefined ? EMPTY : (checkObject('init', init) as SendInit);
-  if (options !== EMPTY) {
-    checkKeys('init', options as Record<string, unknown>, parked ? PARKED_KEYS : INIT_KEYS);
+  if (options !== EMPTY) checkInitKeys(options, parked ? PARKED_KEYS : INIT_KEYS);
+  // Reentrant only through a caller's getter that sends: then a builder of its own.
+  const headers = idleBuilder ?? new HeaderBuilder();
+  idleBuilder = undefined;
+  try {
+    return normalize(target, options, defaults, parked, headers, into);
+  } finally {
+    headers.clear();
+    idleBuilder = headers;
   }
+}
+
+function normalize(
+  target: unknown,
+  options: SendInit,
+  defaults: RequestDefaults,
+  parked: boolean,
+  headers: HeaderBuilder,
+  into: NormalizedRequest | undefined,
+): NormalizedRequest {
   const parsed = parseTarget(target, defaults.targets);
   // The cached URL is shared between requests, so anything that changes it works on a copy.
   const url = options.query !== undefined || parsed.credentials ? new URL(parsed.url.href) : parsed.url;
   const method = normalizeMethod(options.method);
-  const headers: string[] = [];
   if (options.headers !== undefined) addHeaders(headers, options.headers);
   if (options.query !== undefined) mergeQuery(url, options.query);
   const id = options.id === undefined ? newId() : checkId(options.id);
 
-  let body: Buffer | null = null;
+  let body: Buffer | string | null = null;
   // Parked work (res.fireAndForget) may give json as a function of the finished response: it is
   // checked for shape now with a placeholder, and serialised once the response has ended.
   const json: unknown = parked && typeof options.json === 'function' ? null : options.json;
@@ -165,8 +195,8 @@ export function normalizeRequest(
     throw new InvalidArgumentError('give either json or body, not both');
   }
   if (json !== undefined) {
-    body = serializeJson(json);
-    setDefault(headers, 'content-type', 'application/json');
+    body = stringifyJson(json);
+    headers.setDefault('content-type', 'application/json');
   } else if (options.body !== undefined) {
     body = toBody(options.body, headers);
   }
@@ -175,16 +205,16 @@ export function normalizeRequest(
   }
   if (parsed.credentials) {
     const credentials = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
-    setDefault(headers, 'authorization', `Basic ${Buffer.from(credentials).toString('base64')}`);
+    headers.setDefault('authorization', `Basic ${Buffer.from(credentials).toString('base64')}`);
     url.username = '';
     url.password = '';
   }
   for (let i = 0; i < defaults.headers.length; i += 2) {
-    setDefault(headers, defaults.headers[i] as string, defaults.headers[i + 1] as string);
+    headers.setDefault(defaults.headers[i] as string, defaults.headers[i + 1] as string);
   }
-  setDefault(headers, 'user-agent', defaults.userAgent);
-  setDefault(headers, 'webhook-id', id);
-  setDefault(headers, 'idempotency-key', id);
+  headers.setDefault('user-agent', defaults.userAgent);
+  // `webhook-id` and `idempotency-key` are added as the request is sent (withIdHeaders): without
+  // them, the lists of most sends are equal, and one is shared.
 
   const confirm = options.confirm ?? 'response';
   if (confirm !== 'response' && confirm !== 'sent') {
@@ -200,21 +230,62 @@ export function normalizeRequest(
   if (signal !== undefined && !isAbortSignal(signal)) {
     throw new InvalidArgumentError(`signal must be an AbortSignal, got ${show(signal)}`);
   }
+  const keepBody = resolveKeepBody(options.keepBody);
+  const timeout = resolveTimeout('timeout', options.timeout, defaults.timeout);
+  const retry = resolveRetry('retry', options.retry, defaults.retry);
+  const sign = options.sign ?? defaults.canSign;
+  const origin = parsed.origin;
+  const path = url === parsed.url ? parsed.path : `${url.pathname}${url.search}`;
+  const list = headers.take();
+  // Filled at once, after every read of the caller's objects (a getter or toJSON that sends
+  // reentrantly fills it before this does).
+  const out = into ?? blankRequest();
+  out.id = id;
+  out.url = url;
+  out.origin = origin;
+  out.path = path;
+  out.method = method;
+  out.headers = list;
+  out.body = body;
+  out.confirm = confirm;
+  out.keepBody = keepBody;
+  out.timeout = timeout;
+  out.retry = retry;
+  out.sign = sign;
+  out.signal = signal;
+  return out;
+}
+
+/** A request object to fill (see {@link normalizeRequest}'s `into`). */
+export function blankRequest(): NormalizedRequest {
   return {
-    id,
-    url,
-    origin: parsed.origin,
-    path: url === parsed.url ? parsed.path : `${url.pathname}${url.search}`,
-    method,
-    headers,
-    body,
-    confirm,
-    keepBody: resolveKeepBody(options.keepBody),
-    timeout: resolveTimeout('timeout', options.timeout, defaults.timeout),
-    retry: resolveRetry('retry', options.retry, defaults.retry),
-    sign: options.sign ?? defaults.canSign,
-    signal,
+    id: '',
+    url: BLANK_URL,
+    origin: '',
+    path: '',
+    method: 'POST',
+    headers: [],
+    body: null,
+    confirm: 'response',
+    keepBody: 0,
+    timeout: DEFAULTS.timeout,
+    retry: DEFAULTS.retry,
+    sign: false,
+    signal: undefined,
   };
+}
+
+const BLANK_URL = new URL('http://localhost/');
+
+/** Bytes of a body as sent (a string as UTF-8). */
+export function bodyLength(body: Buffer | string | null): number {
+  if (body === null) return 0;
+  return typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+}
+
+/** The body as the bytes a transport sends. */
+export function encodeBody(body: Buffer | string | null): Buffer | null {
+  return typeof body === 'string' ? Buffer.from(body) : body;
 }
 
 /** {@link stringifyJson}, as the bytes to send. */
@@ -243,8 +314,103 @@ export function stringifyJson(value: unknown): string {
   return text;
 }
 
+/** Where {@link addHeaders} puts each name and value: an array, or the builder of a request's list. */
+interface HeaderSink {
+  push(name: string, value: string): unknown;
+}
+
+/**
+ * A request's header list while it is built: in an array reused from call to call, and copied out
+ * at its exact size. A list grown by push() keeps up to twice the slots it uses, and it is held for
+ * as long as the notification waits (about 130 bytes more per queued notification, and as much
+ * garbage per call in the arrays it outgrew).
+ */
+class HeaderBuilder implements HeaderSink {
+  readonly #items: string[] = [];
+  #length = 0;
+
+  push(name: string, value: string): void {
+    this.#items[this.#length++] = name;
+    this.#items[this.#length++] = value;
+  }
+
+  setDefault(name: string, value: string): void {
+    for (let i = 0; i < this.#length; i += 2) {
+      if (this.#items[i] === name) return;
+    }
+    this.push(name, value);
+  }
+
+  /** The list built, or the last one taken when equal (most sends carry the same headers). */
+  take(): string[] {
+    const items = this.#items;
+    const length = this.#length;
+    const last = lastHeaders;
+    if (last.length === length) {
+      let same = true;
+      for (let i = 0; i < length && same; i++) same = last[i] === items[i];
+      if (same) return last;
+    }
+    lastHeaders = items.slice(0, length);
+    return lastHeaders;
+  }
+
+  /** Lets go of the caller's strings (a header may be a secret) and starts over. */
+  clear(): void {
+    this.#items.fill('', 0, this.#length);
+    this.#length = 0;
+  }
+}
+
+let idleBuilder: HeaderBuilder | undefined = new HeaderBuilder();
+let lastHeaders: string[] = [];
+
+/**
+ * The headers of a request as sent: its list plus `webhook-id` and `idempotency-key` (its id),
+ * each unless the list has it. The list itself when it has both (a recovered notification's).
+ */
+export function withIdHeaders(headers: readonly string[], id: string): string[] {
+  const missing = missingIdHeaders(headers);
+  if (missing === 0) return headers as string[];
+  const out = headers.slice();
+  if ((missing & WEBHOOK_ID) !== 0) out.push('webhook-id', id);
+  if ((missing & IDEMPOTENCY_KEY) !== 0) out.push('idempotency-key', id);
+  return out;
+}
+
+/** Bytes {@link withIdHeaders} adds to a list, as `maxQueuedBytes` counts them. */
+export function idHeaderBytes(headers: readonly string[], id: string): number {
+  const missing = missingIdHeaders(headers);
+  return (
+    ((missing & WEBHOOK_ID) !== 0 ? 10 + id.length : 0) +
+    ((missing & IDEMPOTENCY_KEY) !== 0 ? 15 + id.length : 0)
+  );
+}
+
+const WEBHOOK_ID = 1;
+const IDEMPOTENCY_KEY = 2;
+
+function missingIdHeaders(headers: readonly string[]): number {
+  let missing = WEBHOOK_ID | IDEMPOTENCY_KEY;
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i];
+    if (name === 'webhook-id') missing &= ~WEBHOOK_ID;
+    else if (name === 'idempotency-key') missing &= ~IDEMPOTENCY_KEY;
+  }
+  return missing;
+}
+
+/** {@link checkKeys} without its array of keys per call: this runs once per send(). */
+function checkInitKeys(init: SendInit, allowed: readonly string[]): void {
+  for (const key in init) {
+    if (Object.hasOwn(init, key) && !allowed.includes(key)) {
+      checkKeys('init', init as Record<string, unknown>, allowed);
+    }
+  }
+}
+
 /** Normalises a headers input to a flat lower-case list, validating names and values. */
-export function addHeaders(out: string[], input: HeadersInput): void {
+export function addHeaders(out: HeaderSink, input: HeadersInput): void {
   if (Array.isArray(input)) {
     for (const pair of input as ReadonlyArray<readonly [string, string]>) {
       if (!Array.isArray(pair) || pair.length !== 2) {
@@ -255,7 +421,9 @@ export function addHeaders(out: string[], input: HeadersInput): void {
     return;
   }
   const record = checkObject('headers', input);
-  for (const name of Object.keys(record)) {
+  // for-in over own keys: the order of Object.keys(), without its array per call.
+  for (const name in record) {
+    if (!Object.hasOwn(record, name)) continue;
     const value = record[name];
     if (value === undefined) continue;
     if (Array.isArray(value)) {
@@ -266,7 +434,7 @@ export function addHeaders(out: string[], input: HeadersInput): void {
   }
 }
 
-function pushHeader(out: string[], name: unknown, value: unknown): void {
+function pushHeader(out: HeaderSink, name: unknown, value: unknown): void {
   if (typeof name !== 'string' || !TOKEN.test(name)) {
     throw new InvalidArgumentError(`invalid header name ${show(name)}`);
   }
@@ -287,13 +455,6 @@ function pushHeader(out: string[], name: unknown, value: unknown): void {
     throw new InvalidArgumentError(`header ${name} is set by the HTTP client from the body and connection`);
   }
   out.push(lower, value);
-}
-
-function setDefault(headers: string[], name: string, value: string): void {
-  for (let i = 0; i < headers.length; i += 2) {
-    if (headers[i] === name) return;
-  }
-  headers.push(name, value);
 }
 
 /** A target as parsed once: `url` is read-only when it came from the cache. */
@@ -479,11 +640,12 @@ function queryName(part: string): string {
   }
 }
 
-function toBody(body: unknown, headers: string[]): Buffer {
-  if (typeof body === 'string') return Buffer.from(body);
+function toBody(body: unknown, headers: HeaderBuilder): Buffer | string {
+  // A string is immutable: kept as given, no copy.
+  if (typeof body === 'string') return body;
   if (body instanceof URLSearchParams) {
-    setDefault(headers, 'content-type', 'application/x-www-form-urlencoded;charset=UTF-8');
-    return Buffer.from(body.toString());
+    headers.setDefault('content-type', 'application/x-www-form-urlencoded;charset=UTF-8');
+    return body.toString();
   }
   if (body instanceof Uint8Array) {
     // A copy: the caller may reuse its buffer before the notification leaves.

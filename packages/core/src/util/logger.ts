@@ -61,34 +61,36 @@ export function rateLimitLogger(logger: Logger, intervalMs = 1_000, urls: LogUrl
     last: object | undefined;
     timer: NodeJS.Timeout | undefined;
   }
-  const windows = new Map<string, Window>();
+  // Keyed by level, then message: a key made of both was a new string per call, which a storm
+  // (10,000 dropped notifications) paid for in garbage on every line it suppressed.
+  const windows = { warn: new Map<string, Window>(), error: new Map<string, Window>() };
   const write = (level: Level, obj: object, msg: string | undefined): void => {
     call(() => logger[level](obj, msg));
   };
-  const open = (key: string, now: number): void => {
-    windows.set(key, { until: now + intervalMs, suppressed: 0, last: undefined, timer: undefined });
+  const open = (level: Level, key: string, now: number): void => {
+    windows[level].set(key, { until: now + intervalMs, suppressed: 0, last: undefined, timer: undefined });
   };
   const shown = (obj: object): object => (urls === 'origin' ? withoutUrl(obj) : obj);
   const emit = (level: Level, given: object, msg?: string): void => {
-    const key = `${level}:${msg ?? ''}`;
+    const key = msg ?? '';
     const now = Date.now();
-    const window = windows.get(key);
+    const window = windows[level].get(key);
     if (window !== undefined && now < window.until) {
       window.suppressed++;
       // Kept as given: the URL is redacted only if this one is written (a storm drops thousands).
       window.last = given;
       // A storm shorter than the window must still report its count: flush when it closes.
       window.timer ??= setTimeout(() => {
-        const current = windows.get(key);
+        const current = windows[level].get(key);
         if (current === undefined || current.suppressed === 0 || current.last === undefined) return;
-        open(key, Date.now());
+        open(level, key, Date.now());
         write(level, { ...shown(current.last), suppressed: current.suppressed }, msg);
       }, window.until - now).unref();
       return;
     }
     if (window?.timer !== undefined) clearTimeout(window.timer);
     const suppressed = window?.suppressed ?? 0;
-    open(key, now);
+    open(level, key, now);
     const obj = shown(given);
     write(level, suppressed > 0 ? { ...obj, suppressed } : obj, msg);
   };
