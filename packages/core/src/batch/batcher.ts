@@ -45,7 +45,7 @@ export interface BatcherOptions {
   url: string | URL;
   /** Headers, method, retry, timeout and the rest of `send()`'s init, for every batch. */
   init?: BatchInit;
-  /** A batch leaves once it holds this many items. Default 100. */
+  /** A batch leaves once it holds this many items. Default 500. */
   maxItems?: number;
   /** A batch leaves at most this long after its first item was added. Default 1 000 ms. */
   maxWaitMs?: number;
