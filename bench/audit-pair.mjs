@@ -12,7 +12,7 @@
 //     [--items 1000,5000]   also auditLog with batch.maxItems = each of these
 //     [--old /path]         also auditLog from another checkout's built packages (a directory
 //                           with packages/{core,express}/dist and their node_modules): A/B of builds
-//     [--profile DIR]       --cpu-prof each app process into DIR/<variant>/
+//     [--profile DIR]       --cpu-prof each app process into DIR/<variant>/ (socket rows only)
 //     [--smoke]
 // Exports run() as bench/run.mjs's modules do.
 import { performance } from 'node:perf_hooks';
@@ -106,6 +106,78 @@ const spread = (values, digits = 1, unit = '') => {
   return `${show(median(values))} (${show(Math.min(...values))}..${show(Math.max(...values))})`;
 };
 
+/** plain, audit at its defaults, with each `items` as maxItems, and the same from the `old` build. */
+function variantsOf(items, old) {
+  const variants = { plain: { audit: null }, audit: { audit: {} } };
+  for (const n of items) variants[`audit maxItems ${n}`] = { audit: { batch: { maxItems: n } } };
+  if (old !== undefined) {
+    variants['audit (old build)'] = { audit: {}, root: old };
+    for (const n of items)
+      variants[`audit maxItems ${n} (old build)`] = { audit: { batch: { maxItems: n } }, root: old };
+  }
+  return variants;
+}
+
+/**
+ * The same variants with the Express app's handler called directly in this process, on a fresh
+ * IncomingMessage and ServerResponse per request (no socket: no parser, no write), 'finish' and
+ * 'close' emitted by hand; records go to the real receiver when the batcher's timer or count
+ * sends them. Far steadier than the socket rows on a shared machine (one process, windows of
+ * about 1 s, interleaved), but blind to what the socket path adds. Returns CPU µs per request,
+ * per round, for each variant.
+ */
+async function direct({ receiverUrl, variants, rounds, perWindow }) {
+  const { IncomingMessage, ServerResponse } = await import('node:http');
+  const { Socket } = await import('node:net');
+  const { default: express } = await import('express');
+  const handlers = {};
+  const dispatchers = [];
+  for (const [key, { audit, root }] of Object.entries(variants)) {
+    const app = express();
+    if (audit !== null) {
+      const pkgs = await packagesOf(root);
+      const dispatcher = pkgs.core.createDispatcher({ logger: silent });
+      dispatchers.push(dispatcher);
+      app.use(pkgs.express.auditLog({ url: receiverUrl, dispatcher, ...audit }));
+    }
+    app.get('/order', (_req, res) => {
+      res.json({ ok: true });
+    });
+    handlers[key] = app;
+  }
+  const socket = new Socket();
+  const window = async (handler) => {
+    const cpu = process.cpuUsage();
+    for (let i = 0; i < perWindow; i++) {
+      const req = new IncomingMessage(socket);
+      req.method = 'GET';
+      req.url = '/order';
+      req.headers = { host: '127.0.0.1' };
+      req.complete = true;
+      const res = new ServerResponse(req);
+      handler(req, res);
+      res.emit('finish');
+      res.emit('close');
+      // Turns of the event loop, as a server has: the batcher's timer runs when it is due.
+      if (i % 32 === 31) await new Promise((resolve) => setImmediate(resolve));
+    }
+    // The window's last records leave on the batcher's timer (1 s): waited for, not forced.
+    await new Promise((resolve) => setTimeout(resolve, 1_050));
+    for (const dispatcher of dispatchers) await dispatcher.drain();
+    const used = process.cpuUsage(cpu);
+    return (used.user + used.system) / perWindow;
+  };
+  const keys = Object.keys(handlers);
+  for (const key of keys) await window(handlers[key]);
+  const samples = Object.fromEntries(keys.map((key) => [key, []]));
+  for (let round = 0; round < rounds; round++) {
+    for (const key of round % 2 === 0 ? keys : [...keys].reverse())
+      samples[key].push(await window(handlers[key]));
+  }
+  for (const dispatcher of dispatchers) await dispatcher.close({ timeout: 2_000 });
+  return samples;
+}
+
 /**
  * @param {{ smoke: boolean, log: (line: string) => void, rounds?: number, rate?: number,
  *   windowMs?: number, items?: number[], old?: string }} ctx
@@ -118,13 +190,7 @@ export async function run({ smoke, log, rounds, rate = 2_000, windowMs, items = 
   const load = await spawnRpc(new URL('./cpu.mjs', import.meta.url), { args: ['--load'] });
   const apps = {};
   try {
-    const variants = { plain: { audit: null }, audit: { audit: {} } };
-    for (const n of items) variants[`audit maxItems ${n}`] = { audit: { batch: { maxItems: n } } };
-    if (old !== undefined) {
-      variants['audit (old build)'] = { audit: {}, root: old };
-      for (const n of items)
-        variants[`audit maxItems ${n} (old build)`] = { audit: { batch: { maxItems: n } }, root: old };
-    }
+    const variants = variantsOf(items, old);
     for (const [key, variant] of Object.entries(variants)) {
       apps[key] = await spawnRpc(self, {
         execArgv:
@@ -179,21 +245,43 @@ export async function run({ smoke, log, rounds, rate = 2_000, windowMs, items = 
         `round ${round + 1}: ${others.map((k) => `${k} +${(samples[k].at(-1) - plainOf[k].at(-1)).toFixed(1)}`).join(', ')}`,
       );
     }
-    const rows = [['plain Express', spread(samples.plain, 1, ' µs'), '', '']];
+    const quick = await direct({
+      receiverUrl: receiver.url,
+      variants,
+      rounds: smoke ? 1 : 12,
+      perWindow: smoke ? 300 : 4_000,
+    });
+    log(
+      `direct: ${others.map((k) => `${k} +${median(quick[k].map((v, i) => v - quick.plain[i])).toFixed(2)}`).join(', ')}`,
+    );
+    const plainRequest = median(samples.plain);
+    const rows = [
+      ['plain Express', spread(samples.plain, 1, ' µs'), '', '', `${spread(quick.plain, 2, ' µs')}`, ''],
+    ];
     const goals = [];
     for (const key of others) {
       const plain = plainOf[key];
       const added = samples[key].map((v, i) => v - plain[i]);
       const share = samples[key].map((v, i) => (100 * (v - plain[i])) / plain[i]);
+      const addedDirect = quick[key].map((v, i) => v - quick.plain[i]);
       rows.push([
         `Express + ${key}`,
         spread(samples[key], 1, ' µs'),
         spread(added, 1, ' µs'),
         spread(share, 1, ' %'),
+        spread(addedDirect, 2, ' µs'),
+        `${((100 * median(addedDirect)) / plainRequest).toFixed(1)} %`,
       ]);
       if (key === 'audit')
         goals.push(
           goal('auditLog added CPU, % of plain Express', median(share), '<=', 5, { smoke, unit: '%' }),
+          goal(
+            'auditLog added CPU, handler called directly, % of a plain Express request',
+            (100 * median(addedDirect)) / plainRequest,
+            '<=',
+            5,
+            { smoke, unit: '%' },
+          ),
         );
     }
     if (old !== undefined) {
@@ -202,7 +290,18 @@ export async function run({ smoke, log, rounds, rate = 2_000, windowMs, items = 
         const ours = added(`audit${suffix}`);
         const theirs = added(`audit${suffix} (old build)`);
         const diff = ours.map((a, i) => a - theirs[i]);
-        rows.push([`audit${suffix}: this build - old build (per round)`, '', spread(diff, 1, ' µs'), '']);
+        const direct_ = (key) => quick[key].map((v, i) => v - quick.plain[i]);
+        const diffDirect = direct_(`audit${suffix}`).map(
+          (a, i) => a - direct_(`audit${suffix} (old build)`)[i],
+        );
+        rows.push([
+          `audit${suffix}: this build - old build (per round)`,
+          '',
+          spread(diff, 1, ' µs'),
+          '',
+          spread(diffDirect, 2, ' µs'),
+          '',
+        ]);
       }
     }
     return {
@@ -212,8 +311,19 @@ export async function run({ smoke, log, rounds, rate = 2_000, windowMs, items = 
         `${windowMs / 1000} s at an even ${rate} req/s (open loop, undici, its own process) per app; ` +
         'GET /order as in bench/cpu.mjs row 3; plain Express and the variant loaded at the same time, ' +
         'receiver (204) in its own process; a window ends when its records were flushed by the batcher ' +
-        '(no forced flush) and answered. "added" is the variant minus plain Express of the same window.',
-      headers: ['app', 'CPU per request', 'added', 'added / plain'],
+        '(no forced flush) and answered. "added" is the variant minus plain Express of the same window. ' +
+        'Last two columns: the same apps in this one process, handler called directly on a fresh ' +
+        'request and response (no socket), 4,000 requests a window, batches sent to the receiver by the ' +
+        "batcher's own timer or count, 12 interleaved rounds; its added CPU is steadier, and is shown " +
+        'against the median CPU of a plain Express request over the socket (first column).',
+      headers: [
+        'app',
+        'CPU per request',
+        'added',
+        'added / plain',
+        'handler called directly: CPU (plain) / added',
+        'added / plain request',
+      ],
       rows,
       goals,
     };
