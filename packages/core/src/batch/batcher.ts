@@ -245,7 +245,8 @@ class BatcherImpl implements Batcher {
    * it is added, followed by its separator (after a leading `[` in the JSON format). Nothing of a
    * held item stays on the JS heap: audit records held for a whole batch were promoted out of
    * V8's young generation and paid for in GC, more than their serialisation cost. The buffer is
-   * reused from batch to batch (each batch's body is copied out), and grows to about `maxBytes`.
+   * reused from batch to batch (each batch's body is copied out); it grows to about `maxBytes`
+   * (at most `maxBytes` plus 3 bytes per UTF-16 unit of the largest item).
    */
   #body: Buffer = Buffer.alloc(0);
   /** Bytes of {@link #body} in use: exactly the size of the next batch's body. */
@@ -366,21 +367,34 @@ class BatcherImpl implements Batcher {
    */
   #write(json: string): number {
     const at = this.#used;
-    // 3 bytes per UTF-16 unit at most, and its separator.
-    this.#reserve(at + 3 * json.length + 1);
+    // 3 bytes per UTF-16 unit at most, and its separator: when that might not fit, the item is
+    // measured first, so the buffer grows to what is written (a huge item refused grows nothing).
+    if (at + 3 * json.length + 1 > this.#body.length) {
+      this.#checkFits(Buffer.byteLength(json));
+      this.#reserve(at + 3 * json.length + 1);
+    }
     const bytes = this.#body.write(json, at);
+    this.#checkFits(bytes);
+    return bytes;
+  }
+
+  /** Throws when an item of `bytes` could never fit in a batch. */
+  #checkFits(bytes: number): void {
     if (this.#frame() + bytes + 1 > this.#maxBytes) {
       throw new InvalidArgumentError(
         `an item of ${bytes} bytes cannot fit in a batch of at most ${this.#maxBytes} bytes`,
       );
     }
-    return bytes;
   }
 
-  /** Makes {@link #body} at least `size` bytes long, keeping what is in use. */
+  /**
+   * Makes {@link #body} at least `size` bytes long, keeping what is in use: doubled, but past
+   * `maxBytes` only as far as asked (the held items and one more, each within `maxBytes`).
+   */
   #reserve(size: number): void {
     if (size <= this.#body.length) return;
-    const grown = Buffer.allocUnsafeSlow(Math.max(2 * this.#body.length, size, 4096));
+    const doubled = Math.min(2 * this.#body.length, this.#maxBytes + 1);
+    const grown = Buffer.allocUnsafeSlow(Math.max(doubled, size, 4096));
     this.#body.copy(grown, 0, 0, this.#used);
     this.#body = grown;
   }
