@@ -3,9 +3,11 @@ import { describe, expect, it } from 'vitest';
 import { cleanupScope, listen, waitUntil } from '../../../test/support/index.js';
 import type { ResponseInfo } from '../src/after-response/after-response.js';
 import {
+  baseRecord,
   createAuditLog,
   DEFAULT_REDACT,
   isoTime,
+  recordJson,
   REDACTED,
   type AuditLogOptions,
   type AuditRecord,
@@ -315,6 +317,44 @@ describe('createAuditLog', () => {
     expect(make({ batch: { maxItems: 0 } })).toThrow(/maxItems/);
     expect(make({ dispatcher: {} })).toThrow(/dispatcher/);
     expect(make({ colour: 'red' })).toThrow(InvalidArgumentError);
+  });
+});
+
+describe('recordJson', () => {
+  it('writes what JSON.stringify(baseRecord(...)) writes, escapes and absent fields included', () => {
+    const queryOf = (search: string): Record<string, string> | undefined =>
+      search === '' ? undefined : { q: search, 'x"y': '\\' };
+    const odd = [
+      'plain',
+      'quote"d',
+      'back\\slash',
+      'tab\there',
+      'nul\u0000',
+      'été',
+      '😀',
+      'lone\ud800',
+      '\u007f\u2028',
+    ];
+    // id and time are made at the call: left out of the comparison (isoTime has its own test).
+    const bare = (json: string): string =>
+      json.replace(/^\{"id":"[0-9a-f-]{36}","time":"[^"]+"/, '{"id":"","time":""');
+    for (const text of odd) {
+      for (const url of [`/p/${text}`, `/p?${text}`, '/p?']) {
+        const info = {
+          method: text,
+          url,
+          route: text === 'plain' ? undefined : text,
+          statusCode: text === 'été' ? Number.NaN : 201,
+          durationMs: 1.23456,
+          outcome: 'aborted',
+        } as const;
+        const ip = text === 'tab\there' ? undefined : text;
+        const id = text === '😀' ? undefined : text;
+        expect(bare(recordJson(queryOf, info, ip, text, id))).toBe(
+          bare(JSON.stringify(baseRecord(queryOf, info, ip, text, id))),
+        );
+      }
+    }
   });
 });
 

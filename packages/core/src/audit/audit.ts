@@ -12,10 +12,9 @@ import {
   type When,
 } from '../after-response/after-response.js';
 import {
-  addDeferred,
+  addJson,
   addUnobserved,
   checkTarget,
-  DeferredItem,
   createBatcher,
   type BatcherOptions,
   type BatchInit,
@@ -280,9 +279,9 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
   readonly #inContext: boolean;
   /**
    * Whether a record is only the fields read when the response ended (no `fields`, headers or
-   * body): then it is held as those few values and made into JSON with its batch.
+   * body): then it is written straight into JSON, with no record object.
    */
-  readonly #deferred: boolean;
+  readonly #compact: boolean;
   readonly #source: AuditSource<TSubject, TInfo> | undefined;
   /** The query parser with redaction, for records made into JSON later. */
   readonly #queryOf = (search: string): Record<string, string | string[]> | undefined => this.#query(search);
@@ -338,7 +337,7 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
     this.#requestIdHeader = requestIdHeader.toLowerCase();
     this.#inContext =
       fields !== undefined || this.#requestId !== undefined || typeof this.#when === 'function';
-    this.#deferred = !this.#inContext && !headers && this.#bodyCap === 0 && this.batcher !== undefined;
+    this.#compact = !this.#inContext && !headers && this.#bodyCap === 0 && this.batcher !== undefined;
     this.#source = source;
   }
 
@@ -392,7 +391,7 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
           ),
         );
       } else if (skip === undefined) {
-        if (this.#deferred) this.#capture(res, info, handle, source);
+        if (this.#compact) this.#capture(res, info, handle, source);
         else this.#buildAndSend(res, info, handle, source, subject);
       }
     } catch (error) {
@@ -400,28 +399,25 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
     }
   }
 
-  /** Holds the record as the values read now; it is made into JSON with its batch. */
+  /**
+   * Writes the record straight into JSON, which the batcher holds as UTF-8 off the JS heap. Held
+   * as objects until their batch left (100 to 1,000 requests later), records outlived V8's young
+   * generation and their GC cost more than making the JSON here.
+   */
   #capture<THandle>(
     res: ServerResponse,
     info: TInfo,
     handle: THandle,
     source: AuditSource<THandle, TInfo>,
   ): void {
-    const userAgent = res.req.headers['user-agent'];
-    const record = new CapturedRecord(
+    const json = recordJson(
       this.#queryOf,
-      Date.now() - info.durationMs,
-      info.method,
-      info.url,
-      info.route,
-      info.statusCode,
-      info.durationMs,
-      info.outcome,
+      info,
       source.ip(handle),
-      userAgent,
+      res.req.headers['user-agent'],
       readRequestId(source.requestId?.(handle), res.req, this.#requestIdHeader),
     );
-    addDeferred(this.batcher as Batcher, record);
+    addJson(this.batcher as Batcher, json);
   }
 
   /** Nothing here may reach the app: a closed dispatcher or a bad fields() result is logged. */
@@ -494,13 +490,7 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
     const headers = res.req.headers;
     const record = baseRecord(
       this.#queryOf,
-      Date.now() - info.durationMs,
-      info.method,
-      info.url,
-      info.route,
-      info.statusCode,
-      info.durationMs,
-      info.outcome,
+      info,
       source.ip(handle),
       headers['user-agent'],
       this.#requestIdOf(subject, info) ??
@@ -588,32 +578,36 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
 }
 
 type QueryOf = (search: string) => Record<string, string | string[]> | undefined;
+/** What a record takes from the response info. */
+type RecordInfo = Pick<ResponseInfo, 'method' | 'url' | 'route' | 'statusCode' | 'durationMs' | 'outcome'>;
 
-/** The record every request leaves, before headers, body and `fields`. */
-function baseRecord(
+/**
+ * The record every request leaves, before headers, body and `fields`.
+ *
+ * @example
+ * ```ts
+ * baseRecord(parseQuery, info, req.socket.remoteAddress, req.headers['user-agent'], 'req-7');
+ * ```
+ */
+export function baseRecord(
   queryOf: QueryOf,
-  time: number,
-  method: string,
-  url: string,
-  route: string | undefined,
-  status: number,
-  durationMs: number,
-  outcome: ResponseOutcome,
+  info: RecordInfo,
   ip: string | undefined,
   userAgent: string | undefined,
   requestId: string | undefined,
 ): AuditRecord {
+  const { url } = info;
   const query = url.indexOf('?');
   const record: AuditRecord = {
     id: newId(),
-    time: isoTime(time),
-    method,
+    time: isoTime(Date.now() - info.durationMs),
+    method: info.method,
     path: query === -1 ? url : url.slice(0, query),
     // Left undefined when no route matched; JSON leaves it out.
-    route,
-    status,
-    durationMs: Math.round(durationMs * 1000) / 1000,
-    outcome,
+    route: info.route,
+    status: info.statusCode,
+    durationMs: Math.round(info.durationMs * 1000) / 1000,
+    outcome: info.outcome,
   };
   if (query !== -1) {
     const params = queryOf(url.slice(query + 1));
@@ -625,61 +619,51 @@ function baseRecord(
   return record;
 }
 
-/** UTF-8 bytes of a record's names, punctuation, id, time, numbers and outcome, with room to spare. */
-const RECORD_FRAME_BYTES = 512;
-/** UTF-8 bytes one UTF-16 unit of a string can take in JSON, at most (`\u0000`). */
-const MAX_UNIT_BYTES = 6;
+// What JSON.stringify escapes in a string: quotes, backslashes, control characters and lone
+// surrogates (any surrogate here: a string with one takes the general path).
+// eslint-disable-next-line no-control-regex -- control characters are what it looks for
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** `JSON.stringify(value)`, with strings and numbers written directly. */
+function jsonValue(value: unknown): string | undefined {
+  if (typeof value === 'string') return NEEDS_ESCAPE.test(value) ? JSON.stringify(value) : `"${value}"`;
+  if (typeof value === 'number') return Number.isFinite(value) ? `${value}` : 'null';
+  return JSON.stringify(value);
+}
+
+/** `,"name":value`, or nothing where JSON.stringify would leave the field out. */
+function field(name: string, value: unknown): string {
+  if (value === undefined) return '';
+  const json = jsonValue(value);
+  return json === undefined ? '' : `,"${name}":${json}`;
+}
+
 /**
- * UTF-8 bytes one unit of the URL can take at most: once in `path`, or in `query` as a decoded
- * name or value (no longer than its raw text) with its quotes, colon, comma and array brackets
- * (`a&b` makes `"a":"","b":""`), or replaced by `[REDACTED]`.
+ * `JSON.stringify(baseRecord(...))`, the same text, written without the record object: one
+ * string per request instead of an object holding the request's strings.
+ *
+ * @example
+ * ```ts
+ * recordJson(parseQuery, info, req.socket.remoteAddress, req.headers['user-agent'], 'req-7');
+ * ```
  */
-const MAX_URL_UNIT_BYTES = 30;
-
-const lengthOf = (text: string | undefined): number => (text === undefined ? 0 : text.length);
-
-/** A record held as the values read when its response ended, made into JSON with its batch. */
-class CapturedRecord extends DeferredItem {
-  readonly bound: number;
-
-  constructor(
-    private readonly queryOf: QueryOf,
-    private readonly time: number,
-    private readonly method: string,
-    private readonly url: string,
-    private readonly route: string | undefined,
-    private readonly status: number,
-    private readonly durationMs: number,
-    private readonly outcome: ResponseOutcome,
-    private readonly ip: string | undefined,
-    private readonly userAgent: string | undefined,
-    private readonly requestId: string | undefined,
-  ) {
-    super();
-    this.bound =
-      RECORD_FRAME_BYTES +
-      MAX_URL_UNIT_BYTES * (url.length + 1) +
-      MAX_UNIT_BYTES *
-        (method.length + lengthOf(route) + lengthOf(ip) + lengthOf(userAgent) + lengthOf(requestId));
-  }
-
-  serialize(): string {
-    return JSON.stringify(
-      baseRecord(
-        this.queryOf,
-        this.time,
-        this.method,
-        this.url,
-        this.route,
-        this.status,
-        this.durationMs,
-        this.outcome,
-        this.ip,
-        this.userAgent,
-        this.requestId,
-      ),
-    );
-  }
+export function recordJson(
+  queryOf: QueryOf,
+  info: RecordInfo,
+  ip: string | undefined,
+  userAgent: string | undefined,
+  requestId: string | undefined,
+): string {
+  const { url, durationMs } = info;
+  const query = url.indexOf('?');
+  const params = query === -1 ? undefined : queryOf(url.slice(query + 1));
+  return (
+    `{"id":"${newId()}","time":"${isoTime(Date.now() - durationMs)}"${field('method', info.method)}` +
+    `${field('path', query === -1 ? url : url.slice(0, query))}${field('route', info.route)}` +
+    `${field('status', info.statusCode)}${field('durationMs', Math.round(durationMs * 1000) / 1000)}` +
+    `${field('outcome', info.outcome)}${field('query', params)}${field('ip', ip)}` +
+    `${field('userAgent', userAgent)}${field('requestId', requestId)}}`
+  );
 }
 
 let isoSecond = Number.NaN;

@@ -45,7 +45,7 @@ export interface BatcherOptions {
   url: string | URL;
   /** Headers, method, retry, timeout and the rest of `send()`'s init, for every batch. */
   init?: BatchInit;
-  /** A batch leaves once it holds this many items. Default 100. */
+  /** A batch leaves once it holds this many items. Default 500. */
   maxItems?: number;
   /** A batch leaves at most this long after its first item was added. Default 1 000 ms. */
   maxWaitMs?: number;
@@ -102,37 +102,26 @@ export interface Batcher {
 interface Item {
   /** The item's handle. */
   readonly notification: Notification;
-  readonly json: string;
+  /** Its place among the items of its batch (held, or one request's). */
+  index: number;
   /** Attempts made by requests that carried this item before the current one (413 splits). */
   attempts: number;
 }
 
-/**
- * An item nobody awaits whose JSON is made only when its batch leaves (or when the batch nears
- * `maxBytes`): an audit record captured on the request path as a few raw fields, serialised with
- * the rest of its batch, where caches are warm, instead of once per request.
- */
-export abstract class DeferredItem {
-  /** An upper bound of the item's JSON size in UTF-8 bytes. */
-  abstract readonly bound: number;
-  /** The item's JSON. Must not throw. */
-  abstract serialize(): string;
+/** The items of one batch request: its body, where each item ends in it, and the handles among them. */
+interface Batch {
+  /** The request body, exactly: a JSON array, or one JSON document per line. */
+  readonly body: Buffer;
+  /** Where each item's JSON ends in {@link body} (before its separator). */
+  readonly ends: number[];
+  /** Items with a handle, in order; items nobody observes (audit records) have none. */
+  readonly observed: Item[];
 }
 
-/**
- * A held item: with a handle, just its JSON (a record added through {@link addUnobserved}, which
- * nobody awaits: no object per record on a path every request of an audited app takes), or a
- * {@link DeferredItem} not serialised yet.
- */
-type Held = Item | string | DeferredItem;
-
-const isItem = (held: Held): held is Item => typeof held !== 'string' && !(held instanceof DeferredItem);
-/** Serialised held items: a deferred one is serialised on the way. */
-const jsonOf = (held: Held): string =>
-  typeof held === 'string' ? held : held instanceof DeferredItem ? held.serialize() : held.json;
-/** Each deferred item replaced by its JSON, so it is serialised once (a 413 split sends it again). */
-const materialize = (held: Held[]): Held[] =>
-  held.map((entry) => (entry instanceof DeferredItem ? entry.serialize() : entry));
+const COMMA = 0x2c;
+const NEWLINE = 0x0a;
+const OPEN = 0x5b;
+const CLOSE = 0x5d;
 
 // `satisfies` makes a new option in BatcherOptions a compile error here until it is listed.
 const OPTION_KEYS = Object.keys({
@@ -251,13 +240,21 @@ class BatcherImpl implements Batcher {
     retried: () => undefined,
     cancelling: (notification) => this.#unhold(notification),
   };
-  #held: Held[] = [];
   /**
-   * Body bytes of the held items, one separator each included: exact, or an upper bound (3 bytes
-   * per UTF-16 unit) while that bound leaves the batch under `maxBytes`, so most items are never
-   * measured (`Buffer.byteLength` per audit record was a visible share of its cost).
+   * The held items as the body of the next batch, in UTF-8: each item's JSON is written here when
+   * it is added, followed by its separator (after a leading `[` in the JSON format). Nothing of a
+   * held item stays on the JS heap: audit records held for a whole batch were promoted out of
+   * V8's young generation and paid for in GC, more than their serialisation cost. The buffer is
+   * reused from batch to batch (each batch's body is copied out); it grows to about `maxBytes`
+   * (at most `maxBytes` plus 3 bytes per UTF-16 unit of the largest item).
    */
-  #heldBytes = 0;
+  #body: Buffer = Buffer.alloc(0);
+  /** Bytes of {@link #body} in use: exactly the size of the next batch's body. */
+  #used: number;
+  /** Where each held item's JSON ends in {@link #body}. */
+  #ends: number[] = [];
+  /** Held items with a handle, in order. */
+  #observed: Item[] = [];
   #inFlight = 0;
   #timer: NodeJS.Timeout | undefined;
 
@@ -269,6 +266,7 @@ class BatcherImpl implements Batcher {
     }
     const { init, format, maxItems, maxWaitMs, maxBytes, maxPending } = resolveBatcherOptions(options);
     this.#ndjson = format === 'ndjson';
+    this.#used = this.#frame();
     this.#maxItems = maxItems;
     this.#maxWaitMs = maxWaitMs;
     this.#maxBytes = maxBytes;
@@ -328,8 +326,7 @@ class BatcherImpl implements Batcher {
     if (signal !== undefined && !isAbortSignal(signal)) {
       throw new InvalidArgumentError(`signal must be an AbortSignal, got ${show(signal)}`);
     }
-    const json = stringifyJson(item);
-    const cost = this.#cost(json);
+    const bytes = this.#write(stringifyJson(item));
     if (this.pending() >= this.#maxPending) return this.#drop();
     const id = newId();
     const notification = new Notification(id, undefined, this.#items, {
@@ -344,68 +341,83 @@ class BatcherImpl implements Batcher {
       }
       notification.watch(signal);
     }
-    this.#hold({ notification, json, attempts: 0 }, cost);
+    this.#hold(bytes, { notification, index: 0, attempts: 0 });
     return notification;
   }
 
   /** {@link add} without a handle: for records nobody awaits, at a fraction of the cost. */
   addUnobserved(item: unknown): void {
-    this.#checkOpen();
-    this.#holdJson(stringifyJson(item));
+    this.addJson(stringifyJson(item));
   }
 
-  #holdJson(json: string): void {
-    const cost = this.#cost(json);
+  /** {@link addUnobserved} for an item already serialised (by trusted code: not checked). */
+  addJson(json: string): void {
+    this.#checkOpen();
+    const bytes = this.#write(json);
     if (this.pending() >= this.#maxPending) {
       this.#drop();
       return;
     }
-    this.#hold(json, cost);
+    this.#hold(bytes, undefined);
   }
 
-  /** {@link addUnobserved} for an item serialised only when its batch leaves. */
-  addDeferred(item: DeferredItem): void {
-    if (item.bound + this.#frame() > this.#maxBytes) {
-      // Might not fit a batch on its own: measured (and refused if too large) now.
-      this.#checkOpen();
-      this.#holdJson(item.serialize());
-      return;
+  /**
+   * Writes an item's JSON after the held items, uncommitted (see {@link #hold}); returns its exact
+   * size in bytes. Throws when it could never fit in a batch.
+   */
+  #write(json: string): number {
+    const at = this.#used;
+    // 3 bytes per UTF-16 unit at most, and its separator: when that might not fit, the item is
+    // measured first, so the buffer grows to what is written (a huge item refused grows nothing).
+    if (at + 3 * json.length + 1 > this.#body.length) {
+      this.#checkFits(Buffer.byteLength(json));
+      this.#reserve(at + 3 * json.length + 1);
     }
-    this.#checkOpen();
-    if (this.pending() >= this.#maxPending) {
-      this.#drop();
-      return;
-    }
-    this.#hold(item, item.bound + 1);
+    const bytes = this.#body.write(json, at);
+    this.#checkFits(bytes);
+    return bytes;
   }
 
-  /** Bytes an item takes in a batch; throws when it could never fit. */
-  #cost(json: string): number {
-    const bound = 3 * json.length + 1;
-    if (bound + this.#frame() <= this.#maxBytes) return bound;
-    const cost = Buffer.byteLength(json) + 1;
-    if (cost + this.#frame() > this.#maxBytes) {
+  /** Throws when an item of `bytes` could never fit in a batch. */
+  #checkFits(bytes: number): void {
+    if (this.#frame() + bytes + 1 > this.#maxBytes) {
       throw new InvalidArgumentError(
-        `an item of ${cost - 1} bytes cannot fit in a batch of at most ${this.#maxBytes} bytes`,
+        `an item of ${bytes} bytes cannot fit in a batch of at most ${this.#maxBytes} bytes`,
       );
     }
-    return cost;
   }
 
-  /** Holds an item of `cost` bytes (exact or an upper bound, see {@link #heldBytes}). */
-  #hold(entry: Held, cost: number): void {
-    if (this.#heldBytes + cost + this.#frame() > this.#maxBytes) {
-      // The bounds say it might not fit: decide on exact sizes.
-      if (entry instanceof DeferredItem) entry = entry.serialize();
-      cost = Buffer.byteLength(jsonOf(entry)) + 1;
-      this.#held = materialize(this.#held);
-      this.#heldBytes = 0;
-      for (const held of this.#held) this.#heldBytes += Buffer.byteLength(jsonOf(held)) + 1;
-      if (this.#heldBytes + cost + this.#frame() > this.#maxBytes) this.flush();
+  /**
+   * Makes {@link #body} at least `size` bytes long, keeping what is in use: doubled, but past
+   * `maxBytes` only as far as asked (the held items and one more, each within `maxBytes`).
+   */
+  #reserve(size: number): void {
+    if (size <= this.#body.length) return;
+    const doubled = Math.min(2 * this.#body.length, this.#maxBytes + 1);
+    const grown = Buffer.allocUnsafeSlow(Math.max(doubled, size, 4096));
+    this.#body.copy(grown, 0, 0, this.#used);
+    this.#body = grown;
+  }
+
+  /** Holds the item {@link #write} just wrote (`bytes` long): in this batch, or the next if it would pass `maxBytes`. */
+  #hold(bytes: number, item: Item | undefined): void {
+    let at = this.#used;
+    if (this.#ends.length > 0 && at + bytes + 1 > this.#maxBytes) {
+      // Set aside while the held items leave without it (a listener run by the send may add items).
+      const json = Buffer.from(this.#body.subarray(at, at + bytes));
+      this.flush();
+      at = this.#used;
+      this.#reserve(at + bytes + 1);
+      json.copy(this.#body, at);
     }
-    this.#held.push(entry);
-    this.#heldBytes += cost;
-    if (this.#held.length >= this.#maxItems) {
+    this.#body[at + bytes] = this.#ndjson ? NEWLINE : COMMA;
+    this.#used = at + bytes + 1;
+    if (item !== undefined) {
+      item.index = this.#ends.length;
+      this.#observed.push(item);
+    }
+    this.#ends.push(at + bytes);
+    if (this.#ends.length >= this.#maxItems) {
       this.flush();
     } else if (this.#timer === undefined) {
       // Never holds the process open: close() is how a partial batch is waited for.
@@ -420,19 +432,28 @@ class BatcherImpl implements Batcher {
   flush(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#held.length === 0) return;
-    const items = materialize(this.#held);
-    this.#held = [];
-    this.#heldBytes = 0;
-    for (const item of items) {
-      // From here on the item is part of a request body: its signal can no longer take it out.
-      if (isItem(item)) item.notification.forget();
+    if (this.#ends.length === 0) return;
+    // The body copied out exactly: the buffer is reused for the next batch, and the copy is kept
+    // for a 413 split.
+    const body = Buffer.allocUnsafeSlow(this.#used);
+    this.#body.copy(body, 0, 0, this.#used);
+    if (!this.#ndjson) {
+      body[0] = OPEN;
+      body[this.#used - 1] = CLOSE;
     }
-    this.#send(items);
+    const batch: Batch = { body, ends: this.#ends, observed: this.#observed };
+    this.#used = this.#frame();
+    this.#ends = [];
+    this.#observed = [];
+    for (const item of batch.observed) {
+      // From here on the item is part of a request body: its signal can no longer take it out.
+      item.notification.forget();
+    }
+    this.#send(batch);
   }
 
   pending(): number {
-    return this.#held.length + this.#inFlight;
+    return this.#ends.length + this.#inFlight;
   }
 
   /** Bytes of a JSON array's brackets beyond one separator per item. */
@@ -440,64 +461,90 @@ class BatcherImpl implements Batcher {
     return this.#ndjson ? 0 : 1;
   }
 
-  #send(items: Held[]): void {
-    const jsons = items.map(jsonOf);
-    const body = this.#ndjson ? `${jsons.join('\n')}\n` : `[${jsons.join(',')}]`;
-    let batch: Notification;
+  #send(batch: Batch): void {
+    const { observed } = batch;
+    let request: Notification;
     try {
-      batch = this.#internal.prepare(this.url, { ...this.#init, body });
+      request = this.#internal.prepare(this.url, { ...this.#init, body: batch.body });
     } catch (error) {
       // Only dispatcher-wide settings (httpsOnly, signing) can refuse a batch the constructor accepted.
       const typed = isAfterwardError(error)
         ? error
         : new InvalidArgumentError(String(error), { cause: error });
-      for (const item of items) if (isItem(item)) item.notification.settle('failed', typed);
+      for (const item of observed) item.notification.settle('failed', typed);
       this.#changed();
       return;
     }
-    this.#inFlight += items.length;
+    this.#inFlight += batch.ends.length;
     // Each item reads its batch's state while the batch is on its way ('queued', 'sending', ...).
-    for (const item of items) if (isItem(item)) item.notification.follow(batch, item.attempts);
-    this.#internal.submit(batch);
-    batch.done
-      .then((result) => this.#settle(items, result))
+    for (const item of observed) item.notification.follow(request, item.attempts);
+    this.#internal.submit(request);
+    request.done
+      .then((result) => this.#settle(batch, result))
       .catch((error: unknown) => {
         this.#internal.logger.error({ err: error }, 'afterward: settling a batch failed');
       });
   }
 
-  #settle(items: Held[], result: DeliveryResult): void {
-    this.#inFlight -= items.length;
-    for (const item of items) if (isItem(item)) item.attempts += result.attempts;
+  #settle(batch: Batch, result: DeliveryResult): void {
+    const { observed } = batch;
+    const count = batch.ends.length;
+    this.#inFlight -= count;
+    for (const item of observed) item.attempts += result.attempts;
     const { error } = result;
-    if (
-      result.state === 'failed' &&
-      error instanceof HttpStatusError &&
-      error.status === 413 &&
-      items.length > 1
-    ) {
+    if (result.state === 'failed' && error instanceof HttpStatusError && error.status === 413 && count > 1) {
       // Too large for the receiver: each half goes again as its own batch, with its own id.
-      const half = Math.ceil(items.length / 2);
-      this.#send(items.slice(0, half));
-      this.#send(items.slice(half));
+      const half = Math.ceil(count / 2);
+      this.#send(this.#part(batch, 0, half));
+      this.#send(this.#part(batch, half, count));
       return;
     }
-    for (const item of items) if (isItem(item)) item.notification.settleAs(result, item.attempts);
+    for (const item of observed) item.notification.settleAs(result, item.attempts);
     // Items nobody observes (audit records) settle no handle that would tell.
     this.#changed();
+  }
+
+  /** The items `from` to `to` (exclusive) of a batch, as a batch of their own. */
+  #part(batch: Batch, from: number, to: number): Batch {
+    const { body, ends } = batch;
+    const frame = this.#frame();
+    const start = from === 0 ? frame : (ends[from - 1] as number) + 1;
+    const end = ends[to - 1] as number;
+    const out = Buffer.allocUnsafeSlow(frame + end - start + 1);
+    body.copy(out, frame, start, end);
+    if (this.#ndjson) {
+      out[out.length - 1] = NEWLINE;
+    } else {
+      out[0] = OPEN;
+      out[out.length - 1] = CLOSE;
+    }
+    const shift = frame - start;
+    const observed: Item[] = [];
+    for (const item of batch.observed) {
+      if (item.index < from || item.index >= to) continue;
+      item.index -= from;
+      observed.push(item);
+    }
+    return { body: out, ends: ends.slice(from, to).map((e) => e + shift), observed };
   }
 
   /** Takes a held item out, for its cancel(); false once its batch has left. */
   #unhold(notification: Notification): boolean {
     // Once its batch has left, the item is part of a request body and cannot be taken back.
-    const index = this.#held.findIndex((item) => isItem(item) && item.notification === notification);
-    if (index === -1) return false;
-    this.#held.splice(index, 1);
-    // An upper bound again (exact sizes are measured only when a batch nears maxBytes).
-    this.#heldBytes = 0;
-    for (const held of this.#held)
-      this.#heldBytes += (held instanceof DeferredItem ? held.bound : 3 * jsonOf(held).length) + 1;
-    if (this.#held.length === 0 && this.#timer !== undefined) {
+    const at = this.#observed.findIndex((item) => item.notification === notification);
+    if (at === -1) return false;
+    const { index } = this.#observed[at] as Item;
+    this.#observed.splice(at, 1);
+    for (const item of this.#observed) if (item.index > index) item.index -= 1;
+    // Its bytes and separator are cut out of the body; the items after it move up.
+    const start = index === 0 ? this.#frame() : (this.#ends[index - 1] as number) + 1;
+    const next = (this.#ends[index] as number) + 1;
+    this.#body.copyWithin(start, next, this.#used);
+    this.#used -= next - start;
+    this.#ends.splice(index, 1);
+    for (let i = index; i < this.#ends.length; i++)
+      this.#ends[i] = (this.#ends[i] as number) - (next - start);
+    if (this.#ends.length === 0 && this.#timer !== undefined) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
@@ -555,8 +602,11 @@ export function addUnobserved(batcher: Batcher, item: unknown): void {
   else batcher.add(item);
 }
 
-/** {@link addUnobserved} for an item serialised only when its batch leaves (or nears `maxBytes`). */
-export function addDeferred(batcher: Batcher, item: DeferredItem): void {
-  if (batcher instanceof BatcherImpl) batcher.addDeferred(item);
-  else batcher.add(JSON.parse(item.serialize()));
+/**
+ * {@link addUnobserved} for an item already serialised by trusted code (an audit record made
+ * straight into JSON): it must be one valid JSON document, which is not checked.
+ */
+export function addJson(batcher: Batcher, json: string): void {
+  if (batcher instanceof BatcherImpl) batcher.addJson(json);
+  else batcher.add(JSON.parse(json));
 }
