@@ -29,6 +29,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { core, express as expressAdapter, koa as koaAdapter } from './lib/packages.mjs';
+import { directGet } from './lib/exchange.mjs';
 import { startReceiver } from './lib/receiver.mjs';
 import { goal, median, renderResult } from './lib/report.mjs';
 
@@ -245,7 +246,6 @@ async function startApps(receiverUrl, old, enabled, frameworks) {
  * I/O; here they do not. Returns µs per request for each key.
  */
 export async function handlerOnly({ rounds, perBatch, old, frameworks = FRAMEWORKS }) {
-  const { IncomingMessage, ServerResponse } = await import('node:http');
   const handlers = {};
   const dispatchers = [];
   // `empty`: an empty middleware in the adapter's place, the floor any middleware pays.
@@ -282,12 +282,7 @@ export async function handlerOnly({ rounds, perBatch, old, frameworks = FRAMEWOR
   const batch = async (handler, count) => {
     const cpu = process.cpuUsage();
     for (let i = 0; i < count; i++) {
-      const req = new IncomingMessage(socket);
-      req.method = 'GET';
-      req.url = '/order';
-      req.headers = { host: '127.0.0.1' };
-      req.complete = true;
-      const res = new ServerResponse(req);
+      const { req, res } = directGet(socket);
       const done = handler(req, res);
       // Koa's callback returns a promise: let every 64th settle the ones before it.
       if (done !== undefined && i % 64 === 63) await done;
@@ -314,7 +309,6 @@ export async function handlerOnly({ rounds, perBatch, old, frameworks = FRAMEWOR
  * what the middleware, parking and release add per notification.
  */
 export async function adapterPath({ rounds, perBatch, old, frameworks = FRAMEWORKS }) {
-  const { IncomingMessage, ServerResponse } = await import('node:http');
   const transport = {
     send: async () => ({
       kind: 'response',
@@ -361,12 +355,7 @@ export async function adapterPath({ rounds, perBatch, old, frameworks = FRAMEWOR
     await drain();
     const cpu = process.cpuUsage();
     for (let i = 0; i < count; i++) {
-      const req = new IncomingMessage(socket);
-      req.method = 'GET';
-      req.url = '/order';
-      req.headers = { host: '127.0.0.1' };
-      req.complete = true;
-      const res = new ServerResponse(req);
+      const { req, res } = directGet(socket);
       const done = handler(req, res);
       if (done !== undefined) await done;
       res.emit('finish');

@@ -18,6 +18,7 @@
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { core, express as expressAdapter } from './lib/packages.mjs';
+import { directGet } from './lib/exchange.mjs';
 import { startReceiver } from './lib/receiver.mjs';
 import { goal, median } from './lib/report.mjs';
 import { renderResult } from './lib/report.mjs';
@@ -127,7 +128,6 @@ function variantsOf(items, old) {
  * per round, for each variant.
  */
 async function direct({ receiverUrl, variants, rounds, perWindow }) {
-  const { IncomingMessage, ServerResponse } = await import('node:http');
   const { Socket } = await import('node:net');
   const { default: express } = await import('express');
   const handlers = {};
@@ -149,12 +149,7 @@ async function direct({ receiverUrl, variants, rounds, perWindow }) {
   const window = async (handler) => {
     const cpu = process.cpuUsage();
     for (let i = 0; i < perWindow; i++) {
-      const req = new IncomingMessage(socket);
-      req.method = 'GET';
-      req.url = '/order';
-      req.headers = { host: '127.0.0.1' };
-      req.complete = true;
-      const res = new ServerResponse(req);
+      const { req, res } = directGet(socket);
       handler(req, res);
       res.emit('finish');
       res.emit('close');
