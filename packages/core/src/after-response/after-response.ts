@@ -15,7 +15,7 @@ import type { DeliveryHandle } from '../notification/handle.js';
 import type { HookFn } from './hooks.js';
 import { captureContext, type RunInContext } from '../util/context.js';
 import { checkDuration, checkKeys, DEFAULTS, show } from '../options/options.js';
-import { serializeJson, type SendInit } from '../request/request.js';
+import { stringifyJson, type SendInit } from '../request/request.js';
 
 /** How the client response ended: fully handed to the socket, or cut off by the client. */
 export type ResponseOutcome = 'finished' | 'aborted';
@@ -442,7 +442,7 @@ export class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<T
   #submitWith(notification: Notification, payload: unknown): void {
     if (notification.settled) return;
     try {
-      notification.setBody(serializeJson(payload));
+      notification.setBody(stringifyJson(payload));
     } catch (error) {
       notification.settle('failed', jsonError(error, 'threw'));
       return;

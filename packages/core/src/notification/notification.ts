@@ -304,10 +304,13 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
     };
   }
 
-  /** Replaces the body while still pending (a lazy payload computed after the response). */
-  setBody(body: Buffer): void {
+  /**
+   * Replaces the body while still pending (a lazy payload computed after the response): a string
+   * is kept as given until the first attempt, like the body of any other send.
+   */
+  setBody(body: Buffer | string): void {
     if (this.#state !== 'pending' || this.#target === undefined) return;
-    this.#bytes += body.length - bodyLength(this.#body);
+    this.#bytes += bodyLength(body) - bodyLength(this.#body);
     this.#body = body;
   }
 

@@ -147,7 +147,7 @@ const EMPTY: SendInit = {};
  * Validates and normalises a notification at the call, so a bad URL, header or payload throws in
  * the handler where the bug is, before anything is queued.
  *
- * `json` may be left out here and supplied later through {@link serializeJson} (lazy payloads).
+ * `json` may be left out here and supplied later through {@link stringifyJson} (lazy payloads).
  * With `into`, the result is written there and `into` returned: a caller that takes the request
  * apart at once (the dispatcher) reuses one object rather than making one per call.
  */
@@ -286,11 +286,6 @@ export function bodyLength(body: Buffer | string | null): number {
 /** The body as the bytes a transport sends. */
 export function encodeBody(body: Buffer | string | null): Buffer | null {
   return typeof body === 'string' ? Buffer.from(body) : body;
-}
-
-/** {@link stringifyJson}, as the bytes to send. */
-export function serializeJson(value: unknown): Buffer {
-  return Buffer.from(stringifyJson(value));
 }
 
 /** JSON.stringify with the failures turned into InvalidArgumentError (circular, BigInt, nothing to send). */
