@@ -713,9 +713,55 @@ describe('release when the response closes (no on-finished: one listener on the 
 });
 
 describe('a parked notification on an idle dispatcher (issue 15)', () => {
-  it('starts while the response closes, not a microtask later; a send() handle still reads queued', async () => {
+  it('waits for the coalescing window, then starts with what the other responses released in it, in one turn', async () => {
+    const recording = createRecordingTransport();
+    const starts: Array<{ path: string; at: number; turn: number }> = [];
+    let turn = 0;
+    let spinning: NodeJS.Immediate | undefined;
+    const spin = (): void => {
+      turn++;
+      spinning = setImmediate(spin);
+    };
+    const transport = {
+      send: (...args: Parameters<RecordingTransport['send']>) => {
+        starts.push({ path: args[0].path, at: performance.now(), turn });
+        return recording.send(...args);
+      },
+      close: () => recording.close(),
+    };
+    const dispatcher = createDispatcher({ transport, logger: recordingLogger(), coalesce: 200 });
+    const closed: Array<{ state: string; at: number }> = [];
+    const open: ServerResponse[] = [];
+    const server = createServer((req, res) => {
+      const work = createAfterResponse(res, { dispatcher, describe: (outcome) => ({ outcome }) as Info });
+      const handle = work.fireAndForget(`http://hooks.test${req.url ?? '/'}`, { json: { ok: true } });
+      res.on('close', () => closed.push({ state: handle.state, at: performance.now() }));
+      // Both responses end together, once the second request is in.
+      open.push(res);
+      if (open.length === 2) for (const pending of open) pending.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanup.push(async () => {
+      clearImmediate(spinning);
+      await dispatcher.close();
+      await new Promise((resolve) => server.close(resolve));
+    });
+    spin();
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    await Promise.all([get(`${base}/first`), get(`${base}/second`)]);
+    await waitUntil(() => closed.length === 2 && starts.length === 2, { timeoutMs: 5_000 });
+    // Queued at the close, not started: the window is open.
+    expect(closed.map((c) => c.state)).toEqual(['queued', 'queued']);
+    expect(starts.map((s) => s.path).sort()).toEqual(['/first', '/second']);
+    // Both in the same turn of the event loop, once the window (opened by the first) ended.
+    expect(starts[0]?.turn).toBe(starts[1]?.turn);
+    const firstClose = Math.min(...closed.map((c) => c.at));
+    expect(starts[0]!.at - firstClose).toBeGreaterThanOrEqual(190);
+  });
+
+  it('with coalesce: 0, starts while the response closes, not a microtask later; a send() handle still reads queued', async () => {
     const transport = createRecordingTransport();
-    const dispatcher = createDispatcher({ transport, logger: recordingLogger() });
+    const dispatcher = createDispatcher({ transport, logger: recordingLogger(), coalesce: 0 });
     const states: string[] = [];
     const server = createServer((_req, res) => {
       const work = createAfterResponse(res, { dispatcher, describe: (outcome) => ({ outcome }) as Info });

@@ -97,6 +97,20 @@ describe('process lifetime (child processes on the built package)', () => {
     expect(run.elapsedMs).toBeLessThan(4_000);
   });
 
+  it('parked work released just before the process would end still goes (its coalescing window holds it)', async () => {
+    const receiver = await receiverFor();
+    const run = await runChild([
+      fixture('lifetime-child.mjs'),
+      dist,
+      'parked-then-exit',
+      `${receiver.url}/hook`,
+    ]);
+    expect(run.code).toBe(0);
+    expect(run.lines.map((l) => l['what'])).toContain('response-closed');
+    expect(receiver.requests).toHaveLength(1);
+    expect(receiver.requests[0]?.json()).toEqual({ from: 'parked' });
+  });
+
   it('idle keep-alive sockets do not hold the process open', async () => {
     const receiver = await receiverFor();
     const run = await runChild([fixture('lifetime-child.mjs'), dist, 'idle-keep-alive', receiver.url]);

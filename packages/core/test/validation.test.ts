@@ -120,6 +120,10 @@ const badOptions: Array<[string, unknown]> = [
   ['zero hookConcurrency', { hookConcurrency: 0 }],
   ['zero hookTimeout', { hookTimeout: 0 }],
   ['negative closeTimeout', { closeTimeout: -1 }],
+  ['a negative coalesce window', { coalesce: -1 }],
+  ['a fractional coalesce window', { coalesce: 2.5 }],
+  ['a coalesce window over 1 s', { coalesce: 1_001 }],
+  ['a coalesce window as a string', { coalesce: '20' }],
   ['a transport without send()', { transport: {} }],
   [
     'a transport and a guard together',

@@ -237,6 +237,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       store: this.#store,
       concurrency: resolved.concurrency,
       concurrencyPerOrigin: resolved.concurrencyPerOrigin,
+      coalesce: resolved.coalesce,
       breaker,
       start: (record) => this.#start(record),
     });
@@ -503,7 +504,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     // From send() or a batcher: started in a microtask, so the handle reads 'queued' until the
     // current job ends. Parked work released after its response has no caller that could read it:
     // an idle dispatcher starts it now, without a microtask more per notification.
-    if (from === 'now') this.#scheduler.pumpNow();
+    if (from === 'now') this.#scheduler.coalesce();
     else this.#scheduler.wake();
   }
 

@@ -32,6 +32,7 @@ export interface ResolvedDispatcherOptions {
   logger: Logger;
   httpsOnly: boolean;
   closeTimeout: number;
+  coalesce: number;
   hookConcurrency: number;
   hookTimeout: number;
   breaker: BreakerOptions | undefined;
@@ -64,6 +65,7 @@ const DISPATCHER_KEYS = Object.keys({
   hookConcurrency: true,
   hookTimeout: true,
   closeTimeout: true,
+  coalesce: true,
   store: true,
   backend: true,
   outbox: true,
@@ -189,6 +191,10 @@ export function resolveDispatcherOptions(options: DispatcherOptions): ResolvedDi
     logger: rateLimitLogger(logger, undefined, logUrls),
     httpsOnly: options.httpsOnly ?? false,
     closeTimeout,
+    coalesce:
+      options.coalesce === undefined
+        ? DEFAULTS.coalesce
+        : checkInteger('coalesce', options.coalesce, 0, 1_000),
     hookConcurrency,
     hookTimeout,
     breaker,

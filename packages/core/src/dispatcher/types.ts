@@ -73,6 +73,12 @@ export interface DispatcherOptions {
   /** Default timeout of `close()`. Default 10 s. */
   closeTimeout?: number;
   /**
+   * How long (ms, 0 to 1,000) parked work released after its response waits for more before it
+   * starts, so that the notifications released in that window are sent together: one wake-up of
+   * the process for several answers. `0` starts each at once. `send()` is never held. Default 20.
+   */
+  coalesce?: number;
+  /**
    * Where notifications wait; the in-memory store by default. A store implements
    * {@link NotificationStore} and passes the store contract suite.
    */

@@ -11,8 +11,8 @@ import type { NotificationStore, StoredRecord } from './store.js';
  */
 export interface Clock {
   now(): number;
-  /** A timer that must not hold the process open. */
-  setTimeout(callback: () => void, ms: number): unknown;
+  /** A timer that must not hold the process open, unless `hold` (a short wait for work to start). */
+  setTimeout(callback: () => void, ms: number, hold?: boolean): unknown;
   clearTimeout(handle: unknown): void;
 }
 
@@ -25,9 +25,9 @@ const MAX_IDLE_ORIGINS = 64;
 
 export const systemClock: Clock = {
   now: () => Date.now(),
-  setTimeout(callback, ms) {
+  setTimeout(callback, ms, hold = false) {
     const timer = setTimeout(callback, ms);
-    timer.unref();
+    if (!hold) timer.unref();
     return timer;
   },
   clearTimeout(handle) {
@@ -54,7 +54,15 @@ export interface SchedulerOptions {
   clock?: Clock;
   /** Starts the attempt of an admitted record; the scheduler expects {@link Scheduler.finished} for it. */
   start: (record: StoredRecord) => void;
+  /** How long {@link Scheduler.coalesce} lets work wait for more (ms); 0 starts it at once. */
+  coalesce?: number;
 }
+
+/**
+ * Work waiting in a coalescing window starts at once when this much waits: more would only be a
+ * burst of connections, and a rate this high fills a window in under a millisecond anyway.
+ */
+const COALESCE_MAX = 64;
 
 /**
  * Decides what runs next: takes due records from the store within the global and per-origin
@@ -78,6 +86,8 @@ export class Scheduler {
   readonly #perOrigin = new Map<string, number>();
   #inFlight = 0;
   #pumpScheduled = false;
+  readonly #coalesceMs: number;
+  #coalesceTimer: unknown = undefined;
   #timer: unknown = undefined;
   #timerDue = Infinity;
   #stopped = false;
@@ -89,6 +99,7 @@ export class Scheduler {
     this.#breaker = options.breaker;
     this.#clock = options.clock ?? systemClock;
     this.#start = options.start;
+    this.#coalesceMs = options.coalesce ?? 0;
   }
 
   /** Attempts in flight. */
@@ -113,6 +124,29 @@ export class Scheduler {
   }
 
   /**
+   * Runs the scheduler within the coalescing window: for work whose caller is gone (parked work
+   * released after its response), which then starts together with whatever else is released in
+   * the window. Their requests leave in one turn of the event loop and their answers come back
+   * close together, so the process wakes once for several where it woke once per notification:
+   * at 2,000 req/s, about 10 % less CPU per notification with a 20 ms window (bench/notify-pair.mjs).
+   * The timer holds the process open for the window: work released just before an exit still goes.
+   */
+  coalesce(): void {
+    if (this.#stopped) return;
+    if (this.#coalesceMs === 0 || this.#store.waiting >= COALESCE_MAX) {
+      this.pumpNow();
+      return;
+    }
+    if (this.#coalesceTimer !== undefined || this.#pumpScheduled) return;
+    this.#coalesceTimer = this.#clock.setTimeout(this.#coalesceTask, this.#coalesceMs, true);
+  }
+
+  readonly #coalesceTask = (): void => {
+    this.#coalesceTimer = undefined;
+    this.#pump();
+  };
+
+  /**
    * An attempt to `origin` ended: frees its slots and records its outcome with the breaker. The
    * caller wakes the scheduler once it has applied the outcome (a retry due now goes back first).
    */
@@ -131,6 +165,7 @@ export class Scheduler {
   stop(): void {
     this.#stopped = true;
     this.#disarm();
+    this.#endCoalescing();
   }
 
   readonly #pumpTask = (): void => this.#pump();
@@ -138,6 +173,8 @@ export class Scheduler {
   #pump(): void {
     this.#pumpScheduled = false;
     if (this.#stopped) return;
+    // Whatever ran the scheduler took what waits in the window too.
+    this.#endCoalescing();
     if (this.#inFlight < this.#concurrency && this.#store.waiting > 0) {
       const taken = this.#store.take(this.#clock.now(), (record) => {
         if (this.#inFlight >= this.#concurrency) return 'stop';
@@ -175,6 +212,12 @@ export class Scheduler {
       },
       Math.max(0, due - this.#clock.now()),
     );
+  }
+
+  #endCoalescing(): void {
+    if (this.#coalesceTimer === undefined) return;
+    this.#clock.clearTimeout(this.#coalesceTimer);
+    this.#coalesceTimer = undefined;
   }
 
   #disarm(): void {
