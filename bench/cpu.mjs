@@ -45,7 +45,7 @@ const self = new URL(import.meta.url);
 //   installed  the afterward middleware installed, the route parks nothing
 //   audit      auditLog() (batched) in front of the same route (Express)
 
-async function appProcess({ framework, variant, receiverUrl }) {
+async function appProcess({ framework, variant, receiverUrl, options = {} }) {
   const { createServer } = await import('node:http');
   const target = new URL(receiverUrl);
   let served = 0;
@@ -77,7 +77,8 @@ async function appProcess({ framework, variant, receiverUrl }) {
   let dispatcher;
   if (variant === 'afterward' || variant === 'installed' || variant === 'audit') {
     const { createDispatcher } = await core();
-    dispatcher = createDispatcher({ logger: silent });
+    // `options`: dispatcher options of a variant (bench/notify-pair.mjs's `--coalesce`).
+    dispatcher = createDispatcher({ logger: silent, ...options });
   }
 
   let handler;

@@ -9,6 +9,7 @@
 //
 //   node bench/notify-pair.mjs [--rounds 12] [--rate 2000] [--window 1500]
 //     [--frameworks express,koa]
+//     [--coalesce N]  the afterward app's `coalesce` window in ms (default: the dispatcher's, 20)
 //     [--old /path]   also an afterward app built from another checkout (a directory with
 //                     packages/*/dist and their node_modules), in the same windows: A/B of builds
 //     [--smoke]
@@ -40,6 +41,7 @@ export async function run({
   windowMs,
   frameworks = ['express', 'koa'],
   old,
+  coalesce,
 }) {
   rounds ??= smoke ? 2 : 12;
   windowMs ??= smoke ? 300 : 1_500;
@@ -54,6 +56,7 @@ export async function run({
           framework,
           variant: variant === 'old' ? 'afterward' : variant,
           receiverUrl: receiver.url,
+          options: variant === 'afterward' && coalesce !== undefined ? { coalesce } : {},
         };
         apps[`${framework}:${variant}`] = await spawnRpc(cpuBench, {
           args: ['--app', JSON.stringify(app)],
@@ -127,7 +130,8 @@ export async function run({
         note:
           `Process CPU time (user + system) of each app process per request, ${rounds} rounds of ${windowMs / 1000} s ` +
           `at an even ${rate} req/s (open loop, undici, its own process) to each app at the same time; one ` +
-          `notification per request to a receiver (204) in its own process; a window ends once every ` +
+          `notification per request to a receiver (204) in its own process; afterward at its defaults` +
+          `${coalesce === undefined ? '' : ` but coalesce: ${coalesce}`}; a window ends once every ` +
           `notification of it was answered. "added" is the app minus the plain app of the same window.`,
         headers: ['measured', 'CPU per request', 'ratio'],
         rows,
@@ -156,6 +160,7 @@ if (main) {
     windowMs: arg('window') === undefined ? undefined : Number(arg('window')),
     frameworks: arg('frameworks', 'express,koa').split(','),
     old: arg('old'),
+    coalesce: arg('coalesce') === undefined ? undefined : Number(arg('coalesce')),
   });
   for (const table of tables) console.log(renderResult(table));
 }
