@@ -109,7 +109,7 @@ export class Lifecycle implements NotificationLifecycle {
 
   cancelling(notification: Notification): boolean {
     if (!this.#isLive(notification)) return false;
-    if (!notification.inFlight) this.#store.remove(notification.key);
+    if (!notification.inFlight) this.#store.remove(notification);
     return true;
   }
 

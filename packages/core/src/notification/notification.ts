@@ -8,6 +8,7 @@ import {
 } from '../request/request.js';
 import type { AsyncResource } from 'node:async_hooks';
 import type { SettleOutcome, StoredRecord } from '../queue/store.js';
+import { kStoreSlot } from '../queue/memory-store.js';
 import {
   FINAL,
   type DeliveryHandle,
@@ -119,6 +120,8 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   readonly key: string;
   [kLivePrev]: Notification | undefined = undefined;
   [kLiveNext]: Notification | undefined = undefined;
+  /** The memory store's bookkeeping (see {@link kStoreSlot}), declared so the shape stays fixed. */
+  [kStoreSlot] = 0;
   /** The async context of the call that made it: its attempts run there (undefined: revived). */
   context: AsyncResource | undefined = undefined;
   readonly id: string;
