@@ -36,85 +36,103 @@ function slotOf(record: Held): number {
   return record[kStoreSlot] ?? 0;
 }
 
-/** A FIFO with O(1) shift that reuses its array. */
+/**
+ * A FIFO in a ring that doubles when full. An array pushed at the back and sliced from the front
+ * was about 90 bytes of garbage per put under a full queue (the grown and sliced copies), and a
+ * copy of 10,000 slots is a large object that young collections promote.
+ */
 class Fifo<T> {
-  #items: T[] = [];
+  /** The ring: its length is 0 or a power of two. */
+  #items: Array<T | undefined> = [];
   #head = 0;
+  #length = 0;
   get length(): number {
-    return this.#items.length - this.#head;
+    return this.#length;
   }
   push(item: T): void {
-    this.#items.push(item);
+    if (this.#length === this.#items.length) this.#grow();
+    const items = this.#items;
+    items[(this.#head + this.#length) & (items.length - 1)] = item;
+    this.#length++;
   }
   peek(): T | undefined {
-    return this.#items[this.#head];
+    return this.#length === 0 ? undefined : this.#items[this.#head];
   }
   shift(): T | undefined {
-    if (this.#head >= this.#items.length) return undefined;
-    const item = this.#items[this.#head];
-    this.#items[this.#head++] = undefined as T;
-    if (this.#head === this.#items.length) {
-      // Empty: start over in the same array.
-      this.#items.length = 0;
+    if (this.#length === 0) return undefined;
+    const items = this.#items;
+    const item = items[this.#head];
+    items[this.#head] = undefined;
+    this.#head = (this.#head + 1) & (items.length - 1);
+    if (--this.#length === 0) {
       this.#head = 0;
-    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-      this.#items = this.#items.slice(this.#head);
-      this.#head = 0;
+      // Empty after a burst: let the large ring go.
+      if (items.length > SMALL_RING) this.#items = [];
     }
     return item;
   }
+  /** Empties the FIFO. */
+  clear(): void {
+    if (this.#length === 0) return;
+    this.#items = [];
+    this.#head = 0;
+    this.#length = 0;
+  }
+  #grow(): void {
+    const old = this.#items;
+    const size = old.length;
+    const items = new Array<T | undefined>(size === 0 ? 16 : size * 2);
+    for (let i = 0; i < this.#length; i++) items[i] = old[(this.#head + i) & (size - 1)];
+    this.#items = items;
+    this.#head = 0;
+  }
 }
 
+/** A ring longer than this is dropped once empty. */
+const SMALL_RING = 1024;
+
 /**
- * Waiting records in arrival order, each with the stamp it had when it arrived, kept flat (record,
- * stamp, record, stamp, ...): no object per arrival. A position is stale once its record was taken,
- * forgotten or arrived again (a retry) since; stale positions are skipped lazily.
+ * Waiting records in arrival order, each with the stamp it had when it arrived, in two rings moved
+ * together: no object per arrival. A position is stale once its record was taken, forgotten or
+ * arrived again (a retry) since; stale positions are skipped lazily.
  */
 class Arrivals {
-  #items: Array<Held | number> = [];
-  #head = 0;
+  #records = new Fifo<Held>();
+  #stamps = new Fifo<number>();
   get length(): number {
-    return (this.#items.length - this.#head) / 2;
+    return this.#records.length;
   }
   push(record: Held, stamp: number): void {
-    this.#items.push(record, stamp);
+    this.#records.push(record);
+    this.#stamps.push(stamp);
   }
   /** Forgets every position: all are stale (nothing waits). */
   clear(): void {
-    if (this.#items.length === 0) return;
-    this.#items.length = 0;
-    this.#head = 0;
+    this.#records.clear();
+    this.#stamps.clear();
   }
   /** The oldest record still waiting since the arrival recorded here. */
   oldest(): Held | undefined {
-    const items = this.#items;
-    while (this.#head < items.length) {
-      const record = items[this.#head] as Held;
-      if (slotOf(record) === items[this.#head + 1]) return record;
-      items[this.#head] = 0;
-      this.#head += 2;
-      if (this.#head > 2048 && this.#head * 2 > items.length) {
-        // Mostly consumed: let the front go (the array would otherwise only grow).
-        this.#items = items.slice(this.#head);
-        this.#head = 0;
-        return this.oldest();
+    for (;;) {
+      const record = this.#records.peek();
+      if (record === undefined || slotOf(record) === this.#stamps.peek()) return record;
+      this.#records.shift();
+      this.#stamps.shift();
+    }
+  }
+  /** Drops every stale position (they outnumber the waiting records), keeping the order. */
+  compact(): void {
+    const records = new Fifo<Held>();
+    const stamps = new Fifo<number>();
+    for (let record = this.#records.shift(); record !== undefined; record = this.#records.shift()) {
+      const stamp = this.#stamps.shift() as number;
+      if (slotOf(record) === stamp) {
+        records.push(record);
+        stamps.push(stamp);
       }
     }
-    this.#items = [];
-    this.#head = 0;
-    return undefined;
-  }
-  /** Drops every stale position (they outnumber the waiting entries), keeping the order. */
-  compact(): void {
-    const items = this.#items;
-    const kept: Array<Held | number> = [];
-    for (let i = this.#head; i < items.length; i += 2) {
-      const record = items[i] as Held;
-      const stamp = items[i + 1] as number;
-      if (slotOf(record) === stamp) kept.push(record, stamp);
-    }
-    this.#items = kept;
-    this.#head = 0;
+    this.#records = records;
+    this.#stamps = stamps;
   }
 }
 
