@@ -77,6 +77,9 @@ describe('bounded queue', () => {
     expect(b.state).toBe('dropped');
     expect(b.error).toBeInstanceOf(DroppedError);
     expect(b.error?.code).toBe('AFTERWARD_ERR_DROPPED');
+    // Made when first read (nobody reads most in a storm), and the same error on every read.
+    expect(b.error?.message).toBe('queue full: dropped the oldest to make room');
+    expect(b.error).toBe(b.error);
     expect([c.state, d.state]).toEqual(['queued', 'queued']);
     expect(dropped.map((e) => e.id)).toEqual([b.id]);
     expect(dispatcher.stats()).toMatchObject({ dropped: 1, queued: 2, inFlight: 1 });
