@@ -91,6 +91,25 @@ describe('bounded queue', () => {
     expect((await b.done).state).toBe('dropped');
   });
 
+  it("settles every evicted notification 'dropped' when a 'dropped' listener sends again", async () => {
+    // The store reuses its answer from put to put: a send from the listener must not make the
+    // dispatcher lose the second of two notifications one put evicted.
+    const base = overhead();
+    const { dispatcher } = held({ maxQueued: 100, maxQueuedBytes: 3 * base + 30 });
+    const a = dispatcher.send(URL_A, { body: 'a' });
+    await inFlight(a);
+    const b = dispatcher.send(URL_A, { body: 'b' });
+    const c = dispatcher.send(URL_A, { body: 'c' });
+    const again: DeliveryHandle[] = [];
+    dispatcher.once('dropped', () => void again.push(dispatcher.send(URL_A, { body: 'e' })));
+    // Needs the room of both b and c: two evicted by one put, and the listener's send evicts d.
+    const d = dispatcher.send(URL_A, { body: 'd'.repeat(base + 10) });
+    expect([b.state, c.state]).toEqual(['dropped', 'dropped']);
+    expect(d.state).toBe('dropped');
+    expect(again.map((handle) => handle.state)).toEqual(['queued']);
+    expect(dispatcher.stats()).toMatchObject({ dropped: 3, queued: 1, inFlight: 1 });
+  });
+
   it("drops the newcomer with 'drop-newest'", async () => {
     const { dispatcher, dropped } = held({ maxQueued: 2, overflow: 'drop-newest' });
     const a = dispatcher.send(URL_A);

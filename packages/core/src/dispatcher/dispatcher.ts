@@ -494,18 +494,23 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       return;
     }
     notification.release(result.persisted);
+    // Read before any is settled: a listener of 'dropped' may send, and the store reuses the
+    // array for that put (see PutResult).
     const { evicted } = result;
-    for (let i = 0; i < evicted.length; i++) {
-      const record = evicted[i] as StoredRecord;
-      // The memory store hands back the notification it was given: no lookup by key.
-      const dropped = record instanceof Notification ? record : this.#lifecycle.find(record.key);
-      dropped?.settle('dropped', DROPPED_OLDEST);
-    }
+    if (evicted.length === 1) this.#drop(evicted[0] as StoredRecord);
+    else if (evicted.length > 1) for (const record of evicted.slice()) this.#drop(record);
     // From send() or a batcher: started in a microtask, so the handle reads 'queued' until the
     // current job ends. Parked work released after its response has no caller that could read it:
     // an idle dispatcher starts it now, without a microtask more per notification.
     if (from === 'now') this.#scheduler.pumpNow();
     else this.#scheduler.wake();
+  }
+
+  /** Settles a record the store evicted to make room (drop-oldest). */
+  #drop(record: StoredRecord): void {
+    // The memory store hands back the notification it was given: no lookup by key.
+    const dropped = record instanceof Notification ? record : this.#lifecycle.find(record.key);
+    dropped?.settle('dropped', DROPPED_OLDEST);
   }
 
   /**

@@ -48,7 +48,11 @@ export interface StoredRecord {
 export type PutResult =
   | {
       accepted: true;
-      /** Waiting records dropped to make room (`'drop-oldest'`); the dispatcher settles them `'dropped'`. */
+      /**
+       * Waiting records dropped to make room (`'drop-oldest'`); the dispatcher settles them
+       * `'dropped'`. The memory store reuses this array (and the result) from put to put: read
+       * it before anything that could put again.
+       */
       evicted: StoredRecord[];
       /** Resolves once the record is durable; none means at once (`handle.persisted`). */
       persisted?: Promise<void>;
