@@ -203,6 +203,8 @@ export class MemoryStore implements NotificationStore {
   #size = 0;
   /** Records waiting (ready or delayed), not leased. */
   #waiting = 0;
+  /** Bytes of the records waiting. */
+  #waitingBytes = 0;
   /**
    * Waiting records in arrival order, for drop-oldest: a FIFO with lazy deletion finds the oldest
    * in O(1). (A Map whose first entries were deleted keeps them as holes until it rehashes, so
@@ -252,6 +254,14 @@ export class MemoryStore implements NotificationStore {
       if (record.bytes > maxQueuedBytes)
         return { accepted: false, reason: 'too-large', maxBytes: maxQueuedBytes };
       if (overflow !== 'drop-oldest') return { accepted: false, reason: 'full' };
+      // What is leased alone leaves no room: evicting the waiting would not help, and would lose
+      // them (a refused put reports no evictions).
+      if (
+        this.#size - this.#waiting >= this.#limits.maxQueued ||
+        this.#bytes - this.#waitingBytes + record.bytes > maxQueuedBytes
+      ) {
+        return { accepted: false, reason: 'full' };
+      }
       while (!this.#fits(record.bytes)) {
         const oldest = this.#arrivals.oldest();
         if (oldest === undefined) break;
@@ -261,8 +271,6 @@ export class MemoryStore implements NotificationStore {
       }
       // Trimmed in place; never to 0, which would let its backing store go (a new one per put).
       if (evicted !== undefined && evicted.length !== count) evicted.length = count;
-      // Everything left is in flight: the newcomer is the one that cannot fit.
-      if (!this.#fits(record.bytes)) return { accepted: false, reason: 'full' };
     }
     this.#size++;
     this.#bytes += record.bytes;
@@ -292,6 +300,7 @@ export class MemoryStore implements NotificationStore {
         fifo.shift();
         record[kStoreSlot] = LEASED;
         this.#waiting--;
+        this.#waitingBytes -= record.bytes;
         taken.push(record);
         progress = true;
         // Rotate: the origin just served goes to the back of the round (with one origin there is
@@ -355,6 +364,7 @@ export class MemoryStore implements NotificationStore {
     // 1,024 puts, the usual case when each notification is taken as soon as it arrives.
     if (this.#waiting === 0) this.#arrivals.clear();
     this.#waiting++;
+    this.#waitingBytes += record.bytes;
     const stamp = this.#arrivalCount === MAX_STAMP ? 1 : this.#arrivalCount + 1;
     this.#arrivalCount = stamp;
     record[kStoreSlot] = stamp;
@@ -388,7 +398,10 @@ export class MemoryStore implements NotificationStore {
   }
 
   #forget(record: Held): void {
-    if (slotOf(record) > 0) this.#waiting--;
+    if (slotOf(record) > 0) {
+      this.#waiting--;
+      this.#waitingBytes -= record.bytes;
+    }
     // Positions still held by a FIFO, the heap or the arrivals are skipped there lazily.
     record[kStoreSlot] = 0;
     this.#size--;
