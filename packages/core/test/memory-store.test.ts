@@ -48,7 +48,10 @@ describe('memory store, drop-oldest when what is leased leaves no room', () => {
     store.put(waiting);
     // 60 bytes leased: even with the waiting record gone, 50 more would not fit. Evicting it
     // anyway lost it (never reported as evicted, so its handle stayed 'queued').
-    expect(store.put(new TestRecord('big', 'https://a.example', 50))).toEqual({ accepted: false, reason: 'full' });
+    expect(store.put(new TestRecord('big', 'https://a.example', 50))).toEqual({
+      accepted: false,
+      reason: 'full',
+    });
     expect([store.size, store.waiting, store.bytes]).toEqual([2, 1, 80]);
     expect(store.take(Date.now(), () => 'take')).toEqual([waiting]);
   });

@@ -99,7 +99,13 @@ describe('the notification object itself', () => {
     retried: () => undefined,
     cancelling: () => true,
   };
-  const defaults = { timeout: DEFAULTS.timeout, retry: DEFAULTS.retry, headers: [], userAgent: 'x', canSign: false };
+  const defaults = {
+    timeout: DEFAULTS.timeout,
+    retry: DEFAULTS.retry,
+    headers: [],
+    userAgent: 'x',
+    canSign: false,
+  };
 
   it('is one object of at most 170 bytes, also after a retry waited a delay with a fraction', () => {
     // One request for all: what the notification shares with the sends before it is shared, so

@@ -378,7 +378,8 @@ export function withIdHeaders(headers: readonly string[], id: string): string[] 
 export function idHeaderBytes(headers: readonly string[], idLength: number): number {
   const missing = missingIdHeaders(headers);
   return (
-    ((missing & WEBHOOK_ID) !== 0 ? 10 + idLength : 0) + ((missing & IDEMPOTENCY_KEY) !== 0 ? 15 + idLength : 0)
+    ((missing & WEBHOOK_ID) !== 0 ? 10 + idLength : 0) +
+    ((missing & IDEMPOTENCY_KEY) !== 0 ? 15 + idLength : 0)
   );
 }
 
