@@ -79,6 +79,34 @@ describe('memory held per queued notification', () => {
     expect(perNotification).toBeLessThan(260);
   });
 
+  it('holds as little per queued notification when sends alternate between two URLs', async () => {
+    // What a notification shares with other sends is found among the few made last, not only the
+    // last one: alternating URLs made a target and a shape per notification (about 100 bytes).
+    const d = createDispatcher({ transport: stuck(), concurrency: 1, logger: silent });
+    dispatcher = d;
+    const init: SendInit = { body: BODY, headers: { 'content-type': 'application/json' } };
+    const urls = [URL, 'http://127.0.0.1:9/other'];
+    for (let i = 0; i < 300; i++) d.send(urls[i % 2] as string, init);
+    await turn();
+    const perNotification = await heldPerNotification((i) => d.send(urls[i % 2] as string, init), 5_000);
+    expect(d.stats().queued).toBe(5_299);
+    expect(perNotification).toBeLessThan(260);
+  });
+
+  it('leaves a closed dispatcher collectable: what notifications share is not kept for it', async () => {
+    const ref = await (async () => {
+      const d = createDispatcher({ transport: stuck(), logger: silent });
+      // Cancelled at the call: made (with its shape), never attempted.
+      expect(d.send(URL, { body: 'x', signal: AbortSignal.abort() }).state).toBe('cancelled');
+      await d.close({ timeout: 0 });
+      return new WeakRef(d);
+    })();
+    await turn();
+    gc();
+    gc();
+    expect(ref.deref()).toBeUndefined();
+  });
+
   it('holds under 520 bytes per queued notification with a json payload of its own', async () => {
     const d = createDispatcher({ transport: stuck(), concurrency: 1, logger: silent });
     dispatcher = d;

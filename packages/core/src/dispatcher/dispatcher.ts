@@ -5,7 +5,7 @@ import { Deadlines, type Deadline } from '../attempt/deadlines.js';
 import { HookRunner } from '../after-response/hooks.js';
 import type { DeliveryHandle } from '../notification/handle.js';
 import { fromNotificationJson, nextLocalKey, type NotificationJson } from '../notification/json.js';
-import { LazyError, Notification } from '../notification/notification.js';
+import { forgetShapes, LazyError, Notification } from '../notification/notification.js';
 import { checkDuration, DEFAULTS } from '../options/options.js';
 import { breakerOutcome, OriginBreakers } from '../policy/breaker.js';
 import { decide, type DecideContext } from '../policy/decide.js';
@@ -380,6 +380,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     }
     cancelled = Math.max(0, cancelled - kept);
     cancelled += this.#hooks.cancelAll(reason);
+    forgetShapes(this.#lifecycle);
     this.#scheduler.stop();
     await this.#transport.close().catch((error: unknown) => {
       this.#logger.error({ err: error }, 'afterward: transport close failed');

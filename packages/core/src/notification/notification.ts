@@ -507,11 +507,20 @@ const NO_SETTINGS: Settings = {
   retry: DEFAULTS.retry,
   sign: false,
 };
-let lastTarget: Target | undefined;
 let lastSettings: Settings = NO_SETTINGS;
-let lastShape: Shape | undefined;
 
-/** The shape with these parts: the last one made when the same. */
+/**
+ * The shapes and targets made last, a few of each: sends that alternate between a few URLs, or
+ * between send() and a batcher's add(), find theirs here rather than making one per call (which
+ * each queued notification would then hold).
+ */
+const RECENT = 4;
+const shapes: Array<Shape | undefined> = new Array<Shape | undefined>(RECENT).fill(undefined);
+let nextShape = 0;
+const targets: Array<Target | undefined> = new Array<Target | undefined>(RECENT).fill(undefined);
+let nextTarget = 0;
+
+/** The shape with these parts: one made recently when the same. */
 function shape(
   lifecycle: NotificationLifecycle,
   target: Target | undefined,
@@ -519,34 +528,50 @@ function shape(
   headers: string[],
   settings: Settings,
 ): Shape {
-  const last = lastShape;
-  if (
-    last !== undefined &&
-    last.lifecycle === lifecycle &&
-    last.target === target &&
-    last.method === method &&
-    last.headers === headers &&
-    last.settings === settings
-  ) {
-    return last;
+  for (let i = 0; i < RECENT; i++) {
+    const made = shapes[i];
+    if (
+      made !== undefined &&
+      made.lifecycle === lifecycle &&
+      made.target === target &&
+      made.method === method &&
+      made.headers === headers &&
+      made.settings === settings
+    ) {
+      return made;
+    }
   }
-  lastShape = { lifecycle, target, method, headers, settings };
-  return lastShape;
+  const made: Shape = { lifecycle, target, method, headers, settings };
+  shapes[nextShape] = made;
+  nextShape = (nextShape + 1) % RECENT;
+  return made;
 }
 
-/** The request's target: the last one made when the same (most sends go to a few URLs). */
+/**
+ * Forgets the recent shapes that report to `lifecycle` (a dispatcher or batcher that closed), so
+ * that module state does not keep it reachable.
+ */
+export function forgetShapes(lifecycle: NotificationLifecycle): void {
+  for (let i = 0; i < RECENT; i++) if (shapes[i]?.lifecycle === lifecycle) shapes[i] = undefined;
+}
+
+/** The request's target: one made recently when the same (most sends go to a few URLs). */
 function target(request: NormalizedRequest): Target {
-  const last = lastTarget;
-  if (
-    last !== undefined &&
-    last.url === request.url &&
-    last.path === request.path &&
-    last.origin === request.origin
-  ) {
-    return last;
+  for (let i = 0; i < RECENT; i++) {
+    const made = targets[i];
+    if (
+      made !== undefined &&
+      made.url === request.url &&
+      made.path === request.path &&
+      made.origin === request.origin
+    ) {
+      return made;
+    }
   }
-  lastTarget = { url: request.url, origin: request.origin, path: request.path };
-  return lastTarget;
+  const made: Target = { url: request.url, origin: request.origin, path: request.path };
+  targets[nextTarget] = made;
+  nextTarget = (nextTarget + 1) % RECENT;
+  return made;
 }
 
 /** The request's settings: the last ones made when the same (most sends take the defaults). */
