@@ -71,10 +71,12 @@ class Fifo<T> {
     }
     return item;
   }
-  /** Empties the FIFO. */
+  /** Empties the FIFO: in place while the ring is small (no new one on the next push). */
   clear(): void {
     if (this.#length === 0) return;
-    this.#items = [];
+    const items = this.#items;
+    if (items.length > SMALL_RING) this.#items = [];
+    else for (let i = 0; i < this.#length; i++) items[(this.#head + i) & (items.length - 1)] = undefined;
     this.#head = 0;
     this.#length = 0;
   }
