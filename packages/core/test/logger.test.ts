@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { rateLimitLogger } from '../src/util/logger.js';
+import { kLazyWarn, rateLimitLogger, type LazyWarn, type Logger } from '../src/util/logger.js';
 import { recordingLogger, waitUntil } from '../../../test/support/index.js';
 
 describe('rateLimitLogger', () => {
@@ -12,6 +12,22 @@ describe('rateLimitLogger', () => {
     expect(target.lines).toEqual([{ level: 'warn', obj: { i: 0 }, msg: 'dropped' }]);
     // The storm ended inside the window; its count must still come out, with the newest line.
     await waitUntil(() => target.lines.length === 2, { timeoutMs: 2_000 });
+    expect(target.lines[1]).toEqual({ level: 'warn', obj: { i: 99, suppressed: 99 }, msg: 'dropped' });
+  });
+
+  it('builds a lazy line only when it is written: the first of a storm, and the newest when the window closes', async () => {
+    const target = recordingLogger();
+    const logger = rateLimitLogger(target, 50) as Logger & { [kLazyWarn]: LazyWarn };
+    const built: number[] = [];
+    const build = (i: number): object => {
+      built.push(i);
+      return { i };
+    };
+    for (let i = 0; i < 100; i++) logger[kLazyWarn]('dropped', build, i);
+    expect(built).toEqual([0]);
+    expect(target.lines).toEqual([{ level: 'warn', obj: { i: 0 }, msg: 'dropped' }]);
+    await waitUntil(() => target.lines.length === 2, { timeoutMs: 2_000 });
+    expect(built).toEqual([0, 99]);
     expect(target.lines[1]).toEqual({ level: 'warn', obj: { i: 99, suppressed: 99 }, msg: 'dropped' });
   });
 

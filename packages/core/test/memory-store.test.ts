@@ -38,3 +38,21 @@ describe('memory store, drop-oldest over a long storm', () => {
     expect([store.size, store.waiting]).toEqual([9, 0]);
   });
 });
+
+describe('memory store, drop-oldest when what is leased leaves no room', () => {
+  it('refuses the newcomer without evicting waiting records that would not make room', () => {
+    const store = createMemoryStore({ maxQueued: 10, maxQueuedBytes: 100, overflow: 'drop-oldest' });
+    store.put(new TestRecord('leased', 'https://a.example', 60));
+    store.take(Date.now(), () => 'take');
+    const waiting = new TestRecord('waiting', 'https://a.example', 20);
+    store.put(waiting);
+    // 60 bytes leased: even with the waiting record gone, 50 more would not fit. Evicting it
+    // anyway lost it (never reported as evicted, so its handle stayed 'queued').
+    expect(store.put(new TestRecord('big', 'https://a.example', 50))).toEqual({
+      accepted: false,
+      reason: 'full',
+    });
+    expect([store.size, store.waiting, store.bytes]).toEqual([2, 1, 80]);
+    expect(store.take(Date.now(), () => 'take')).toEqual([waiting]);
+  });
+});

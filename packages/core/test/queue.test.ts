@@ -77,6 +77,9 @@ describe('bounded queue', () => {
     expect(b.state).toBe('dropped');
     expect(b.error).toBeInstanceOf(DroppedError);
     expect(b.error?.code).toBe('AFTERWARD_ERR_DROPPED');
+    // Made when first read (nobody reads most in a storm), and the same error on every read.
+    expect(b.error?.message).toBe('queue full: dropped the oldest to make room');
+    expect(b.error).toBe(b.error);
     expect([c.state, d.state]).toEqual(['queued', 'queued']);
     expect(dropped.map((e) => e.id)).toEqual([b.id]);
     expect(dispatcher.stats()).toMatchObject({ dropped: 1, queued: 2, inFlight: 1 });
@@ -86,6 +89,25 @@ describe('bounded queue', () => {
     const results = await Promise.all([a.done, c.done, d.done]);
     expect(results.map((r) => r.state)).toEqual(['delivered', 'delivered', 'delivered']);
     expect((await b.done).state).toBe('dropped');
+  });
+
+  it("settles every evicted notification 'dropped' when a 'dropped' listener sends again", async () => {
+    // The store reuses its answer from put to put: a send from the listener must not make the
+    // dispatcher lose the second of two notifications one put evicted.
+    const base = overhead();
+    const { dispatcher } = held({ maxQueued: 100, maxQueuedBytes: 3 * base + 30 });
+    const a = dispatcher.send(URL_A, { body: 'a' });
+    await inFlight(a);
+    const b = dispatcher.send(URL_A, { body: 'b' });
+    const c = dispatcher.send(URL_A, { body: 'c' });
+    const again: DeliveryHandle[] = [];
+    dispatcher.once('dropped', () => void again.push(dispatcher.send(URL_A, { body: 'e' })));
+    // Needs the room of both b and c: two evicted by one put, and the listener's send evicts d.
+    const d = dispatcher.send(URL_A, { body: 'd'.repeat(base + 10) });
+    expect([b.state, c.state]).toEqual(['dropped', 'dropped']);
+    expect(d.state).toBe('dropped');
+    expect(again.map((handle) => handle.state)).toEqual(['queued']);
+    expect(dispatcher.stats()).toMatchObject({ dropped: 3, queued: 1, inFlight: 1 });
   });
 
   it("drops the newcomer with 'drop-newest'", async () => {

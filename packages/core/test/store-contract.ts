@@ -148,12 +148,15 @@ export function storeContract(
 
     it('removes waiting records only', async () => {
       const store = await open();
-      store.put(new TestRecord('1'));
-      store.put(new TestRecord('2', 'https://b.example'));
+      const one = new TestRecord('1');
+      const two = new TestRecord('2', 'https://b.example');
+      store.put(one);
+      store.put(two);
       store.take(Date.now(), (record) => (record.key === '1' ? 'take' : 'skip-origin'));
-      expect(store.remove('1')).toBe(false);
-      expect(store.remove('2')).toBe(true);
-      expect(store.remove('2')).toBe(false);
+      expect(store.remove(one)).toBe(false);
+      expect(store.remove(two)).toBe(true);
+      expect(store.remove(two)).toBe(false);
+      expect(store.remove(new TestRecord('3'))).toBe(false);
       expect([store.size, store.waiting]).toEqual([1, 0]);
       await store.close();
     });

@@ -60,9 +60,9 @@ function recordingStore(
       calls.push(['settle', record.key, { state, status, errorCode, errorMessage }]);
       inner.settle(record, outcome);
     },
-    remove(key) {
-      calls.push(['remove', key]);
-      return inner.remove(key);
+    remove(record) {
+      calls.push(['remove', record.key]);
+      return inner.remove(record);
     },
     nextDueAt: () => inner.nextDueAt(),
     get size() {

@@ -239,12 +239,12 @@ export class SqliteOutbox implements NotificationStore {
         enqueued = this.db.enqueue({ bodyBytes, json: () => record.json() }, lease);
       }
     } catch (error) {
-      store.remove(record.key);
+      store.remove(record);
       throw error;
     }
     if (!enqueued.accepted) {
       // The file's bound (all processes together): refused, so never acknowledged.
-      store.remove(record.key);
+      store.remove(record);
       return enqueued;
     }
     this.#storageKeys.set(record.key, key);
@@ -313,9 +313,9 @@ export class SqliteOutbox implements NotificationStore {
     }
   }
 
-  remove(key: string): boolean {
-    if (!this.#store.remove(key)) return false;
-    const storageKey = this.#forget(key);
+  remove(record: StoredRecord): boolean {
+    if (!this.#store.remove(record)) return false;
+    const storageKey = this.#forget(record.key);
     // Cancelled while waiting: gone, unless close() is keeping what is left for the next start.
     if (storageKey !== undefined && !this.#keeping) {
       this.db.queue({ kind: 'complete', key: storageKey });

@@ -16,7 +16,7 @@ import {
   isAfterwardError,
 } from '../util/errors.js';
 import type { DeliveryHandle, DeliveryResult } from '../notification/handle.js';
-import { Notification, type NotificationLifecycle } from '../notification/notification.js';
+import { forgetShapes, Notification, type NotificationLifecycle } from '../notification/notification.js';
 import { checkInteger, checkKeys, checkObject, DEFAULTS, show } from '../options/options.js';
 import {
   addHeaders,
@@ -302,6 +302,7 @@ class BatcherImpl implements Batcher {
         this.#whenSettled = undefined;
         // Only now: until its last batch settled (a 413 split may send again), drain() must count it.
         this.#internal.removeDrainParticipant(this.#participant);
+        forgetShapes(this.#items);
         resolve();
       };
     });

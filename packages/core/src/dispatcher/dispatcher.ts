@@ -4,8 +4,8 @@ import { thrownResult } from '../attempt/attempt.js';
 import { Deadlines, type Deadline } from '../attempt/deadlines.js';
 import { HookRunner } from '../after-response/hooks.js';
 import type { DeliveryHandle } from '../notification/handle.js';
-import { fromNotificationJson, localKey, type NotificationJson } from '../notification/json.js';
-import { Notification } from '../notification/notification.js';
+import { fromNotificationJson, nextLocalKey, type NotificationJson } from '../notification/json.js';
+import { forgetShapes, LazyError, Notification } from '../notification/notification.js';
 import { checkDuration, DEFAULTS } from '../options/options.js';
 import { breakerOutcome, OriginBreakers } from '../policy/breaker.js';
 import { decide, type DecideContext } from '../policy/decide.js';
@@ -125,7 +125,7 @@ export function internalsOf(dispatcher: Dispatcher): DispatcherInternal {
 /**
  * The error of a notification evicted by drop-oldest, made without a stack: it could only show the
  * send() of the newcomer that pushed it out, and capturing one was most of the CPU of an
- * overflowing send() (bench/memory.mjs).
+ * overflowing send() (bench/memory.mjs). Made when first read, not at the drop (see LazyError).
  */
 function droppedOldestError(): DroppedError {
   const limit = Error.stackTraceLimit;
@@ -136,6 +136,7 @@ function droppedOldestError(): DroppedError {
     Error.stackTraceLimit = limit;
   }
 }
+const DROPPED_OLDEST = new LazyError(droppedOldestError);
 
 /**
  * One attempt of the dispatcher: its abort switch, its place among the total deadlines, and
@@ -380,6 +381,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     }
     cancelled = Math.max(0, cancelled - kept);
     cancelled += this.#hooks.cancelAll(reason);
+    forgetShapes(this.#lifecycle);
     this.#scheduler.stop();
     await this.#transport.close().catch((error: unknown) => {
       this.#logger.error({ err: error }, 'afterward: transport close failed');
@@ -416,7 +418,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     if (this.#httpsOnly && request.url.protocol !== 'https:') {
       throw new InvalidArgumentError(`httpsOnly: refusing ${request.url.protocol} URL ${request.origin}`);
     }
-    const notification = new Notification(localKey(), request, this.#lifecycle);
+    const notification = new Notification(nextLocalKey(), request, this.#lifecycle);
     const signal = request.signal;
     request.body = null;
     request.signal = undefined;
@@ -494,18 +496,23 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       return;
     }
     notification.release(result.persisted);
+    // Read before any is settled: a listener of 'dropped' may send, and the store reuses the
+    // array for that put (see PutResult).
     const { evicted } = result;
-    for (let i = 0; i < evicted.length; i++) {
-      const record = evicted[i] as StoredRecord;
-      // The memory store hands back the notification it was given: no lookup by key.
-      const dropped = record instanceof Notification ? record : this.#lifecycle.find(record.key);
-      dropped?.settle('dropped', droppedOldestError());
-    }
+    if (evicted.length === 1) this.#drop(evicted[0] as StoredRecord);
+    else if (evicted.length > 1) for (const record of evicted.slice()) this.#drop(record);
     // From send() or a batcher: started in a microtask, so the handle reads 'queued' until the
     // current job ends. Parked work released after its response has no caller that could read it:
     // an idle dispatcher starts it now, without a microtask more per notification.
     if (from === 'now') this.#scheduler.coalesce();
     else this.#scheduler.wake();
+  }
+
+  /** Settles a record the store evicted to make room (drop-oldest). */
+  #drop(record: StoredRecord): void {
+    // The memory store hands back the notification it was given: no lookup by key.
+    const dropped = record instanceof Notification ? record : this.#lifecycle.find(record.key);
+    dropped?.settle('dropped', DROPPED_OLDEST);
   }
 
   /**

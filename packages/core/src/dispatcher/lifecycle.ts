@@ -7,7 +7,7 @@ import {
   type NotificationLifecycle,
 } from '../notification/notification.js';
 import type { NotificationStore } from '../queue/store.js';
-import type { Logger } from '../util/logger.js';
+import { kLazyWarn, type LazyWarn, type Logger } from '../util/logger.js';
 import type { DeliveryEvent, DispatcherEventName, DispatcherEvents } from './events.js';
 
 /** Something besides the queue that `drain()` flushes and waits for (partial batches, hooks). */
@@ -109,7 +109,7 @@ export class Lifecycle implements NotificationLifecycle {
 
   cancelling(notification: Notification): boolean {
     if (!this.#isLive(notification)) return false;
-    if (!notification.inFlight) this.#store.remove(notification.key);
+    if (!notification.inFlight) this.#store.remove(notification);
     return true;
   }
 
@@ -152,12 +152,11 @@ export class Lifecycle implements NotificationLifecycle {
       this.emit(state, event);
     }
     if (state === 'failed' || state === 'dropped') {
-      // One object per line, without a spread: a full queue drops one notification per send().
-      const { id, url, attempts, requestId, error: err } = notification;
-      this.#logger.warn(
-        requestId === undefined ? { id, url, attempts, err } : { id, url, attempts, requestId, err },
-        state === 'failed' ? 'afterward: notification failed' : 'afterward: notification dropped',
-      );
+      const msg = state === 'failed' ? 'afterward: notification failed' : 'afterward: notification dropped';
+      const logger = this.#logger as Logger & { [kLazyWarn]?: LazyWarn };
+      // Built only if written (see LazyWarn): a full queue drops one notification per send().
+      if (logger[kLazyWarn] !== undefined) logger[kLazyWarn](msg, failureLine, notification);
+      else logger.warn(failureLine(notification), msg);
     }
     this.checkIdle();
   }
@@ -226,4 +225,10 @@ export class Lifecycle implements NotificationLifecycle {
       }
     }
   }
+}
+
+/** The log line of a failed or dropped notification: one object, without a spread. */
+function failureLine(notification: Notification): object {
+  const { id, url, attempts, requestId, error: err } = notification;
+  return requestId === undefined ? { id, url, attempts, err } : { id, url, attempts, requestId, err };
 }

@@ -8,8 +8,8 @@ import {
 } from '../request/request.js';
 import type { AsyncResource } from 'node:async_hooks';
 import type { SettleOutcome, StoredRecord } from '../queue/store.js';
+import { kStoreSlot } from '../queue/memory-store.js';
 import {
-  FINAL,
   type DeliveryHandle,
   type DeliveryResponse,
   type DeliveryResult,
@@ -18,6 +18,7 @@ import {
 } from './handle.js';
 import { toNotificationJson, type NotificationJson } from './json.js';
 import { DEFAULTS, type RetryOptions } from '../options/options.js';
+import { newId } from '../util/id.js';
 
 /**
  * Where a notification reports its state changes: the dispatcher's lifecycle (counters, events,
@@ -45,6 +46,21 @@ export interface AttemptSwitch {
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
+
+/** The length of the UUID a notification makes as its id (see {@link Notification.id}). */
+const UUID_LENGTH = 36;
+
+/**
+ * An error a notification makes only when read (see {@link Notification.error}): the error of
+ * one dropped from a full queue is read by nobody most of the time, and was 104 bytes of garbage
+ * per overflowing send (issue 15 row 5).
+ */
+export class LazyError {
+  readonly make: () => AfterwardError;
+  constructor(make: () => AfterwardError) {
+    this.make = make;
+  }
+}
 
 /**
  * The neighbours of a notification in its dispatcher's list of live ones (the `Lifecycle`): a list
@@ -98,14 +114,29 @@ function rare(): Rare {
 const EPOCH = Date.now();
 
 /**
+ * `ms - EPOCH` in whole milliseconds (rounded up), as a small integer. Rounded last: a difference
+ * of two large numbers made by the interpreter is a heap number even when whole (so is a delay
+ * with jitter), and one such value stored made the field a 16-byte box in every notification
+ * after (V8's double field representation; found on `#due` after the first retries).
+ */
+function offset(ms: number): number {
+  const due = Math.ceil(ms - EPOCH);
+  // -0 is not a small integer either.
+  return due === 0 ? 0 : due;
+}
+
+/**
  * One notification from the call to its final state: the handle the caller holds, the record the
  * store keeps, and the carrier the scheduler moves. It is the only writer of its own state; each
  * transition is one method (`release`, `begin`, `retry`, `settle`, `cancel`), and the side effects
  * of a transition belong to its {@link NotificationLifecycle}.
  *
  * A queued notification lives for as long as the queue ahead of it, so it survives young
- * collections: it is kept small (fourteen fields; what few notifications need sits in one object
- * made on demand), which is most of what an outage with a full queue costs (bench/memory.mjs).
+ * collections: it is kept small (17 fields, 160 bytes, and nothing else of its own: the parts it
+ * shares with other sends sit in one {@link Shape}, its id is made when first read, and what few
+ * notifications need sits in one object made on demand), which is most of what an outage with a
+ * full queue costs (issue 15 row 5: +105..141 MB peak RSS at 21 fields plus an id, a key string,
+ * and the memory store's entry and Map; +15..23 MB at 17).
  *
  * @example
  * ```ts
@@ -116,24 +147,21 @@ const EPOCH = Date.now();
  * ```
  */
 export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome {
-  readonly key: string;
   [kLivePrev]: Notification | undefined = undefined;
   [kLiveNext]: Notification | undefined = undefined;
+  /** The memory store's bookkeeping (see {@link kStoreSlot}), declared so the shape stays fixed. */
+  [kStoreSlot] = 0;
   /** The async context of the call that made it: its attempts run there (undefined: revived). */
   context: AsyncResource | undefined = undefined;
-  readonly id: string;
-  readonly method: string;
-  /** Where it goes: shared with the sends before it to the same URL. Batch items have none. */
-  #target: Target | undefined;
-  /** Shared with other requests (see {@link NormalizedRequest.headers}). */
-  #headers: string[];
+  /** {@link key}: a local one as its number (no string per notification), else the string. */
+  readonly #key: number | string;
+  /** {@link id}: undefined until first read (see there). */
+  #id: string | undefined;
+  /** What it has in common with the sends before it (see {@link Shape}). */
+  readonly #shape: Shape;
   #body: Buffer | string | null;
-  /** Shared with the sends before it with the same settings. */
-  #settings: Settings;
   #bytes: number;
   #state: DeliveryState = 'pending';
-  /** Whether {@link #state} is final: read several times per notification, set only by settle(). */
-  #settled = false;
   #attempts = 0;
   /** `notBefore - EPOCH`, see {@link EPOCH}; 0 for a `notBefore` of 0 (due at once). */
   #due = 0;
@@ -144,44 +172,62 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   // Set on every attempted notification: fields of their own, not in the rare part.
   #abort: AttemptSwitch | undefined = undefined;
   #response: DeliveryResponse | undefined = undefined;
-  #error: AfterwardError | undefined = undefined;
-  readonly #lifecycle: NotificationLifecycle;
+  #error: AfterwardError | LazyError | undefined = undefined;
 
-  /** A notification with a request; batch items pass `undefined` and the id, URL and method instead. */
+  /**
+   * A notification with a request; batch items pass `undefined` and the id, URL and method instead.
+   * A number as `key` is a local key (see {@link nextLocalKey}).
+   */
   constructor(
-    key: string,
+    key: number | string,
     request: NormalizedRequest | undefined,
     lifecycle: NotificationLifecycle,
     item?: ItemInfo,
     createdAt = Date.now(),
   ) {
-    this.key = key;
-    this.#lifecycle = lifecycle;
-    this.#created = createdAt - EPOCH;
+    this.#key = key;
+    this.#created = offset(createdAt);
     // The request is taken apart, and the parts that most sends have in common are shared: a
     // request object per queued notification was 128 bytes more.
     if (request === undefined) {
-      this.id = item?.id ?? key;
-      this.method = item?.method ?? 'POST';
-      this.#target = undefined;
-      this.#headers = NO_HEADERS;
+      this.#id = item?.id ?? String(key);
+      this.#shape = shape(lifecycle, undefined, item?.method ?? 'POST', NO_HEADERS, NO_SETTINGS);
       this.#body = null;
-      this.#settings = NO_SETTINGS;
       this.#bytes = 0;
       (this.#rare ??= rare()).item = item;
     } else {
-      this.id = request.id;
-      this.method = request.method;
-      this.#target = target(request);
-      this.#headers = request.headers;
+      this.#id = request.id === '' ? undefined : request.id;
+      this.#shape = shape(lifecycle, target(request), request.method, request.headers, settings(request));
       this.#body = request.body;
-      this.#settings = settings(request);
       this.#bytes = requestBytes(request);
     }
   }
 
+  /**
+   * Unique within this process (see {@link StoredRecord.key}). A local key is kept as its number
+   * and made a string on each read: only durable stores and `json()` read it.
+   */
+  get key(): string {
+    const key = this.#key;
+    return typeof key === 'number' ? String(key) : key;
+  }
+
+  /**
+   * The webhook id: the caller's, or a random UUID made on first read (the transport's, a log
+   * line's, the caller's). A UUID is random whenever it is drawn, so no one can tell it was not
+   * drawn at the call; a notification dropped from a full queue unread never needs one, and a
+   * queued one does not hold its 56 bytes while it waits (issue 15 row 5).
+   */
+  get id(): string {
+    return (this.#id ??= newId());
+  }
+
+  get method(): string {
+    return this.#shape.method;
+  }
+
   get url(): string {
-    return this.#target?.url.href ?? this.#rare?.item?.url ?? '';
+    return this.#shape.target?.url.href ?? this.#rare?.item?.url ?? '';
   }
   get createdAt(): number {
     return this.#created + EPOCH;
@@ -199,8 +245,10 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   get state(): DeliveryState {
     return this.#state;
   }
+  /** Whether the state is final: a comparison of internalised strings, no field of its own. */
   get settled(): boolean {
-    return this.#settled;
+    const state = this.#state;
+    return state !== 'pending' && state !== 'queued' && state !== 'sending' && state !== 'retrying';
   }
   get attempts(): number {
     return this.#attempts;
@@ -209,7 +257,8 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
     return this.#response;
   }
   get error(): AfterwardError | undefined {
-    return this.#error;
+    const error = this.#error;
+    return error instanceof LazyError ? (this.#error = error.make()) : error;
   }
   get notBefore(): number {
     return this.#due === 0 ? 0 : this.#due + EPOCH;
@@ -219,14 +268,15 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   }
   /** The validated request; only batch items have none. */
   get request(): NormalizedRequest {
-    return assemble(this, this.#target as Target, this.#settings, this.#headers, this.#body);
+    const { target, settings, headers } = this.#shape;
+    return assemble(this, target as Target, settings, headers, this.#body);
   }
   /** The retry policy of its request. */
   get retryOptions(): RetryOptions {
-    return this.#settings.retry;
+    return this.#shape.settings.retry;
   }
   get origin(): string {
-    return this.#target?.origin ?? '';
+    return this.#shape.target?.origin ?? '';
   }
   get bytes(): number {
     return this.#bytes;
@@ -236,13 +286,14 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   }
   /** The last HTTP status, for the store's {@link SettleOutcome} (no object per settle). */
   get status(): number | null {
-    return this.#response?.status ?? (this.#error instanceof HttpStatusError ? this.#error.status : null);
+    const error = this.#error;
+    return this.#response?.status ?? (error instanceof HttpStatusError ? error.status : null);
   }
   get errorCode(): string | null {
-    return this.#error?.code ?? null;
+    return this.error?.code ?? null;
   }
   get errorMessage(): string | null {
-    return this.#error?.message ?? null;
+    return this.error?.message ?? null;
   }
 
   /** True while an attempt is running (it may already be settled, by a cancel). */
@@ -271,7 +322,7 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
 
   /** Cancels at any state: unqueues, or aborts the attempt in flight. False if already final. */
   cancel(reason?: unknown): boolean {
-    if (this.settled || !this.#lifecycle.cancelling(this)) return false;
+    if (this.settled || !this.#shape.lifecycle.cancelling(this)) return false;
     const error = new CancelledError(reason);
     this.#abort?.abort(error);
     this.settle('cancelled', error);
@@ -309,7 +360,7 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
    * is kept as given until the first attempt, like the body of any other send.
    */
   setBody(body: Buffer | string): void {
-    if (this.#state !== 'pending' || this.#target === undefined) return;
+    if (this.#state !== 'pending' || this.#shape.target === undefined) return;
     this.#bytes += bodyLength(body) - bodyLength(this.#body);
     this.#body = body;
   }
@@ -321,8 +372,9 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   get wireRequest(): NormalizedRequest & { body: Buffer | null } {
     const body = encodeBody(this.#body);
     this.#body = body;
-    const headers = withIdHeaders(this.#headers, this.id);
-    return assemble(this, this.#target as Target, this.#settings, headers, body) as NormalizedRequest & {
+    const { target, settings } = this.#shape;
+    const headers = withIdHeaders(this.#shape.headers, this.id);
+    return assemble(this, target as Target, settings, headers, body) as NormalizedRequest & {
       body: Buffer | null;
     };
   }
@@ -339,7 +391,7 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
   resume(attempts: number, notBefore: number): void {
     if (this.#state !== 'pending') return;
     this.#attempts = attempts;
-    this.#due = notBefore === 0 ? 0 : notBefore - EPOCH;
+    this.#due = notBefore === 0 ? 0 : offset(notBefore);
     this.#state = 'queued';
   }
 
@@ -370,15 +422,14 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
     this.#state = 'retrying';
     this.#error = error;
     if (response !== undefined) this.#response = response;
-    this.#due = now + delayMs - EPOCH;
+    this.#due = offset(now + delayMs);
     notify(this, this.#rare);
-    this.#lifecycle.retried(this, delayMs);
+    this.#shape.lifecycle.retried(this, delayMs);
   }
 
   /** Moves to a final state once; later calls are ignored and return false. */
-  settle(state: FinalState, error?: AfterwardError, response?: DeliveryResponse): boolean {
-    if (this.#settled) return false;
-    this.#settled = FINAL.has(state);
+  settle(state: FinalState, error?: AfterwardError | LazyError, response?: DeliveryResponse): boolean {
+    if (this.settled) return false;
     this.#state = state;
     if (response !== undefined) this.#response = response;
     // A delivered notification carries no error, even after failed attempts.
@@ -392,7 +443,7 @@ export class Notification implements DeliveryHandle, StoredRecord, SettleOutcome
       more.resolve?.(result(this));
       more.resolve = undefined;
     }
-    this.#lifecycle.settled(this);
+    this.#shape.lifecycle.settled(this);
     return true;
   }
 
@@ -431,6 +482,23 @@ interface Target {
 /** A request's settings besides its target, headers and body. */
 type Settings = Pick<NormalizedRequest, 'confirm' | 'keepBody' | 'timeout' | 'retry' | 'sign'>;
 
+/**
+ * What a notification has in common with the sends before it: the lifecycle it reports to, its
+ * target, method, header list and settings, in one object shared while they stay the same (most
+ * sends go to a few URLs with the same settings). One field per notification rather than five:
+ * every queued notification survives young collections while the queue is full, and each field
+ * is 8 bytes of it.
+ */
+interface Shape {
+  readonly lifecycle: NotificationLifecycle;
+  /** Where it goes; batch items have none. */
+  readonly target: Target | undefined;
+  readonly method: string;
+  /** Shared with other requests (see {@link NormalizedRequest.headers}). */
+  readonly headers: string[];
+  readonly settings: Settings;
+}
+
 const NO_HEADERS: string[] = [];
 const NO_SETTINGS: Settings = {
   confirm: 'response',
@@ -439,22 +507,71 @@ const NO_SETTINGS: Settings = {
   retry: DEFAULTS.retry,
   sign: false,
 };
-let lastTarget: Target | undefined;
 let lastSettings: Settings = NO_SETTINGS;
 
-/** The request's target: the last one made when the same (most sends go to a few URLs). */
-function target(request: NormalizedRequest): Target {
-  const last = lastTarget;
-  if (
-    last !== undefined &&
-    last.url === request.url &&
-    last.path === request.path &&
-    last.origin === request.origin
-  ) {
-    return last;
+/**
+ * The shapes and targets made last, a few of each: sends that alternate between a few URLs, or
+ * between send() and a batcher's add(), find theirs here rather than making one per call (which
+ * each queued notification would then hold).
+ */
+const RECENT = 4;
+const shapes: Array<Shape | undefined> = new Array<Shape | undefined>(RECENT).fill(undefined);
+let nextShape = 0;
+const targets: Array<Target | undefined> = new Array<Target | undefined>(RECENT).fill(undefined);
+let nextTarget = 0;
+
+/** The shape with these parts: one made recently when the same. */
+function shape(
+  lifecycle: NotificationLifecycle,
+  target: Target | undefined,
+  method: string,
+  headers: string[],
+  settings: Settings,
+): Shape {
+  for (let i = 0; i < RECENT; i++) {
+    const made = shapes[i];
+    if (
+      made !== undefined &&
+      made.lifecycle === lifecycle &&
+      made.target === target &&
+      made.method === method &&
+      made.headers === headers &&
+      made.settings === settings
+    ) {
+      return made;
+    }
   }
-  lastTarget = { url: request.url, origin: request.origin, path: request.path };
-  return lastTarget;
+  const made: Shape = { lifecycle, target, method, headers, settings };
+  shapes[nextShape] = made;
+  nextShape = (nextShape + 1) % RECENT;
+  return made;
+}
+
+/**
+ * Forgets the recent shapes that report to `lifecycle` (a dispatcher or batcher that closed), so
+ * that module state does not keep it reachable.
+ */
+export function forgetShapes(lifecycle: NotificationLifecycle): void {
+  for (let i = 0; i < RECENT; i++) if (shapes[i]?.lifecycle === lifecycle) shapes[i] = undefined;
+}
+
+/** The request's target: one made recently when the same (most sends go to a few URLs). */
+function target(request: NormalizedRequest): Target {
+  for (let i = 0; i < RECENT; i++) {
+    const made = targets[i];
+    if (
+      made !== undefined &&
+      made.url === request.url &&
+      made.path === request.path &&
+      made.origin === request.origin
+    ) {
+      return made;
+    }
+  }
+  const made: Target = { url: request.url, origin: request.origin, path: request.path };
+  targets[nextTarget] = made;
+  nextTarget = (nextTarget + 1) % RECENT;
+  return made;
 }
 
 /** The request's settings: the last ones made when the same (most sends take the defaults). */
@@ -530,7 +647,7 @@ function requestBytes(request: NormalizedRequest): number {
     request.url.href.length +
     request.path.length +
     bodyLength(request.body) +
-    idHeaderBytes(headers, request.id);
+    idHeaderBytes(headers, request.id === '' ? UUID_LENGTH : request.id.length);
   for (let i = 0; i < headers.length; i++) bytes += (headers[i] as string).length;
   return bytes;
 }

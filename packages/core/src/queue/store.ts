@@ -48,7 +48,11 @@ export interface StoredRecord {
 export type PutResult =
   | {
       accepted: true;
-      /** Waiting records dropped to make room (`'drop-oldest'`); the dispatcher settles them `'dropped'`. */
+      /**
+       * Waiting records dropped to make room (`'drop-oldest'`); the dispatcher settles them
+       * `'dropped'`. The memory store reuses this array (and the result) from put to put: read
+       * it before anything that could put again.
+       */
       evicted: StoredRecord[];
       /** Resolves once the record is durable; none means at once (`handle.persisted`). */
       persisted?: Promise<void>;
@@ -159,8 +163,11 @@ export interface NotificationStore {
   release(record: StoredRecord): void;
   /** Forgets a record for good: it reached a final state. Unknown keys are ignored. */
   settle(record: StoredRecord, outcome: SettleOutcome): void;
-  /** Removes a record that is waiting (not leased); false if there is none. */
-  remove(key: string): boolean;
+  /**
+   * Removes a record that is waiting (not leased); false if it is not held or leased. Given the
+   * record rather than its key, so that the memory store needs no index by key.
+   */
+  remove(record: StoredRecord): boolean;
   /** The earliest `notBefore` among waiting records that are not due yet. */
   nextDueAt(): number | undefined;
   /** Records stored, leased ones included. */

@@ -1,4 +1,3 @@
-import { newId } from '../util/id.js';
 import { InvalidArgumentError } from '../util/errors.js';
 import { redactUrl } from '../util/redact-url.js';
 import {
@@ -71,6 +70,7 @@ export interface SendRequest extends SendInit {
 
 /** A notification after validation: everything the scheduler and transport need, nothing to re-check. */
 export interface NormalizedRequest {
+  /** The caller's id; '' from {@link normalizeRequest} when none was given (a notification makes one). */
   id: string;
   url: URL;
   origin: string;
@@ -185,7 +185,8 @@ function normalize(
   const method = normalizeMethod(options.method);
   if (options.headers !== undefined) addHeaders(headers, options.headers);
   if (options.query !== undefined) mergeQuery(url, options.query);
-  const id = options.id === undefined ? newId() : checkId(options.id);
+  // None given: the notification makes its UUID when first read (see Notification.id).
+  const id = options.id === undefined ? '' : checkId(options.id);
 
   let body: Buffer | string | null = null;
   // Parked work (res.fireAndForget) may give json as a function of the finished response: it is
@@ -374,11 +375,11 @@ export function withIdHeaders(headers: readonly string[], id: string): string[] 
 }
 
 /** Bytes {@link withIdHeaders} adds to a list, as `maxQueuedBytes` counts them. */
-export function idHeaderBytes(headers: readonly string[], id: string): number {
+export function idHeaderBytes(headers: readonly string[], idLength: number): number {
   const missing = missingIdHeaders(headers);
   return (
-    ((missing & WEBHOOK_ID) !== 0 ? 10 + id.length : 0) +
-    ((missing & IDEMPOTENCY_KEY) !== 0 ? 15 + id.length : 0)
+    ((missing & WEBHOOK_ID) !== 0 ? 10 + idLength : 0) +
+    ((missing & IDEMPOTENCY_KEY) !== 0 ? 15 + idLength : 0)
   );
 }
 

@@ -18,6 +18,16 @@ import { originOfUrl, type LogUrls } from './redact-url.js';
 
 type Level = 'warn' | 'error';
 
+/** The key of {@link LazyWarn} on a logger made by {@link rateLimitLogger}. */
+export const kLazyWarn = Symbol('afterward.lazyWarn');
+
+/**
+ * `warn(build(arg), msg)`, with `build` called only for a line that is written: a storm of
+ * dropped notifications (one per send() while the queue is full) suppresses nearly every line,
+ * and building each was about 130 bytes of garbage per send (issue 15 row 5).
+ */
+export type LazyWarn = <T>(msg: string, build: (arg: T) => object, arg: T) => void;
+
 /**
  * The default logger: one line of JSON per event on stderr, because failures must never be
  * invisible by default, and `console` is kept out of library code.
@@ -59,6 +69,9 @@ export function rateLimitLogger(logger: Logger, intervalMs = 1_000, urls: LogUrl
     suppressed: number;
     /** The newest suppressed line, reported with the count when the window closes. */
     last: object | undefined;
+    /** Or what builds it, from `lastArg` (a lazy line, see {@link LazyWarn}). */
+    lastBuild: ((arg: never) => object) | undefined;
+    lastArg: unknown;
     timer: NodeJS.Timeout | undefined;
   }
   // Keyed by level, then message: a key made of both was a new string per call, which a storm
@@ -68,10 +81,35 @@ export function rateLimitLogger(logger: Logger, intervalMs = 1_000, urls: LogUrl
     call(() => logger[level](obj, msg));
   };
   const open = (level: Level, key: string, now: number): void => {
-    windows[level].set(key, { until: now + intervalMs, suppressed: 0, last: undefined, timer: undefined });
+    windows[level].set(key, {
+      until: now + intervalMs,
+      suppressed: 0,
+      last: undefined,
+      lastBuild: undefined,
+      lastArg: undefined,
+      timer: undefined,
+    });
   };
   const shown = (obj: object): object => (urls === 'origin' ? withoutUrl(obj) : obj);
-  const emit = (level: Level, given: object, msg?: string): void => {
+  // Its own function: a closure made in emit() would make emit() allocate its variables' context
+  // on every call, suppressed ones included (about 70 bytes per dropped notification).
+  const flushLater = (level: Level, key: string, msg: string | undefined, delay: number): NodeJS.Timeout =>
+    setTimeout(() => {
+      const current = windows[level].get(key);
+      if (current === undefined || current.suppressed === 0) return;
+      const last = current.last ?? current.lastBuild?.(current.lastArg as never);
+      if (last === undefined) return;
+      open(level, key, Date.now());
+      write(level, { ...shown(last), suppressed: current.suppressed }, msg);
+    }, delay).unref();
+  /** A line: `given`, or `build(arg)` when there is no `given` (made only if written). */
+  const emit = (
+    level: Level,
+    given: object | undefined,
+    msg: string | undefined,
+    build?: (arg: never) => object,
+    arg?: unknown,
+  ): void => {
     const key = msg ?? '';
     const now = Date.now();
     const window = windows[level].get(key);
@@ -79,24 +117,26 @@ export function rateLimitLogger(logger: Logger, intervalMs = 1_000, urls: LogUrl
       window.suppressed++;
       // Kept as given: the URL is redacted only if this one is written (a storm drops thousands).
       window.last = given;
+      window.lastBuild = build;
+      window.lastArg = arg;
       // A storm shorter than the window must still report its count: flush when it closes.
-      window.timer ??= setTimeout(() => {
-        const current = windows[level].get(key);
-        if (current === undefined || current.suppressed === 0 || current.last === undefined) return;
-        open(level, key, Date.now());
-        write(level, { ...shown(current.last), suppressed: current.suppressed }, msg);
-      }, window.until - now).unref();
+      window.timer ??= flushLater(level, key, msg, window.until - now);
       return;
     }
     if (window?.timer !== undefined) clearTimeout(window.timer);
     const suppressed = window?.suppressed ?? 0;
     open(level, key, now);
-    const obj = shown(given);
+    const line = given ?? (build as (arg: unknown) => object)(arg);
+    const obj = shown(line);
     write(level, suppressed > 0 ? { ...obj, suppressed } : obj, msg);
   };
-  const limited: Logger = {
+  const lazyWarn: LazyWarn = (msg, build, arg) => {
+    emit('warn', undefined, msg, build, arg);
+  };
+  const limited: Logger & { [kLazyWarn]: LazyWarn } = {
     warn: (obj, msg) => emit('warn', obj, msg),
     error: (obj, msg) => emit('error', obj, msg),
+    [kLazyWarn]: lazyWarn,
   };
   if (logger.debug !== undefined) {
     const debug = logger.debug.bind(logger);
