@@ -11,7 +11,8 @@
 //   node bench/audit-pair.mjs [--rounds 20] [--rate 2000] [--window 2000]
 //     [--items 1000,5000]   also auditLog with batch.maxItems = each of these
 //     [--old /path]         also auditLog from another checkout's built packages (a directory
-//                           with packages/{core,express}/dist and their node_modules): A/B of builds
+//                           with packages/{core,express}/dist and their node_modules): A/B of builds,
+//                           each round also with the two builds loaded at the same time
 //     [--profile DIR]       --cpu-prof each app process into DIR/<variant>/ (socket rows only)
 //     [--smoke]
 // Exports run() as bench/run.mjs's modules do.
@@ -228,6 +229,11 @@ export async function run({ smoke, log, rounds, rate = 2_000, windowMs, items = 
     const samples = Object.fromEntries(keys.map((key) => [key, []]));
     /** Plain Express's CPU per request in the window paired with each variant. */
     const plainOf = Object.fromEntries(others.map((key) => [key, []]));
+    // With --old, each variant is also loaded at the same time as its old build's: on a machine
+    // other benches share, the steadiest A/B of the two.
+    const suffixes = ['', ...items.map((n) => ` maxItems ${n}`)];
+    /** This build minus the old build, per window where both were loaded at once. */
+    const headToHead = Object.fromEntries(suffixes.map((suffix) => [suffix, []]));
     for (let round = 0; round < rounds; round++) {
       const order = round % 2 === 0 ? others : [...others].reverse();
       for (const key of order) {
@@ -236,8 +242,20 @@ export async function run({ smoke, log, rounds, rate = 2_000, windowMs, items = 
         plainOf[key].push(p);
         samples[key].push(v);
       }
+      if (old !== undefined) {
+        for (const suffix of suffixes) {
+          const pair = [`audit${suffix}`, `audit${suffix} (old build)`];
+          const [ours, theirs] = await window(round % 2 === 0 ? pair : [...pair].reverse(), windowMs).then(
+            (cpu) => (round % 2 === 0 ? cpu : [...cpu].reverse()),
+          );
+          headToHead[suffix].push(ours - theirs);
+        }
+      }
       log(
-        `round ${round + 1}: ${others.map((k) => `${k} +${(samples[k].at(-1) - plainOf[k].at(-1)).toFixed(1)}`).join(', ')}`,
+        `round ${round + 1}: ${others.map((k) => `${k} +${(samples[k].at(-1) - plainOf[k].at(-1)).toFixed(1)}`).join(', ')}` +
+          (old === undefined
+            ? ''
+            : `; loaded at once, this build - old: ${suffixes.map((x) => headToHead[x].at(-1).toFixed(1)).join(', ')}`),
       );
     }
     const quick = await direct({
@@ -281,7 +299,7 @@ export async function run({ smoke, log, rounds, rate = 2_000, windowMs, items = 
     }
     if (old !== undefined) {
       const added = (key) => samples[key].map((v, i) => v - plainOf[key][i]);
-      for (const suffix of ['', ...items.map((n) => ` maxItems ${n}`)]) {
+      for (const suffix of suffixes) {
         const ours = added(`audit${suffix}`);
         const theirs = added(`audit${suffix} (old build)`);
         const diff = ours.map((a, i) => a - theirs[i]);
@@ -289,14 +307,24 @@ export async function run({ smoke, log, rounds, rate = 2_000, windowMs, items = 
         const diffDirect = direct_(`audit${suffix}`).map(
           (a, i) => a - direct_(`audit${suffix} (old build)`)[i],
         );
-        rows.push([
-          `audit${suffix}: this build - old build (per round)`,
-          '',
-          spread(diff, 1, ' µs'),
-          '',
-          spread(diffDirect, 2, ' µs'),
-          '',
-        ]);
+        rows.push(
+          [
+            `audit${suffix}: this build - old build (per round)`,
+            '',
+            spread(diff, 1, ' µs'),
+            '',
+            spread(diffDirect, 2, ' µs'),
+            '',
+          ],
+          [
+            `audit${suffix}: this build - old build, loaded at once`,
+            '',
+            spread(headToHead[suffix], 1, ' µs'),
+            '',
+            '',
+            '',
+          ],
+        );
       }
     }
     return {
