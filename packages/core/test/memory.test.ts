@@ -14,6 +14,7 @@ import { Notification, type NotificationLifecycle } from '../src/notification/no
 import { DEFAULTS } from '../src/options/options.js';
 import { normalizeRequest } from '../src/request/request.js';
 import type { TransportRequest } from '../src/transport/transport.js';
+import { CONTEXTS_SHARED } from '../src/util/context.js';
 import { TimeoutError } from '../src/util/errors.js';
 
 // Bytes each queued notification holds, measured after full collections: not timing. Issue 15
@@ -24,6 +25,11 @@ import { TimeoutError } from '../src/util/errors.js';
 // shape and the id made on first read, about 222 and 472.
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
+
+// Without async context frames (Node 22) each queued notification also keeps an AsyncResource of
+// its own, about 80 bytes; with them (Node 24, 26) sends in one context share one. Node 22
+// measures about 300 and 555 bytes.
+const OWN_CONTEXT = CONTEXTS_SHARED ? 0 : 100;
 
 const URL = 'http://127.0.0.1:9/hook';
 const BODY = JSON.stringify({
@@ -67,7 +73,7 @@ async function heldPerNotification(send: (i: number) => void, count: number): Pr
 }
 
 describe('memory held per queued notification', () => {
-  it('holds under 260 bytes (heap and buffers) per queued notification with a string body', async () => {
+  it('holds under 260 bytes (heap and buffers; 360 on Node 22) per queued notification with a string body', async () => {
     const d = createDispatcher({ transport: stuck(), concurrency: 1, logger: silent });
     dispatcher = d;
     const init: SendInit = { body: BODY, headers: { 'content-type': 'application/json' } };
@@ -76,7 +82,7 @@ describe('memory held per queued notification', () => {
     await turn();
     const perNotification = await heldPerNotification(() => d.send(URL, init), 5_000);
     expect(d.stats().queued).toBe(5_299);
-    expect(perNotification).toBeLessThan(260);
+    expect(perNotification).toBeLessThan(260 + OWN_CONTEXT);
   });
 
   it('holds as little per queued notification when sends alternate between two URLs', async () => {
@@ -90,7 +96,7 @@ describe('memory held per queued notification', () => {
     await turn();
     const perNotification = await heldPerNotification((i) => d.send(urls[i % 2] as string, init), 5_000);
     expect(d.stats().queued).toBe(5_299);
-    expect(perNotification).toBeLessThan(260);
+    expect(perNotification).toBeLessThan(260 + OWN_CONTEXT);
   });
 
   it('leaves a closed dispatcher collectable: what notifications share is not kept for it', async () => {
@@ -107,7 +113,7 @@ describe('memory held per queued notification', () => {
     expect(ref.deref()).toBeUndefined();
   });
 
-  it('holds under 520 bytes per queued notification with a json payload of its own', async () => {
+  it('holds under 520 bytes (620 on Node 22) per queued notification with a json payload of its own', async () => {
     const d = createDispatcher({ transport: stuck(), concurrency: 1, logger: silent });
     dispatcher = d;
     const payload = (i: number): SendInit => ({
@@ -117,7 +123,7 @@ describe('memory held per queued notification', () => {
     await turn();
     const perNotification = await heldPerNotification((i) => d.send(URL, payload(i)), 5_000);
     expect(d.stats().queued).toBe(5_299);
-    expect(perNotification).toBeLessThan(520);
+    expect(perNotification).toBeLessThan(520 + OWN_CONTEXT);
   });
 });
 

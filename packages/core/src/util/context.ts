@@ -39,6 +39,9 @@ function frameSymbol(): symbol | undefined {
   return framed ? symbol : undefined;
 }
 
+/** Whether sends in one async context share one AsyncResource (see {@link callerContext}). */
+export const CONTEXTS_SHARED = FRAME !== undefined;
+
 let last: AsyncResource | undefined;
 
 /**
