@@ -503,7 +503,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     else if (evicted.length > 1) for (const record of evicted.slice()) this.#drop(record);
     // From send() or a batcher: started in a microtask, so the handle reads 'queued' until the
     // current job ends. Parked work released after its response has no caller that could read it:
-    // an idle dispatcher starts it now, without a microtask more per notification.
+    // it starts with what other responses release within the coalescing window (Scheduler.coalesce).
     if (from === 'now') this.#scheduler.coalesce();
     else this.#scheduler.wake();
   }

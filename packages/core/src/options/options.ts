@@ -54,7 +54,7 @@ export const DEFAULTS = {
   maxResponseBytes: 64 * 1024,
   closeTimeout: 10_000,
   // Parked work released after its response waits up to 20 ms for more (issue 15 row 1,
-  // bench/notify-pair.mjs: about 10 % less CPU per notification at 2,000 req/s than starting each
+  // bench/notify-pair.mjs: about 7 % less added CPU per notification at 2,000 req/s than starting each
   // at once; a peer's batching waits far longer: posthog-node 10 s, OTel's span batches 5 s).
   coalesce: 20,
   hookConcurrency: 16,

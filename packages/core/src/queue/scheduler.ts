@@ -128,7 +128,7 @@ export class Scheduler {
    * released after its response), which then starts together with whatever else is released in
    * the window. Their requests leave in one turn of the event loop and their answers come back
    * close together, so the process wakes once for several where it woke once per notification:
-   * at 2,000 req/s, about 10 % less CPU per notification with a 20 ms window (bench/notify-pair.mjs).
+   * at 2,000 req/s, about 7 % less added CPU per notification with a 20 ms window (bench/notify-pair.mjs).
    * The timer holds the process open for the window: work released just before an exit still goes.
    */
   coalesce(): void {
