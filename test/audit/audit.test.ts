@@ -9,7 +9,7 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { abortMidResponse } from '../adapters/harness.js';
 import { testDispatcher, testReceiver, track } from '../adapters/setup.js';
-import { type Receiver } from '../support/index.js';
+import { type Receiver, waitUntil } from '../support/index.js';
 import { AUDIT_KITS } from './harness.js';
 
 /** Every record the receiver accepted (2xx answers only), batches unpacked. */
@@ -269,6 +269,41 @@ describe.each(AUDIT_KITS)('$name: auditLog()', (kit) => {
       expect(record.id).toMatch(/^[0-9a-f-]{36}$/);
       expect(Math.abs(Date.parse(record.time) - Date.now())).toBeLessThan(60_000);
     }
+  });
+
+  // A compact record is kept as fields and made into JSON with the next ones, up to a batch's
+  // maxWaitMs later (issue 15): its time is still when the request arrived.
+  it('gives a record made into JSON after the response the time its request arrived', async () => {
+    const receiver = await testReceiver();
+    const dispatcher = testDispatcher();
+    const app = track(await kit.start({ url: receiver.url, dispatcher, batch: { maxWaitMs: 400 } }));
+    const before = Date.now();
+    await request(app.url).get('/api/users/7').expect(200);
+    const after = Date.now();
+    expect(receiver.requests).toHaveLength(0);
+    const [batch] = await receiver.waitFor(1);
+    expect(Date.now() - after).toBeGreaterThanOrEqual(300);
+    const [record] = batch?.json<AuditRecord[]>() ?? [];
+    const time = Date.parse(record?.time ?? '');
+    // Date.now() and the monotonic clock durations come from may differ by a millisecond or two.
+    expect(time).toBeGreaterThanOrEqual(before - 2);
+    expect(time).toBeLessThanOrEqual(after + 2);
+    expect(record?.durationMs).toBeLessThanOrEqual(after - before + 2);
+  });
+
+  it('logs a record whose response ends after its dispatcher closed, and sends no request', async () => {
+    const receiver = await testReceiver();
+    const dispatcher = testDispatcher();
+    const app = track(await kit.start({ url: receiver.url, dispatcher }));
+    await dispatcher.close({ timeout: 1_000 });
+    await request(app.url).get('/api/users/7').expect(200);
+    await waitUntil(() => dispatcher.logs.some((l) => /audit record could not be sent/.test(l.msg ?? '')), {
+      message: 'the refused record was logged',
+    });
+    expect(
+      dispatcher.logs.find((l) => /audit record could not be sent/.test(l.msg ?? ''))?.obj.err,
+    ).toMatchObject({ name: 'ClosedError' });
+    expect(receiver.requests).toHaveLength(0);
   });
 
   it('loses no record when the receiver fails twice and then recovers', async () => {

@@ -2,7 +2,16 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { cleanupScope, startReceiver, waitUntil, type Receiver } from '../../../test/support/index.js';
-import { addJson, addUnobserved, createBatcher } from '../src/batch/batcher.js';
+import {
+  addJson,
+  addUnobserved,
+  createBatcher,
+  stageInto,
+  staged,
+  writeStage,
+  type Batcher,
+  type BatchStage,
+} from '../src/batch/batcher.js';
 import { createDispatcher, type Dispatcher } from '../src/dispatcher/dispatcher.js';
 import {
   CancelledError,
@@ -430,6 +439,108 @@ describe('addJson (issue 15: audit records held as UTF-8, off the JS heap)', () 
     );
     expect(one.attempts).toBe(3);
     expect(five.attempts).toBe(3);
+  });
+});
+
+/** A stage of plain strings, kept until the batcher writes them (an audit log keeps columns). */
+class TestStage implements BatchStage {
+  readonly kept: string[] = [];
+  get size(): number {
+    return this.kept.length;
+  }
+  write(take: (json: string) => void): void {
+    for (const json of this.kept.splice(0)) take(json);
+  }
+  /** What an audit log does per record: staged(), keep it, write the stage when due. */
+  add(batcher: Batcher, json: string, full = 64): void {
+    const due = staged(batcher);
+    this.kept.push(json);
+    if (due || this.kept.length === full) writeStage(batcher);
+  }
+}
+
+describe('stageInto (issue 15: audit records made into JSON 64 at a time, not at each close)', () => {
+  it('writes staged items at the flush, after the held ones, and counts them as pending', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_, maxWaitMs: 60_000 });
+    const stage = new TestStage();
+    stageInto(batcher, stage);
+    addJson(batcher, '"held"');
+    stage.add(batcher, '"a"');
+    stage.add(batcher, '"b"');
+    expect(stage.size).toBe(2);
+    expect(batcher.pending()).toBe(3);
+    batcher.flush();
+    expect(stage.size).toBe(0);
+    await dispatcher.drain();
+    expect(transport.requests.map((r) => r.json())).toEqual([['held', 'a', 'b']]);
+  });
+
+  it('sends the batch once held and staged items reach maxItems, the rest in the next batch', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_, maxItems: 3, maxWaitMs: 60_000 });
+    const stage = new TestStage();
+    stageInto(batcher, stage);
+    addJson(batcher, '0');
+    stage.add(batcher, '1');
+    expect(batcher.pending()).toBe(2);
+    stage.add(batcher, '2');
+    await waitUntil(() => transport.requests.length === 1, { message: 'the full batch left' });
+    expect(transport.requests[0]?.json()).toEqual([0, 1, 2]);
+    // A stage written in one go past maxItems (its own limit reached first) splits into batches.
+    for (let i = 3; i < 10; i++) stage.kept.push(String(i));
+    writeStage(batcher);
+    await dispatcher.drain();
+    expect(transport.requests.map((r) => r.json())).toEqual([[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]);
+  });
+
+  it('sends staged items once maxWaitMs has passed, with no other item held', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_, maxWaitMs: 30 });
+    const stage = new TestStage();
+    stageInto(batcher, stage);
+    stage.add(batcher, '"late"');
+    await waitUntil(() => transport.requests.length === 1, { message: 'the timer sent the staged item' });
+    expect(transport.requests[0]?.json()).toEqual(['late']);
+    await waitUntil(() => batcher.pending() === 0, { message: 'the batch settled' });
+  });
+
+  it('is written by drain() and by close(), and refuses items once closed, as add() does', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_, maxWaitMs: 60_000 });
+    const stage = new TestStage();
+    stageInto(batcher, stage);
+    stage.add(batcher, '1');
+    expect(await dispatcher.drain({ timeout: 1_000 })).toEqual({ drained: true, pending: 0 });
+    expect(transport.requests.map((r) => r.json())).toEqual([[1]]);
+    stage.add(batcher, '2');
+    await batcher.close();
+    expect(transport.requests.map((r) => r.json())).toEqual([[1], [2]]);
+    expect(() => staged(batcher)).toThrow(ClosedError);
+  });
+
+  it('drops staged items past maxPending when they are written, counted by the dispatcher', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_, maxPending: 2, maxWaitMs: 60_000 });
+    const stage = new TestStage();
+    stageInto(batcher, stage);
+    for (let i = 0; i < 3; i++) stage.add(batcher, String(i));
+    expect(dispatcher.stats().dropped).toBe(0);
+    batcher.flush();
+    expect(dispatcher.stats().dropped).toBe(1);
+    await dispatcher.drain();
+    expect(transport.requests.map((r) => r.json())).toEqual([[0, 1]]);
+  });
+
+  it('takes one stage per batcher, and only a batcher of createBatcher()', () => {
+    const { dispatcher } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_ });
+    const stage = new TestStage();
+    stageInto(batcher, stage);
+    stageInto(batcher, stage);
+    expect(() => stageInto(batcher, new TestStage())).toThrow(InvalidArgumentError);
+    const other = { url: URL_, add: () => undefined, flush: () => undefined, pending: () => 0 };
+    expect(() => stageInto(other as unknown as Batcher, stage)).toThrow(/createBatcher/);
   });
 });
 

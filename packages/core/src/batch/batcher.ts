@@ -29,6 +29,20 @@ import {
 /** How a batch's body is laid out: a JSON array, or one JSON document per line. */
 export type BatchFormat = 'json' | 'ndjson';
 
+/**
+ * Items kept outside a batcher as a few fields each until its next flush, then made into JSON all
+ * together (an audit log's records): see {@link stageInto}.
+ */
+export interface BatchStage {
+  /** Items kept and not yet written. */
+  readonly size: number;
+  /**
+   * Writes every kept item, in order, through `take` (its JSON), and forgets them. `take` throws
+   * only for an item that could never fit in a batch.
+   */
+  write(take: (json: string) => void): void;
+}
+
 /** What every batch request carries besides its body and id (which the batcher makes). */
 export type BatchInit = Omit<SendInit, 'json' | 'body' | 'id' | 'signal'>;
 
@@ -257,6 +271,19 @@ class BatcherImpl implements Batcher {
   #observed: Item[] = [];
   #inFlight = 0;
   #timer: NodeJS.Timeout | undefined;
+  /** Items kept outside until the next flush (see {@link stageInto}). */
+  #stage: BatchStage | undefined;
+  /** Set while {@link #stage} is written: a flush it causes (`maxItems` reached) does not write it again. */
+  #writingStage = false;
+  /** {@link addJson} for the stage's items: the batcher may be closing (its last flush). */
+  readonly #take = (json: string): void => {
+    const bytes = this.#write(json);
+    if (this.pending() >= this.#maxPending) {
+      this.#drop();
+      return;
+    }
+    this.#hold(bytes, undefined);
+  };
 
   constructor(dispatcher: Dispatcher, options: BatcherOptions) {
     if (!isDispatcher(dispatcher)) {
@@ -362,6 +389,41 @@ class BatcherImpl implements Batcher {
     this.#hold(bytes, undefined);
   }
 
+  /** See {@link stageInto}. */
+  attachStage(stage: BatchStage): void {
+    if (this.#stage !== undefined && this.#stage !== stage) {
+      throw new InvalidArgumentError('this batcher already has a stage');
+    }
+    this.#stage = stage;
+  }
+
+  /**
+   * Called as the stage takes an item: throws ClosedError as {@link addJson} would, and starts the
+   * `maxWaitMs` wait if nothing else did. True when, with that item, the held and staged items
+   * reach `maxItems`: the stage is then written, and the batch leaves. Items past `maxPending` are
+   * dropped when written.
+   */
+  staged(): boolean {
+    this.#checkOpen();
+    if (this.#timer === undefined) this.#arm();
+    return this.#ends.length + (this.#stage?.size ?? 0) + 1 >= this.#maxItems;
+  }
+
+  /**
+   * Writes the stage's items as held items (a flush on the way when `maxItems` is reached). Not
+   * checked for being open: a closing batcher's last flush writes them too.
+   */
+  writeStage(): void {
+    const stage = this.#stage;
+    if (stage === undefined || stage.size === 0 || this.#writingStage) return;
+    this.#writingStage = true;
+    try {
+      stage.write(this.#take);
+    } finally {
+      this.#writingStage = false;
+    }
+  }
+
   /**
    * Writes an item's JSON after the held items, uncommitted (see {@link #hold}); returns its exact
    * size in bytes. Throws when it could never fit in a batch.
@@ -421,16 +483,23 @@ class BatcherImpl implements Batcher {
     if (this.#ends.length >= this.#maxItems) {
       this.flush();
     } else if (this.#timer === undefined) {
-      // Never holds the process open: close() is how a partial batch is waited for.
-      this.#timer = setTimeout(() => {
-        this.#timer = undefined;
-        this.flush();
-      }, this.#maxWaitMs);
-      this.#timer.unref();
+      this.#arm();
     }
   }
 
+  /** Starts the `maxWaitMs` wait for the partial batch. */
+  #arm(): void {
+    // Never holds the process open: close() is how a partial batch is waited for.
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.flush();
+    }, this.#maxWaitMs);
+    this.#timer.unref();
+  }
+
   flush(): void {
+    // First: writing the stage may hold items (and arm the timer) before they leave below.
+    this.writeStage();
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#ends.length === 0) return;
@@ -454,7 +523,7 @@ class BatcherImpl implements Batcher {
   }
 
   pending(): number {
-    return this.#ends.length + this.#inFlight;
+    return this.#ends.length + this.#inFlight + (this.#stage?.size ?? 0);
   }
 
   /** Bytes of a JSON array's brackets beyond one separator per item. */
@@ -601,6 +670,44 @@ export function checkTarget(url: unknown, init: SendInit): { url: string; method
 export function addUnobserved(batcher: Batcher, item: unknown): void {
   if (batcher instanceof BatcherImpl) batcher.addUnobserved(item);
   else batcher.add(item);
+}
+
+/**
+ * Gives a batcher (one of {@link createBatcher}'s) a stage: items kept outside it, as a few fields
+ * each, and made into JSON all together when the stage is full ({@link writeStage}) or when the
+ * batcher flushes (its `maxWaitMs`, `drain()`, `close()`); `pending()` counts them. The stage
+ * calls {@link staged} as it takes each item. An audit record made into JSON at each response's
+ * end ran cold, between requests; 64 made in a row cost a fraction of that.
+ *
+ * @example
+ * ```ts
+ * stageInto(batcher, rows);
+ * const due = staged(batcher);
+ * if (rows.add(record) || due) writeStage(batcher);
+ * ```
+ */
+export function stageInto(batcher: Batcher, stage: BatchStage): void {
+  asImpl(batcher).attachStage(stage);
+}
+
+/**
+ * The stage of `batcher` takes an item: throws ClosedError once it no longer accepts items; true
+ * when that item makes a full batch (write the stage then).
+ */
+export function staged(batcher: Batcher): boolean {
+  return asImpl(batcher).staged();
+}
+
+/** Writes the stage of `batcher` into it now. */
+export function writeStage(batcher: Batcher): void {
+  asImpl(batcher).writeStage();
+}
+
+function asImpl(batcher: Batcher): BatcherImpl {
+  if (!(batcher instanceof BatcherImpl)) {
+    throw new InvalidArgumentError('a stage needs a batcher from createBatcher()');
+  }
+  return batcher;
 }
 
 /**
