@@ -385,6 +385,29 @@ describe('addJson (issue 15: audit records held as UTF-8, off the JS heap)', () 
     expect(transport.requests.map((r) => r.json())).toEqual([['a'.repeat(40)]]);
   });
 
+  it('sends and retries a batch with the body it left with, whatever is added after it', async () => {
+    let calls = 0;
+    const r = await receiver((_req, res) => {
+      res.statusCode = calls++ === 0 ? 503 : 204;
+      res.end();
+    });
+    const batcher = createBatcher(realDispatcher(), { url: r.url, maxItems: 2 });
+    // Large enough that the batch takes the batcher's buffer with it rather than a copy.
+    const first = [
+      JSON.stringify(`first-${'x'.repeat(1_500)}`),
+      JSON.stringify(`second-${'y'.repeat(1_500)}`),
+    ];
+    for (const item of first) addJson(batcher, item);
+    // Written while the first batch waits for its first attempt and its retry.
+    for (let i = 0; i < 50; i++) addJson(batcher, JSON.stringify(`later-${i}-${'z'.repeat(1_500)}`));
+    await waitUntil(() => batcher.pending() === 0, { message: 'every batch settled' });
+    const bodies = r.requests.map((q) => q.body.toString('utf8'));
+    const sent = `[${first.join(',')}]`;
+    expect(bodies.filter((b) => b.includes('first-'))).toEqual([sent, sent]);
+    expect(bodies.filter((b) => !b.includes('first-'))).toHaveLength(25);
+    for (const body of bodies) expect(() => JSON.parse(body) as unknown).not.toThrow();
+  });
+
   it('drops items past maxPending, counted by the dispatcher', async () => {
     const { dispatcher, transport } = testDispatcher();
     const batcher = createBatcher(dispatcher, { url: URL_, maxPending: 2, maxWaitMs: 60_000 });
