@@ -18,11 +18,12 @@
 // Exports run() as bench/run.mjs's modules do.
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
-import { core, express as expressAdapter } from './lib/packages.mjs';
+import { expressPackages } from './lib/packages.mjs';
 import { directGet } from './lib/exchange.mjs';
 import { startReceiver } from './lib/receiver.mjs';
 import { goal, median } from './lib/report.mjs';
 import { renderResult } from './lib/report.mjs';
+import { listenOrder } from './lib/order-app.mjs';
 import { serve, spawnRpc } from './lib/rpc.mjs';
 
 export const title =
@@ -30,16 +31,6 @@ export const title =
 
 const silent = { warn() {}, error() {} };
 const self = new URL(import.meta.url);
-
-/** Loads core and the Express adapter of this checkout, or of `root` (its packages/*\/dist). */
-async function packagesOf(root) {
-  if (root === undefined) return { core: await core(), express: await expressAdapter() };
-  const base = pathToFileURL(`${root.replace(/\/$/, '')}/`);
-  return {
-    core: await import(new URL('packages/core/dist/index.js', base).href),
-    express: await import(new URL('packages/express/dist/index.js', base).href),
-  };
-}
 
 /**
  * An app process: plain Express (`audit` null) or Express + auditLog with these options (beyond
@@ -50,25 +41,18 @@ async function appProcess({ receiverUrl, audit, root }) {
   const app = express();
   let dispatcher;
   if (audit !== null) {
-    const pkgs = await packagesOf(root);
+    const pkgs = await expressPackages(root);
     dispatcher = pkgs.core.createDispatcher({ logger: silent });
     app.use(pkgs.express.auditLog({ url: receiverUrl, dispatcher, ...audit }));
   }
   // The route of bench/cpu.mjs's row 3.
-  app.get('/order', (_req, res) => {
-    res.json({ ok: true });
-  });
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  server.keepAliveTimeout = 60_000;
-  let served = 0;
-  server.on('request', () => served++);
+  const { server, counter, url } = await listenOrder(app);
   const stats = () => dispatcher?.stats() ?? { queued: 0, inFlight: 0, failed: 0, dropped: 0 };
   let mark;
   serve(
     {
       begin: () => {
-        mark = { cpu: process.cpuUsage(), served, stats: stats() };
+        mark = { cpu: process.cpuUsage(), served: counter.served, stats: stats() };
         return null;
       },
       end: async () => {
@@ -82,14 +66,14 @@ async function appProcess({ receiverUrl, audit, root }) {
         const now = stats();
         return {
           cpuMicros: cpu.user + cpu.system,
-          served: served - mark.served,
+          served: counter.served - mark.served,
           failed: now.failed - mark.stats.failed,
           dropped: now.dropped - mark.stats.dropped,
         };
       },
     },
     {
-      ready: { url: `http://127.0.0.1:${server.address().port}/order` },
+      ready: { url },
       onExit: async () => {
         server.closeAllConnections();
         await dispatcher?.close({ timeout: 2_000 });
@@ -136,7 +120,7 @@ async function direct({ receiverUrl, variants, rounds, perWindow }) {
   for (const [key, { audit, root }] of Object.entries(variants)) {
     const app = express();
     if (audit !== null) {
-      const pkgs = await packagesOf(root);
+      const pkgs = await expressPackages(root);
       const dispatcher = pkgs.core.createDispatcher({ logger: silent });
       dispatchers.push(dispatcher);
       app.use(pkgs.express.auditLog({ url: receiverUrl, dispatcher, ...audit }));

@@ -42,3 +42,17 @@ async function adapter(name) {
   const mod = await import(file.href);
   return typeof mod.afterward === 'function' ? mod : undefined;
 }
+
+/**
+ * Core and the Express adapter of this checkout, or of `other` (another checkout's directory with
+ * packages/*\/dist and their node_modules): for benches that load two builds side by side.
+ * @param {string | undefined} other
+ */
+export async function expressPackages(other) {
+  if (other === undefined) return { core: await core(), express: await express() };
+  const base = pathToFileURL(`${other.replace(/\/$/, '')}/`);
+  return {
+    core: await import(new URL('packages/core/dist/index.js', base).href),
+    express: await import(new URL('packages/express/dist/index.js', base).href),
+  };
+}
