@@ -33,6 +33,15 @@ const VARIANTS = {
   import: '@afterward/express imported (its req.route accessor and res methods), no middleware',
   installed: 'afterward() installed, nothing parked (row 4)',
   audit: 'auditLog() at its defaults (row 3)',
+  nonet:
+    'auditLog() whose dispatcher has a transport answering 204 at once: its batches make no HTTP request',
+};
+
+/** A transport that answers every request 204 at once, with no socket. */
+const NO_NETWORK = {
+  send: () =>
+    Promise.resolve({ kind: 'response', response: { status: 204, statusText: 'No Content', headers: {} } }),
+  close: () => Promise.resolve(),
 };
 
 /** Keeps the values an audit record is made of, 64 rows at a time: what any audit must read. */
@@ -81,8 +90,11 @@ async function appProcess({ receiverUrl, kind, root }) {
     if (kind === 'installed') {
       dispatcher = pkgs.core.createDispatcher({ logger: silent });
       app.use(pkgs.express.afterward({ dispatcher }));
-    } else if (kind === 'audit') {
-      dispatcher = pkgs.core.createDispatcher({ logger: silent });
+    } else if (kind === 'audit' || kind === 'nonet') {
+      dispatcher = pkgs.core.createDispatcher({
+        logger: silent,
+        ...(kind === 'nonet' ? { transport: NO_NETWORK } : {}),
+      });
       app.use(pkgs.express.auditLog({ url: receiverUrl, dispatcher }));
     }
   }
