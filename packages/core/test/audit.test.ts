@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { cleanupScope, listen, waitUntil } from '../../../test/support/index.js';
@@ -12,6 +13,7 @@ import {
   type AuditLogOptions,
   type AuditRecord,
 } from '../src/audit/audit.js';
+import { addJson } from '../src/batch/batcher.js';
 import { InvalidArgumentError } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
 import { createTestDispatcher, type RecordingTransport } from '../src/testing.js';
@@ -92,6 +94,66 @@ const ok: Handler = (_req, res) => {
   res.setHeader('x-answer', '42');
   res.end('ok');
 };
+
+describe('compact records kept until 64 are made into JSON (issue 15)', () => {
+  /** A response as log.watch() reads it, ended by emitting 'close'. */
+  function response(path: string): ServerResponse {
+    const req = { method: 'GET', url: path, headers: {} } as unknown as IncomingMessage;
+    return Object.assign(new EventEmitter(), {
+      writableFinished: true,
+      statusCode: 200,
+      req,
+    }) as unknown as ServerResponse;
+  }
+
+  it('makes the record of a response that ends while kept records are written (in a dispatcher event) on its own', async () => {
+    const warnings: string[] = [];
+    const { dispatcher } = createTestDispatcher({
+      logger: { warn: (_obj, msg) => warnings.push(String(msg)), error: () => {} },
+    });
+    cleanup.push(() => dispatcher.close({ timeout: 1_000 }));
+    const log = createAuditLog<IncomingMessage, Info>({
+      url: AUDIT_URL,
+      dispatcher,
+      batch: { maxPending: 1, maxWaitMs: 60_000 },
+    });
+    const watch = (res: ServerResponse): void =>
+      log.watch(res, {
+        subject: res.req,
+        startedAt: performance.now(),
+        describe: (outcome, durationMs) => ({
+          outcome,
+          statusCode: 200,
+          durationMs,
+          method: 'GET',
+          url: res.req.url ?? '',
+          route: undefined,
+          req: res.req,
+          res,
+        }),
+        ip: () => '127.0.0.1',
+      });
+    const batcher = log.batcher;
+    if (batcher === undefined) throw new Error('a batched audit log has a batcher');
+    // One item held: the batcher is full (maxPending 1), so each record it is given is dropped.
+    addJson(batcher, '"held"');
+    const first = response('/first');
+    const late = response('/late');
+    watch(first);
+    watch(late);
+    first.emit('close');
+    expect(dispatcher.stats().dropped).toBe(0);
+    // The first record's drop is evented while the kept rows are written; a listener ends another response.
+    dispatcher.once('dropped', () => late.emit('close'));
+    batcher.flush();
+    // Both records met the full batcher, and both were counted; none was lost on the way.
+    expect(dispatcher.stats().dropped).toBe(2);
+    expect(batcher.pending()).toBe(1);
+    expect(await dispatcher.drain({ timeout: 1_000 })).toEqual({ drained: true, pending: 0 });
+    // Drops are logged; a record lost on the way would be logged as one that could not be sent.
+    expect(warnings.filter((msg) => /could not be sent/.test(msg))).toEqual([]);
+  });
+});
 
 describe('createAuditLog', () => {
   it('records a finished request with its fields, redacting the default headers and query names', async () => {

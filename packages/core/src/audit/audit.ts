@@ -12,6 +12,7 @@ import {
   type When,
 } from '../after-response/after-response.js';
 import {
+  addJson,
   addUnobserved,
   checkTarget,
   createBatcher,
@@ -424,16 +425,18 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
   ): void {
     const batcher = this.batcher as Batcher;
     const rows = this.#rows as RecordRows;
+    const ip = source.ip(handle);
+    const userAgent = res.req.headers['user-agent'];
+    const requestId = readRequestId(source.requestId?.(handle), res.req, this.#requestIdHeader);
+    if (rows.writing) {
+      // A response that ended in a listener the writing runs (a dispatcher event): its row would
+      // land among the rows being written, so its JSON is made and added here.
+      addJson(batcher, recordJson(this.#queryOf, info, ip, userAgent, requestId));
+      return;
+    }
     // Throws ClosedError once the batcher or its dispatcher closed, as adding would.
     const due = staged(batcher);
-    const full = rows.add(
-      startedAt,
-      info,
-      source.ip(handle),
-      res.req.headers['user-agent'],
-      readRequestId(source.requestId?.(handle), res.req, this.#requestIdHeader),
-    );
-    if (full || due) writeStage(batcher);
+    if (rows.add(startedAt, info, ip, userAgent, requestId) || due) writeStage(batcher);
   }
 
   /** Nothing here may reach the app: a closed dispatcher or a bad fields() result is logged. */
@@ -694,6 +697,8 @@ const ROWS = 64;
  */
 class RecordRows implements BatchStage {
   size = 0;
+  /** True while {@link write} runs (it may run a dispatcher event's listeners). */
+  writing = false;
   readonly #queryOf: QueryOf;
   readonly #failed: (error: unknown) => void;
   /** `performance.now()` when each request was first seen. */
@@ -746,6 +751,15 @@ class RecordRows implements BatchStage {
   }
 
   write(take: (json: string) => void): void {
+    this.writing = true;
+    try {
+      this.#write(take);
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  #write(take: (json: string) => void): void {
     const count = this.size;
     this.size = 0;
     // Each record's arrival in wall-clock time, from the monotonic clock it was measured with.
