@@ -20,6 +20,7 @@ import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { expressPackages } from './lib/packages.mjs';
 import { directGet } from './lib/exchange.mjs';
+import { arg } from './lib/args.mjs';
 import { startReceiver } from './lib/receiver.mjs';
 import { goal, median } from './lib/report.mjs';
 import { renderResult } from './lib/report.mjs';
@@ -81,11 +82,6 @@ async function appProcess({ receiverUrl, audit, root }) {
     },
   );
 }
-
-const arg = (name, fallback) => {
-  const at = process.argv.indexOf(`--${name}`);
-  return at === -1 ? fallback : process.argv[at + 1];
-};
 
 const spread = (values, digits = 1, unit = '') => {
   const show = (v) => `${v.toFixed(digits)}${unit}`;

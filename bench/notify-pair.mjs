@@ -15,6 +15,7 @@
 //     [--smoke]
 // Exports run() as bench/run.mjs's modules do.
 import { pathToFileURL } from 'node:url';
+import { arg } from './lib/args.mjs';
 import { startReceiver } from './lib/receiver.mjs';
 import { goal, median, renderResult } from './lib/report.mjs';
 import { spawnRpc } from './lib/rpc.mjs';
@@ -148,10 +149,6 @@ export async function run({
 
 const main = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
 if (main) {
-  const arg = (name, fallback) => {
-    const at = process.argv.indexOf(`--${name}`);
-    return at === -1 ? fallback : process.argv[at + 1];
-  };
   const tables = await run({
     smoke: process.argv.includes('--smoke'),
     log: (line) => console.error(`  ${line}`),

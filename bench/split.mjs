@@ -15,6 +15,7 @@
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { expressPackages } from './lib/packages.mjs';
+import { arg } from './lib/args.mjs';
 import { startReceiver } from './lib/receiver.mjs';
 import { median, renderResult } from './lib/report.mjs';
 import { listenOrder } from './lib/order-app.mjs';
@@ -248,10 +249,6 @@ export async function run({ smoke, log, rounds, rate = 2_000, windowMs, variants
 if (process.argv.includes('--app')) {
   await appProcess(JSON.parse(process.argv[process.argv.indexOf('--app') + 1]));
 } else if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const arg = (name, fallback) => {
-    const at = process.argv.indexOf(`--${name}`);
-    return at === -1 ? fallback : process.argv[at + 1];
-  };
   const result = await run({
     smoke: process.argv.includes('--smoke'),
     log: (line) => console.error(`  ${line}`),

@@ -275,7 +275,7 @@ class BatcherImpl implements Batcher {
   #stage: BatchStage | undefined;
   /** Set while {@link #stage} is written: a flush it causes (`maxItems` reached) does not write it again. */
   #writingStage = false;
-  /** {@link addJson} for the stage's items: the batcher may be closing (its last flush). */
+  /** {@link addJson} unchecked: the stage's items are written while the batcher closes (its last flush). */
   readonly #take = (json: string): void => {
     const bytes = this.#write(json);
     if (this.pending() >= this.#maxPending) {
@@ -381,12 +381,7 @@ class BatcherImpl implements Batcher {
   /** {@link addUnobserved} for an item already serialised (by trusted code: not checked). */
   addJson(json: string): void {
     this.#checkOpen();
-    const bytes = this.#write(json);
-    if (this.pending() >= this.#maxPending) {
-      this.#drop();
-      return;
-    }
-    this.#hold(bytes, undefined);
+    this.#take(json);
   }
 
   /** See {@link stageInto}. */
