@@ -32,6 +32,7 @@ import { core, express as expressAdapter, koa as koaAdapter } from './lib/packag
 import { directGet } from './lib/exchange.mjs';
 import { startReceiver } from './lib/receiver.mjs';
 import { goal, median, renderResult } from './lib/report.mjs';
+import { instantTransport } from './lib/instant-transport.mjs';
 
 export const title = 'Adapter path: CPU per request in one process (issue 15 rows 1 and 4)';
 
@@ -309,13 +310,7 @@ export async function handlerOnly({ rounds, perBatch, old, frameworks = FRAMEWOR
  * what the middleware, parking and release add per notification.
  */
 export async function adapterPath({ rounds, perBatch, old, frameworks = FRAMEWORKS }) {
-  const transport = {
-    send: async () => ({
-      kind: 'response',
-      response: { status: 204, statusText: 'No Content', headers: {} },
-    }),
-    close: async () => {},
-  };
+  const transport = instantTransport();
   const url = 'http://127.0.0.1:9/hook';
   const payloadOf = (method, path) => ({ type: 'request.served', method, url: path, at: Date.now() });
   const handlers = {};

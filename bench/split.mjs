@@ -16,6 +16,7 @@ import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { expressPackages } from './lib/packages.mjs';
 import { arg } from './lib/args.mjs';
+import { instantTransport } from './lib/instant-transport.mjs';
 import { startReceiver } from './lib/receiver.mjs';
 import { median, renderResult } from './lib/report.mjs';
 import { listenOrder } from './lib/order-app.mjs';
@@ -36,13 +37,6 @@ const VARIANTS = {
   audit: 'auditLog() at its defaults (row 3)',
   nonet:
     'auditLog() whose dispatcher has a transport answering 204 at once: its batches make no HTTP request',
-};
-
-/** A transport that answers every request 204 at once, with no socket. */
-const NO_NETWORK = {
-  send: () =>
-    Promise.resolve({ kind: 'response', response: { status: 204, statusText: 'No Content', headers: {} } }),
-  close: () => Promise.resolve(),
 };
 
 /** Keeps the values an audit record is made of, 64 rows at a time: what any audit must read. */
@@ -94,7 +88,7 @@ async function appProcess({ receiverUrl, kind, root }) {
     } else if (kind === 'audit' || kind === 'nonet') {
       dispatcher = pkgs.core.createDispatcher({
         logger: silent,
-        ...(kind === 'nonet' ? { transport: NO_NETWORK } : {}),
+        ...(kind === 'nonet' ? { transport: instantTransport() } : {}),
       });
       app.use(pkgs.express.auditLog({ url: receiverUrl, dispatcher }));
     }
