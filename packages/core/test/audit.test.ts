@@ -7,12 +7,11 @@ import {
   baseRecord,
   createAuditLog,
   DEFAULT_REDACT,
-  isoTime,
-  recordJson,
   REDACTED,
   type AuditLogOptions,
   type AuditRecord,
 } from '../src/audit/audit.js';
+import { isoTime, RECORD_FRAME, recordJson, writeRecord } from '../src/audit/record-json.js';
 import { addJson } from '../src/batch/batcher.js';
 import { InvalidArgumentError } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
@@ -417,6 +416,134 @@ describe('recordJson', () => {
         );
       }
     }
+  });
+});
+
+describe('writeRecord (a record written straight into the batch body)', () => {
+  const queryOf = (search: string): Record<string, string> | undefined =>
+    search === '' ? undefined : { q: search, 'x"y': '\\' };
+  const bare = (json: string): string =>
+    json.replace(/^\{"id":"[0-9a-f-]{36}","time":"[^"]+"/, '{"id":"","time":""');
+  /** writeRecord's text for these fields, or undefined when it declined them (-1). */
+  const written = (
+    info: Parameters<typeof recordJson>[1],
+    ip: string | undefined,
+    userAgent: string | undefined,
+    requestId: string | undefined,
+    arrivedAt: number,
+  ): string | undefined => {
+    const { url } = info;
+    const mark = url.indexOf('?');
+    const params = mark === -1 ? undefined : queryOf(url.slice(mark + 1));
+    const queryJson = params === undefined ? undefined : JSON.stringify(params);
+    const at = 5;
+    const size = [info.method, url, info.route, queryJson, ip, userAgent, requestId].reduce(
+      (sum, text) => sum + (text?.length ?? 0),
+      at + RECORD_FRAME,
+    );
+    const buf = Buffer.alloc(size, 0xff);
+    const end = writeRecord(
+      buf,
+      at,
+      info.method,
+      url,
+      mark === -1 ? url.length : mark,
+      info.route,
+      info.statusCode,
+      info.durationMs,
+      info.outcome === 'aborted',
+      queryJson,
+      ip,
+      userAgent,
+      requestId,
+      arrivedAt,
+    );
+    return end === -1 ? undefined : buf.toString('utf8', at, end);
+  };
+
+  it('writes the bytes recordJson() makes, and declines what only recordJson() writes', () => {
+    const plain = ['plain', 'GET', '/a/b-c_d.e~f', 'Mozilla/5.0 (X11; Linux x86_64) like Gecko', '\u007f'];
+    const odd = ['quote"d', 'back\\slash', 'tab\there', 'nul\u0000', 'été', '😀', 'lone\ud800', '\u2028'];
+    let checked = 0;
+    for (const text of [...plain, ...odd]) {
+      for (const url of [`/p/${text}`, `/p?${text}`, '/p?', `/p/${text}?a=1&b=2&token=x`]) {
+        for (const route of [undefined, text]) {
+          const info = {
+            method: 'GET',
+            url,
+            route,
+            statusCode: 201,
+            durationMs: 1.23456,
+            outcome: 'aborted',
+          } as const;
+          const arrivedAt = Date.UTC(2025, 5, 1, 12, 0, 0, 7);
+          const ip = route === undefined ? undefined : text;
+          const mine = written(info, ip, text, text, arrivedAt);
+          const theirs = recordJson(queryOf, info, ip, text, text, arrivedAt);
+          // Printable ASCII and DEL, but no quote or backslash: what needs no escape and is one byte.
+          const ascii = /^[\x20\x21\x23-\x5b\x5d-\x7f]*$/.test(`${url}${text}`);
+          expect(mine === undefined, `${JSON.stringify(url)} ${JSON.stringify(text)}`).toBe(!ascii);
+          if (mine !== undefined) {
+            expect(bare(mine)).toBe(bare(theirs));
+            expect((JSON.parse(mine) as AuditRecord).time).toBe(isoTime(arrivedAt));
+            expect((JSON.parse(mine) as AuditRecord).id).toMatch(
+              /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+            );
+            checked += 1;
+          }
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(30);
+  });
+
+  it('writes every duration and status as JSON.stringify would, and declines those out of range', () => {
+    const durations = [
+      0, -0, 0.0004, 0.0005, 0.001, 0.01, 0.1, 0.5, 1, 1.5, 2.05, 3.2, 10.005, 99.999, 999.9995,
+    ];
+    for (let i = 0; i < 2_000; i++) durations.push(Math.random() * 10 ** (i % 8));
+    durations.push(2_147_483.647, 2_147_483.6475, 1e10, -1, Number.NaN, Infinity);
+    const statuses = [0, 1, 9, 10, 99, 100, 200, 404, 599, 1_000, 2 ** 31 - 1, 2 ** 31, -1, 1.5, Number.NaN];
+    for (const [k, durationMs] of durations.entries()) {
+      const statusCode = statuses[k % statuses.length] as number;
+      const info = {
+        method: 'GET',
+        url: '/x',
+        route: undefined,
+        statusCode,
+        durationMs,
+        outcome: 'finished',
+      } as const;
+      const mine = written(info, undefined, undefined, undefined, 1_700_000_000_000.25);
+      const inRange =
+        Math.round(durationMs * 1000) >= 0 &&
+        Math.round(durationMs * 1000) < 2 ** 31 &&
+        Number.isInteger(statusCode) &&
+        statusCode >= 0 &&
+        statusCode < 2 ** 31;
+      expect(mine !== undefined, `${durationMs} ${statusCode}`).toBe(inRange);
+      if (mine !== undefined) {
+        expect(bare(mine)).toBe(bare(recordJson(queryOf, info, undefined, undefined, undefined, 0)));
+      }
+    }
+  });
+
+  it('writes the time as toISOString() does, and declines one outside the years 0 to 9999', () => {
+    const info = {
+      method: 'GET',
+      url: '/x',
+      route: undefined,
+      statusCode: 200,
+      durationMs: 1,
+      outcome: 'finished',
+    } as const;
+    for (const ms of [0, 999.9, 1_000, Date.UTC(2025, 11, 31, 23, 59, 59, 999), 253_402_300_799_999]) {
+      expect(
+        (JSON.parse(written(info, undefined, undefined, undefined, ms) as string) as AuditRecord).time,
+      ).toBe(new Date(Math.floor(ms)).toISOString());
+    }
+    expect(written(info, undefined, undefined, undefined, -1)).toBeUndefined();
+    expect(written(info, undefined, undefined, undefined, 253_402_300_800_000)).toBeUndefined();
   });
 });
 

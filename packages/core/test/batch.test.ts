@@ -10,6 +10,7 @@ import {
   staged,
   writeStage,
   type Batcher,
+  type BatchSink,
   type BatchStage,
 } from '../src/batch/batcher.js';
 import { createDispatcher, type Dispatcher } from '../src/dispatcher/dispatcher.js';
@@ -471,8 +472,8 @@ class TestStage implements BatchStage {
   get size(): number {
     return this.kept.length;
   }
-  write(take: (json: string) => void): void {
-    for (const json of this.kept.splice(0)) take(json);
+  write(sink: BatchSink): void {
+    for (const json of this.kept.splice(0)) sink.take(json);
   }
   /** What an audit log does per record: staged(), keep it, write the stage when due. */
   add(batcher: Batcher, json: string, full = 64): void {

@@ -21,6 +21,7 @@ import {
   writeStage,
   type BatcherOptions,
   type BatchInit,
+  type BatchSink,
   type BatchStage,
   type Batcher,
 } from '../batch/batcher.js';
@@ -28,6 +29,14 @@ import { createDispatcher, internalsOf, isDispatcher, type Dispatcher } from '..
 import { InvalidArgumentError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { readRequestId } from './request-id.js';
+import {
+  isoTime,
+  RECORD_FRAME,
+  recordJson,
+  writeRecord,
+  type QueryOf,
+  type RecordInfo,
+} from './record-json.js';
 import { checkInteger, checkKeys, checkObject, show } from '../options/options.js';
 
 /**
@@ -596,10 +605,6 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
   }
 }
 
-type QueryOf = (search: string) => Record<string, string | string[]> | undefined;
-/** What a record takes from the response info. */
-type RecordInfo = Pick<ResponseInfo, 'method' | 'url' | 'route' | 'statusCode' | 'durationMs' | 'outcome'>;
-
 /**
  * The record every request leaves, before headers, body and `fields`.
  *
@@ -636,54 +641,6 @@ export function baseRecord(
   if (userAgent !== undefined) record.userAgent = userAgent;
   if (requestId !== undefined) record.requestId = requestId;
   return record;
-}
-
-// What JSON.stringify escapes in a string: quotes, backslashes, control characters and lone
-// surrogates (any surrogate here: a string with one takes the general path).
-// eslint-disable-next-line no-control-regex -- control characters are what it looks for
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
-
-/** `JSON.stringify(value)`, with strings and numbers written directly. */
-function jsonValue(value: unknown): string | undefined {
-  if (typeof value === 'string') return NEEDS_ESCAPE.test(value) ? JSON.stringify(value) : `"${value}"`;
-  if (typeof value === 'number') return Number.isFinite(value) ? `${value}` : 'null';
-  return JSON.stringify(value);
-}
-
-/** `,"name":value`, or nothing where JSON.stringify would leave the field out. */
-function field(name: string, value: unknown): string {
-  if (value === undefined) return '';
-  const json = jsonValue(value);
-  return json === undefined ? '' : `,"${name}":${json}`;
-}
-
-/**
- * `JSON.stringify(baseRecord(...))`, the same text, written without the record object: one
- * string per request instead of an object holding the request's strings.
- *
- * @example
- * ```ts
- * recordJson(parseQuery, info, req.socket.remoteAddress, req.headers['user-agent'], 'req-7');
- * ```
- */
-export function recordJson(
-  queryOf: QueryOf,
-  info: RecordInfo,
-  ip: string | undefined,
-  userAgent: string | undefined,
-  requestId: string | undefined,
-  arrivedAt = Date.now() - info.durationMs,
-): string {
-  const { url, durationMs } = info;
-  const query = url.indexOf('?');
-  const params = query === -1 ? undefined : queryOf(url.slice(query + 1));
-  return (
-    `{"id":"${newId()}","time":"${isoTime(arrivedAt)}"${field('method', info.method)}` +
-    `${field('path', query === -1 ? url : url.slice(0, query))}${field('route', info.route)}` +
-    `${field('status', info.statusCode)}${field('durationMs', Math.round(durationMs * 1000) / 1000)}` +
-    `${field('outcome', info.outcome)}${field('query', params)}${field('ip', ip)}` +
-    `${field('userAgent', userAgent)}${field('requestId', requestId)}}`
-  );
 }
 
 /** How many compact records are kept as fields before they are made into JSON together. */
@@ -750,40 +707,25 @@ class RecordRows implements BatchStage {
     return this.size === ROWS;
   }
 
-  write(take: (json: string) => void): void {
+  write(sink: BatchSink): void {
     this.writing = true;
     try {
-      this.#write(take);
+      this.#write(sink);
     } finally {
       this.writing = false;
     }
   }
 
-  #write(take: (json: string) => void): void {
+  #write(sink: BatchSink): void {
     const count = this.size;
     this.size = 0;
     // Each record's arrival in wall-clock time, from the monotonic clock it was measured with.
     const wall = Date.now();
     const now = performance.now();
-    const info = this.#info;
     for (let i = 0; i < count; i++) {
-      info.method = this.#method[i] as string;
-      info.url = this.#url[i] as string;
-      info.route = this.#route[i];
-      info.statusCode = this.#status[i] as number;
-      info.durationMs = this.#durationMs[i] as number;
-      info.outcome = this.#aborted[i] === 1 ? 'aborted' : 'finished';
       try {
-        take(
-          recordJson(
-            this.#queryOf,
-            info,
-            this.#ip[i],
-            this.#userAgent[i],
-            this.#requestId[i],
-            wall - (now - (this.#startedAt[i] as number)),
-          ),
-        );
+        const arrivedAt = wall - (now - (this.#startedAt[i] as number));
+        if (!this.#writeInPlace(sink, i, arrivedAt)) sink.take(this.#json(i, arrivedAt));
       } catch (error) {
         this.#failed(error);
       }
@@ -791,35 +733,69 @@ class RecordRows implements BatchStage {
       this.#ip[i] = this.#userAgent[i] = this.#requestId[i] = undefined;
     }
   }
+
+  /**
+   * Writes row `i` straight into the batch's body (see writeRecord()): false when it must be made
+   * as a string instead (an escape, a character beyond ASCII, a record too large to measure so).
+   */
+  #writeInPlace(sink: BatchSink, i: number, arrivedAt: number): boolean {
+    const method = this.#method[i] as string;
+    const url = this.#url[i] as string;
+    const route = this.#route[i];
+    const ip = this.#ip[i];
+    const userAgent = this.#userAgent[i];
+    const requestId = this.#requestId[i];
+    const mark = url.indexOf('?');
+    const params = mark === -1 ? undefined : this.#queryOf(url.slice(mark + 1));
+    const queryJson = params === undefined ? undefined : JSON.stringify(params);
+    const buf = sink.room(
+      RECORD_FRAME +
+        method.length +
+        url.length +
+        (route?.length ?? 0) +
+        (queryJson?.length ?? 0) +
+        (ip?.length ?? 0) +
+        (userAgent?.length ?? 0) +
+        (requestId?.length ?? 0),
+    );
+    if (buf === undefined) return false;
+    const at = sink.at();
+    const end = writeRecord(
+      buf,
+      at,
+      method,
+      url,
+      mark === -1 ? url.length : mark,
+      route,
+      this.#status[i] as number,
+      this.#durationMs[i] as number,
+      this.#aborted[i] === 1,
+      queryJson,
+      ip,
+      userAgent,
+      requestId,
+      arrivedAt,
+    );
+    if (end === -1) return false;
+    sink.commit(end - at);
+    return true;
+  }
+
+  /** Row `i` as recordJson() makes it. */
+  #json(i: number, arrivedAt: number): string {
+    const info = this.#info;
+    info.method = this.#method[i] as string;
+    info.url = this.#url[i] as string;
+    info.route = this.#route[i];
+    info.statusCode = this.#status[i] as number;
+    info.durationMs = this.#durationMs[i] as number;
+    info.outcome = this.#aborted[i] === 1 ? 'aborted' : 'finished';
+    return recordJson(this.#queryOf, info, this.#ip[i], this.#userAgent[i], this.#requestId[i], arrivedAt);
+  }
 }
 
 function emptyColumn(): Array<string | undefined> {
   return Array.from({ length: ROWS }, () => undefined);
-}
-
-let isoSecond = Number.NaN;
-let isoPrefix = '';
-
-/**
- * `new Date(ms).toISOString()`, with the part up to the second made once per second: most records
- * of a busy app share it, and `toISOString()` was a sizeable share of a record's cost.
- *
- * @example
- * ```ts
- * isoTime(Date.UTC(2025, 0, 1, 12, 0, 0, 7)); // '2025-01-01T12:00:00.007Z'
- * ```
- */
-export function isoTime(ms: number): string {
-  const whole = Math.floor(ms);
-  const second = Math.floor(whole / 1000);
-  // Years 0 to 9999 only: beyond, toISOString() writes a signed six-digit year of another length.
-  if (!(second >= 0 && second < 253_402_300_800)) return new Date(ms).toISOString();
-  if (second !== isoSecond) {
-    isoSecond = second;
-    isoPrefix = new Date(second * 1000).toISOString().slice(0, 20);
-  }
-  const milli = whole - second * 1000;
-  return `${isoPrefix}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
 }
 
 type Redactor = (name: string) => boolean;

@@ -36,11 +36,39 @@ export type BatchFormat = 'json' | 'ndjson';
 export interface BatchStage {
   /** Items kept and not yet written. */
   readonly size: number;
+  /** Writes every kept item, in order, through `sink`, and forgets them. */
+  write(sink: BatchSink): void;
+}
+
+/**
+ * How a {@link BatchStage} writes its items into the next batch: each one's JSON as a string
+ * (`take`), or as UTF-8 written straight into the batch's body (`room`, `at`, then `commit`),
+ * with no string made.
+ *
+ * @example
+ * ```ts
+ * const buf = sink.room(512);
+ * if (buf === undefined) sink.take(json);
+ * else sink.commit(writeItem(buf, sink.at()) - sink.at());
+ * ```
+ */
+export interface BatchSink {
+  /** Adds one item's JSON. Throws only for an item that could never fit in a batch. */
+  take(json: string): void;
   /**
-   * Writes every kept item, in order, through `take` (its JSON), and forgets them. `take` throws
-   * only for an item that could never fit in a batch.
+   * The buffer to write an item of at most `bytes` bytes into, from {@link at}; undefined when an
+   * item that large could not fit in any batch (`take` measures it exactly). Valid until the next
+   * call to the sink: each item asks again.
    */
-  write(take: (json: string) => void): void;
+  room(bytes: number): Buffer | undefined;
+  /** Where the next item starts in {@link room}'s buffer. */
+  at(): number;
+  /**
+   * Adds the item just written into {@link room}'s buffer from {@link at}, `bytes` long: one
+   * valid JSON document in UTF-8, which is not checked. An item left unwritten or half-written is
+   * simply never committed.
+   */
+  commit(bytes: number): void;
 }
 
 /** What every batch request carries besides its body and id (which the batcher makes). */
@@ -276,13 +304,17 @@ class BatcherImpl implements Batcher {
   /** Set while {@link #stage} is written: a flush it causes (`maxItems` reached) does not write it again. */
   #writingStage = false;
   /** {@link addJson} unchecked: the stage's items are written while the batcher closes (its last flush). */
-  readonly #take = (json: string): void => {
-    const bytes = this.#write(json);
-    if (this.pending() >= this.#maxPending) {
-      this.#drop();
-      return;
-    }
-    this.#hold(bytes, undefined);
+  readonly #take = (json: string): void => this.#commit(this.#write(json));
+  /** What the stage writes through: {@link #take}, or its items written in place. */
+  readonly #sink: BatchSink = {
+    take: this.#take,
+    room: (bytes) => {
+      if (this.#frame() + bytes + 1 > this.#maxBytes) return undefined;
+      this.#reserve(this.#used + bytes + 1);
+      return this.#body;
+    },
+    at: () => this.#used,
+    commit: (bytes) => this.#commit(bytes),
   };
 
   constructor(dispatcher: Dispatcher, options: BatcherOptions) {
@@ -413,7 +445,7 @@ class BatcherImpl implements Batcher {
     if (stage === undefined || stage.size === 0 || this.#writingStage) return;
     this.#writingStage = true;
     try {
-      stage.write(this.#take);
+      stage.write(this.#sink);
     } finally {
       this.#writingStage = false;
     }
@@ -434,6 +466,15 @@ class BatcherImpl implements Batcher {
     const bytes = this.#body.write(json, at);
     this.#checkFits(bytes);
     return bytes;
+  }
+
+  /** Holds the item written uncommitted at {@link #used}, `bytes` long; dropped past `maxPending`. */
+  #commit(bytes: number): void {
+    if (this.pending() >= this.#maxPending) {
+      this.#drop();
+      return;
+    }
+    this.#hold(bytes, undefined);
   }
 
   /** Throws when an item of `bytes` could never fit in a batch. */

@@ -21,21 +21,35 @@ const HEX = Buffer.from('0123456789abcdef', 'latin1');
  * ```
  */
 export function newId(): string {
+  writeId(scratch, 0);
+  return scratch.toString('latin1', 0, 36);
+}
+
+/**
+ * Writes a new id ({@link newId}'s kind) as 36 ASCII bytes into `buf` from `at`; returns the end.
+ * For JSON written straight into a batch's body (audit records): no string is made.
+ *
+ * @example
+ * ```ts
+ * const end = writeId(buffer, 7); // buffer[7..43] holds '3b241101-e2bb-4255-8caf-4136c566a962'
+ * ```
+ */
+export function writeId(buf: Uint8Array, at: number): number {
   if (offset === random.length) {
     randomFillSync(random);
     offset = 0;
   }
-  const at = offset;
+  const from = offset;
   offset += 16;
-  let j = 0;
+  let j = at;
   for (let i = 0; i < 16; i++) {
-    if (i === 4 || i === 6 || i === 8 || i === 10) scratch[j++] = 0x2d; // '-'
-    let byte = random[at + i] as number;
+    if (i === 4 || i === 6 || i === 8 || i === 10) buf[j++] = 0x2d; // '-'
+    let byte = random[from + i] as number;
     // RFC 9562: version 4 in the high nibble of byte 6, variant 10 in the high bits of byte 8.
     if (i === 6) byte = (byte & 0x0f) | 0x40;
     else if (i === 8) byte = (byte & 0x3f) | 0x80;
-    scratch[j++] = HEX[byte >> 4] as number;
-    scratch[j++] = HEX[byte & 0x0f] as number;
+    buf[j++] = HEX[byte >> 4] as number;
+    buf[j++] = HEX[byte & 0x0f] as number;
   }
-  return scratch.toString('latin1', 0, 36);
+  return j;
 }
