@@ -196,6 +196,15 @@ function digits(buf: Uint8Array, at: number, value: number): number {
 let isoSecond = Number.NaN;
 let isoPrefix = '';
 
+/** `2025-01-01T12:00:00.`: the ISO time up to its milliseconds, made once per second. */
+function prefixOf(second: number): string {
+  if (second !== isoSecond) {
+    isoSecond = second;
+    isoPrefix = new Date(second * 1000).toISOString().slice(0, 20);
+  }
+  return isoPrefix;
+}
+
 /**
  * `new Date(ms).toISOString()`, with the part up to the second made once per second: most records
  * of a busy app share it, and `toISOString()` was a sizeable share of a record's cost.
@@ -210,12 +219,8 @@ export function isoTime(ms: number): string {
   const second = Math.floor(whole / 1000);
   // Years 0 to 9999 only: beyond, toISOString() writes a signed six-digit year of another length.
   if (!(second >= 0 && second < 253_402_300_800)) return new Date(ms).toISOString();
-  if (second !== isoSecond) {
-    isoSecond = second;
-    isoPrefix = new Date(second * 1000).toISOString().slice(0, 20);
-  }
   const milli = whole - second * 1000;
-  return `${isoPrefix}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
+  return `${prefixOf(second)}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
 }
 
 /** {@link isoTime} written as 24 ASCII bytes from `at`; -1 outside the years 0 to 9999. */
@@ -223,11 +228,7 @@ function writeIsoTime(buf: Uint8Array, at: number, ms: number): number {
   const whole = Math.floor(ms);
   const second = Math.floor(whole / 1000);
   if (!(second >= 0 && second < 253_402_300_800)) return -1;
-  if (second !== isoSecond) {
-    isoSecond = second;
-    isoPrefix = new Date(second * 1000).toISOString().slice(0, 20);
-  }
-  let p = literal(buf, at, isoPrefix);
+  let p = literal(buf, at, prefixOf(second));
   const milli = (whole - second * 1000) | 0;
   const tenths = (milli / 10) | 0;
   buf[p++] = 0x30 + ((milli / 100) | 0);
