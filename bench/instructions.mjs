@@ -111,7 +111,8 @@ function countInstructions(kind, count) {
   let stdout = '';
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (chunk) => (stderr += chunk));
-  const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  // 'close', not 'exit': valgrind's count is the last thing on stderr, read only once it closed.
+  const exited = new Promise((resolve) => child.once('close', (code) => resolve(code)));
   const ready = new Promise((resolve, reject) => {
     child.stdout.setEncoding('utf8').on('data', (chunk) => {
       stdout += chunk;
@@ -123,7 +124,13 @@ function countInstructions(kind, count) {
     );
   });
   return (async () => {
-    await drive(await ready, count);
+    try {
+      await drive(await ready, count);
+    } catch (error) {
+      // An app still waiting for the rest of its requests would never exit.
+      child.kill('SIGKILL');
+      throw error;
+    }
     const code = await exited;
     const refs = /I\s+refs:\s+([\d,]+)/.exec(stderr)?.[1];
     if (code !== 0 || refs === undefined) throw new Error(`the ${kind} app exited ${code}:\n${stderr}`);
