@@ -5,7 +5,12 @@ const random = Buffer.alloc(16 * 256);
 let offset = random.length;
 /** The 36 characters of the id being made. */
 const scratch = Buffer.alloc(36);
-const HEX = Buffer.from('0123456789abcdef', 'latin1');
+/** The two lowercase hex digits of every byte value, as ASCII: byte `b` at `2 * b`. */
+const PAIRS = new Uint8Array(512);
+for (let b = 0; b < 256; b++) {
+  PAIRS[2 * b] = '0123456789abcdef'.charCodeAt(b >> 4);
+  PAIRS[2 * b + 1] = '0123456789abcdef'.charCodeAt(b & 0x0f);
+}
 
 /**
  * A new random (version 4) UUID for a notification, made as one flat string.
@@ -39,17 +44,31 @@ export function writeId(buf: Uint8Array, at: number): number {
     randomFillSync(random);
     offset = 0;
   }
-  const from = offset;
+  const r = offset;
   offset += 16;
-  let j = at;
-  for (let i = 0; i < 16; i++) {
-    if (i === 4 || i === 6 || i === 8 || i === 10) buf[j++] = 0x2d; // '-'
-    let byte = random[from + i] as number;
-    // RFC 9562: version 4 in the high nibble of byte 6, variant 10 in the high bits of byte 8.
-    if (i === 6) byte = (byte & 0x0f) | 0x40;
-    else if (i === 8) byte = (byte & 0x3f) | 0x80;
-    buf[j++] = HEX[byte >> 4] as number;
-    buf[j++] = HEX[byte & 0x0f] as number;
-  }
-  return j;
+  // Written out position by position, no loop: a loop testing for the dashes and the version bits
+  // at every byte cost about 1.1k instructions an id, this about 0.7k.
+  hexAt(buf, at, random[r] as number);
+  hexAt(buf, at + 2, random[r + 1] as number);
+  hexAt(buf, at + 4, random[r + 2] as number);
+  hexAt(buf, at + 6, random[r + 3] as number);
+  buf[at + 8] = 0x2d; // '-'
+  hexAt(buf, at + 9, random[r + 4] as number);
+  hexAt(buf, at + 11, random[r + 5] as number);
+  buf[at + 13] = 0x2d;
+  // RFC 9562: version 4 in the high nibble of byte 6, variant 10 in the high bits of byte 8.
+  hexAt(buf, at + 14, ((random[r + 6] as number) & 0x0f) | 0x40);
+  hexAt(buf, at + 16, random[r + 7] as number);
+  buf[at + 18] = 0x2d;
+  hexAt(buf, at + 19, ((random[r + 8] as number) & 0x3f) | 0x80);
+  hexAt(buf, at + 21, random[r + 9] as number);
+  buf[at + 23] = 0x2d;
+  for (let i = 10; i < 16; i++) hexAt(buf, at + 4 + 2 * i, random[r + i] as number);
+  return at + 36;
+}
+
+/** Writes `byte` as two lowercase hex digits at `at`. */
+function hexAt(buf: Uint8Array, at: number, byte: number): void {
+  buf[at] = PAIRS[2 * byte] as number;
+  buf[at + 1] = PAIRS[2 * byte + 1] as number;
 }
