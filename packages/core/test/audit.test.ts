@@ -444,6 +444,7 @@ describe('writeRecord (a record written straight into the batch body)', () => {
     const buf = Buffer.alloc(size, 0xff);
     const end = writeRecord(
       buf,
+      new DataView(buf.buffer, buf.byteOffset, buf.byteLength),
       at,
       info.method,
       url,
@@ -495,6 +496,57 @@ describe('writeRecord (a record written straight into the batch body)', () => {
       }
     }
     expect(checked).toBeGreaterThan(30);
+  });
+
+  it('checks long strings (written natively, checked four bytes at a time) at every position', () => {
+    // 32 characters and more go through Buffer's writer and the word-at-a-time check: every odd
+    // character, at every position of strings from 32 to 41 characters, in each field.
+    const info = (url: string, route: string | undefined) =>
+      ({ method: 'GET', url, route, statusCode: 200, durationMs: 2, outcome: 'finished' }) as const;
+    const odd = [
+      '"',
+      '\\',
+      '\u0000',
+      '\u001f',
+      '\t',
+      '\u0080',
+      'é',
+      '\u00ff',
+      '\u0100',
+      '😀',
+      '\ud800',
+      '\udc00',
+    ];
+    const arrivedAt = Date.UTC(2025, 5, 1, 12, 0, 0, 7);
+    let declined = 0;
+    for (let length = 32; length < 42; length++) {
+      const base = 'abcdefghijklmnopqrstuvwxyz0123456789ABCDEF~ !#[]'.slice(0, length);
+      const mine = written(info(`/${base}`, base), base, base, base, arrivedAt) as string;
+      expect(bare(mine)).toBe(bare(recordJson(queryOf, info(`/${base}`, base), base, base, base, arrivedAt)));
+      for (let at = 0; at < length; at++) {
+        for (const char of odd) {
+          const text = base.slice(0, at) + char + base.slice(at + 1);
+          const fields = [
+            written(info(`/${text}`, undefined), undefined, undefined, undefined, arrivedAt),
+            written(info(`/${text}?a=1`, undefined), undefined, undefined, undefined, arrivedAt),
+            written(info('/x', text), undefined, undefined, undefined, arrivedAt),
+            written(info('/x', undefined), text, undefined, undefined, arrivedAt),
+            written(info('/x', undefined), undefined, text, undefined, arrivedAt),
+            written(info('/x', undefined), undefined, undefined, text, arrivedAt),
+          ];
+          for (const [field, result] of fields.entries()) {
+            expect(result, `${field} ${length} ${at} ${JSON.stringify(char)}`).toBeUndefined();
+            declined += 1;
+          }
+        }
+      }
+    }
+    expect(declined).toBe(6 * odd.length * (32 + 41) * 5);
+    // The path's end inside the URL: a character beyond ASCII after the `?` is the query's concern.
+    const path = 'p'.repeat(40);
+    expect(
+      written(info(`/${path}?q=1`, undefined), undefined, undefined, undefined, arrivedAt),
+    ).toBeDefined();
   });
 
   it('writes every duration and status as JSON.stringify would, and declines those out of range', () => {

@@ -669,6 +669,9 @@ class RecordRows implements BatchStage {
   readonly #ip = emptyColumn();
   readonly #userAgent = emptyColumn();
   readonly #requestId = emptyColumn();
+  /** The batch body last written into, and a DataView over it (writeRecord writes through both). */
+  #viewOf: Buffer | undefined;
+  #view: DataView = new DataView(new ArrayBuffer(0));
   /** One record's fields as recordJson() reads them, reused row after row. */
   readonly #info: { -readonly [K in keyof RecordInfo]: RecordInfo[K] } = {
     method: '',
@@ -759,9 +762,14 @@ class RecordRows implements BatchStage {
         (requestId?.length ?? 0),
     );
     if (buf === undefined) return false;
+    if (buf !== this.#viewOf) {
+      this.#viewOf = buf;
+      this.#view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    }
     const at = sink.at();
     const end = writeRecord(
       buf,
+      this.#view,
       at,
       method,
       url,
