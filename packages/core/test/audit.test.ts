@@ -516,6 +516,12 @@ describe('writeRecord (a record written straight into the batch body)', () => {
       '😀',
       '\ud800',
       '\udc00',
+      // Wide characters whose low byte is plain ASCII ('A', '(', '=' and 'A', 'a'): a writer that
+      // cut them to one byte would pass them as that character.
+      'Ł',
+      '\u2028',
+      '🙁',
+      '\ud861',
     ];
     const arrivedAt = Date.UTC(2025, 5, 1, 12, 0, 0, 7);
     let declined = 0;
