@@ -548,11 +548,12 @@ describe('writeRecord (a record written straight into the batch body)', () => {
       }
     }
     expect(declined).toBe(6 * odd.length * (32 + 41) * 5);
-    // The path's end inside the URL: a character beyond ASCII after the `?` is the query's concern.
-    const path = 'p'.repeat(40);
-    expect(
-      written(info(`/${path}?q=1`, undefined), undefined, undefined, undefined, arrivedAt),
-    ).toBeDefined();
+    // A long path ends at the URL's `?`: what follows is written as the query, not as the path.
+    const path = `/${'p'.repeat(40)}`;
+    const record = JSON.parse(
+      written(info(`${path}?q=1`, undefined), undefined, undefined, undefined, arrivedAt) as string,
+    ) as AuditRecord;
+    expect([record.path, record.query]).toEqual([path, queryOf('q=1')]);
   });
 
   it('writes every duration and status as JSON.stringify would, and declines those out of range', () => {

@@ -223,7 +223,8 @@ function text(buf: Buffer, view: DataView, at: number, value: string, length: nu
   if (length >= NATIVE_FROM) {
     // One byte per character, as Latin-1: a character beyond U+00FF (which Latin-1 would cut to
     // its low byte) is looked for first, those from U+0080 to U+00FF are bytes plain() refuses.
-    // The test costs little on a one-byte string, and this write half what UTF-8's does.
+    // The test costs little on a one-byte string, and this write half what UTF-8's does. (A path
+    // is tested with the rest of its URL: a wide character in the query sends it the long way.)
     if (WIDE.test(value) || buf.write(value, at, length, 'latin1') !== length) return -1;
     return plain(buf, view, at, at + length) ? at + length : -1;
   }
