@@ -152,6 +152,40 @@ describe('compact records kept until 64 are made into JSON (issue 15)', () => {
     // Drops are logged; a record lost on the way would be logged as one that could not be sent.
     expect(warnings.filter((msg) => /could not be sent/.test(msg))).toEqual([]);
   });
+
+  it('writes every record whole while the batch buffer grows and each full batch leaves with its own', async () => {
+    // 1,200 records of about 300 bytes: the buffer grows from 4 KiB by doubling, and every batch of
+    // 500 takes its buffer with it, so the records after are written into a new one each time.
+    const { dispatcher, transport } = createTestDispatcher({ logger: quiet });
+    cleanup.push(() => dispatcher.close({ timeout: 1_000 }));
+    const log = createAuditLog<IncomingMessage, Info>({ url: AUDIT_URL, dispatcher });
+    const userAgent = `Mozilla/5.0 (X11; Linux x86_64) ${'a'.repeat(60)}`;
+    for (let i = 0; i < 1_200; i++) {
+      const res = response(`/r/${i}`);
+      res.req.headers['user-agent'] = userAgent;
+      log.watch(res, {
+        subject: res.req,
+        startedAt: performance.now(),
+        describe: (outcome, durationMs) => ({
+          outcome,
+          statusCode: 200,
+          durationMs,
+          method: 'GET',
+          url: res.req.url ?? '',
+          route: '/r/:id',
+          req: res.req,
+          res,
+        }),
+        ip: () => '127.0.0.1',
+      });
+      res.emit('close');
+    }
+    expect(await dispatcher.drain({ timeout: 5_000 })).toEqual({ drained: true, pending: 0 });
+    const records = transport.requests.flatMap((r) => r.json<AuditRecord[]>());
+    expect(transport.requests.length).toBe(3);
+    expect(records.map((record) => record.path)).toEqual(Array.from({ length: 1_200 }, (_, i) => `/r/${i}`));
+    expect(records.every((record) => record.userAgent === userAgent && record.route === '/r/:id')).toBe(true);
+  });
 });
 
 describe('createAuditLog', () => {
