@@ -8,6 +8,7 @@ import {
   createAuditLog,
   DEFAULT_REDACT,
   REDACTED,
+  type AuditLog,
   type AuditLogOptions,
   type AuditRecord,
 } from '../src/audit/audit.js';
@@ -105,6 +106,25 @@ describe('compact records kept until 64 are made into JSON (issue 15)', () => {
     }) as unknown as ServerResponse;
   }
 
+  /** Watches `res` as an adapter would, its route `route`. */
+  function watch(log: AuditLog<IncomingMessage, Info>, res: ServerResponse, route?: string): void {
+    log.watch(res, {
+      subject: res.req,
+      startedAt: performance.now(),
+      describe: (outcome, durationMs) => ({
+        outcome,
+        statusCode: 200,
+        durationMs,
+        method: 'GET',
+        url: res.req.url ?? '',
+        route,
+        req: res.req,
+        res,
+      }),
+      ip: () => '127.0.0.1',
+    });
+  }
+
   it('makes the record of a response that ends while kept records are written (in a dispatcher event) on its own', async () => {
     const warnings: string[] = [];
     const { dispatcher } = createTestDispatcher({
@@ -116,30 +136,14 @@ describe('compact records kept until 64 are made into JSON (issue 15)', () => {
       dispatcher,
       batch: { maxPending: 1, maxWaitMs: 60_000 },
     });
-    const watch = (res: ServerResponse): void =>
-      log.watch(res, {
-        subject: res.req,
-        startedAt: performance.now(),
-        describe: (outcome, durationMs) => ({
-          outcome,
-          statusCode: 200,
-          durationMs,
-          method: 'GET',
-          url: res.req.url ?? '',
-          route: undefined,
-          req: res.req,
-          res,
-        }),
-        ip: () => '127.0.0.1',
-      });
     const batcher = log.batcher;
     if (batcher === undefined) throw new Error('a batched audit log has a batcher');
     // One item held: the batcher is full (maxPending 1), so each record it is given is dropped.
     addJson(batcher, '"held"');
     const first = response('/first');
     const late = response('/late');
-    watch(first);
-    watch(late);
+    watch(log, first);
+    watch(log, late);
     first.emit('close');
     expect(dispatcher.stats().dropped).toBe(0);
     // The first record's drop is evented while the kept rows are written; a listener ends another response.
@@ -163,21 +167,7 @@ describe('compact records kept until 64 are made into JSON (issue 15)', () => {
     for (let i = 0; i < 1_200; i++) {
       const res = response(`/r/${i}`);
       res.req.headers['user-agent'] = userAgent;
-      log.watch(res, {
-        subject: res.req,
-        startedAt: performance.now(),
-        describe: (outcome, durationMs) => ({
-          outcome,
-          statusCode: 200,
-          durationMs,
-          method: 'GET',
-          url: res.req.url ?? '',
-          route: '/r/:id',
-          req: res.req,
-          res,
-        }),
-        ip: () => '127.0.0.1',
-      });
+      watch(log, res, '/r/:id');
       res.emit('close');
     }
     expect(await dispatcher.drain({ timeout: 5_000 })).toEqual({ drained: true, pending: 0 });
