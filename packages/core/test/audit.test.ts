@@ -580,6 +580,73 @@ describe('writeRecord (a record written straight into the batch body)', () => {
     expect([record.path, record.query]).toEqual([path, queryOf('q=1')]);
   });
 
+  it("repeats the last records' runs of bytes only while every value they were written from repeats", () => {
+    // Runs (method; path; route and status; outcome, query, ip and user agent) are copied from
+    // the last record when their values repeat twice in a row. Each record here is written three
+    // times, its strings made anew each time (a header read again), after one that differs from
+    // it in a single value: a run repeated for a value it was not written from shows here.
+    const fresh = (text: string | undefined): string | undefined =>
+      text === undefined ? undefined : Buffer.from(text, 'latin1').toString('latin1');
+    const ua = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0';
+    const base = {
+      method: 'GET',
+      url: '/users/7',
+      route: '/users/:id' as string | undefined,
+      statusCode: 200,
+      outcome: 'finished' as 'finished' | 'aborted',
+      ip: '10.0.0.1' as string | undefined,
+      userAgent: ua as string | undefined,
+      requestId: 'req-1' as string | undefined,
+    };
+    const changes: Array<Partial<typeof base>> = [
+      {},
+      { method: 'POST' },
+      {},
+      { url: '/users/8' },
+      { url: '/users/8?a=1' },
+      { url: '/users/8?a=2' },
+      { url: '/users/7?a=2' },
+      { route: undefined },
+      { route: '/users/:name' },
+      { statusCode: 404 },
+      { statusCode: 20 },
+      { outcome: 'aborted' },
+      { ip: '10.0.0.2' },
+      { ip: undefined },
+      { userAgent: `${ua}.1` },
+      { userAgent: undefined },
+      { ip: undefined, userAgent: undefined },
+      { requestId: 'req-2' },
+      { requestId: undefined },
+      {},
+    ];
+    let checked = 0;
+    for (const change of changes) {
+      const values = { ...base, ...change };
+      for (let round = 0; round < 3; round++) {
+        const info = {
+          method: fresh(values.method) as string,
+          url: fresh(values.url) as string,
+          route: fresh(values.route),
+          statusCode: values.statusCode,
+          durationMs: 1.5 + round,
+          outcome: values.outcome,
+        };
+        const arrivedAt = Date.UTC(2025, 5, 1, 12, 0, 0, round);
+        const ip = fresh(values.ip);
+        const userAgent = fresh(values.userAgent);
+        const requestId = fresh(values.requestId);
+        const mine = written(info, ip, userAgent, requestId, arrivedAt);
+        expect(mine, `${JSON.stringify(change)} round ${round}`).toBeDefined();
+        expect(bare(mine as string), `${JSON.stringify(change)} round ${round}`).toBe(
+          bare(recordJson(queryOf, info, ip, userAgent, requestId, arrivedAt)),
+        );
+        checked += 1;
+      }
+    }
+    expect(checked).toBe(3 * changes.length);
+  });
+
   it('writes every duration and status as JSON.stringify would, and declines those out of range', () => {
     const durations = [
       0, -0, 0.0004, 0.0005, 0.001, 0.01, 0.1, 0.5, 1, 1.5, 2.05, 3.2, 10.005, 99.999, 999.9995,
