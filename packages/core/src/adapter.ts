@@ -13,3 +13,4 @@ export type {
   ResponseOutcome,
 } from './after-response/after-response.js';
 export { readRequestId } from './audit/request-id.js';
+export { monotonicNow } from './util/clock.js';

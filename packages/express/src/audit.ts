@@ -1,4 +1,5 @@
 import { createAuditLog, type AuditLogOptions, type AuditSource, type Dispatcher } from '@afterward/core';
+import { monotonicNow } from '@afterward/core/adapter';
 import express, { type Application, type NextFunction, type Request, type Response } from 'express';
 import { responseInfo, trackRoutes } from './response-info.js';
 import type { ExpressResponseInfo } from './types.js';
@@ -38,7 +39,7 @@ export function auditLog(options: ExpressAuditLogOptions): AuditLogMiddleware {
   const log = createAuditLog<Request, ExpressResponseInfo>(options, SOURCE);
   function auditLogMiddleware(req: Request, res: Response, next: NextFunction): void {
     trackRoutes(req);
-    log.track(res, req, performance.now());
+    log.track(res, req, monotonicNow());
     next();
   }
   return Object.assign(auditLogMiddleware, { dispatcher: log.dispatcher });

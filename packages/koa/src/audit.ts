@@ -1,4 +1,5 @@
 import { createAuditLog, type AuditLogOptions, type AuditSource, type Dispatcher } from '@afterward/core';
+import { monotonicNow } from '@afterward/core/adapter';
 import type { Context, Next } from 'koa';
 import { koaRequestId, responseInfo } from './response-info.js';
 import type { KoaResponseInfo } from './types.js';
@@ -37,7 +38,7 @@ export interface AuditLogMiddleware {
 export function auditLog(options: KoaAuditLogOptions): AuditLogMiddleware {
   const log = createAuditLog<Context, KoaResponseInfo>(options, SOURCE);
   function auditLogMiddleware(ctx: Context, next: Next): Promise<unknown> {
-    log.track(ctx.res, ctx, performance.now());
+    log.track(ctx.res, ctx, monotonicNow());
     return next();
   }
   return Object.assign(auditLogMiddleware, { dispatcher: log.dispatcher });

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { monotonicNow } from '../util/clock.js';
 import {
   ResponseWork,
   type AfterOptions,
@@ -181,7 +182,7 @@ export function createAdapterKit<TTarget extends object, TInfo extends ResponseI
     track(target, settings) {
       const slot = (target as Tracked)[kSlot];
       if (slot === undefined) {
-        (target as Tracked)[kSlot] = new Slot(spec, target, settings, performance.now());
+        (target as Tracked)[kSlot] = new Slot(spec, target, settings, monotonicNow());
       } else if (slot.settings !== settings) {
         // A nearer middleware (a router's own, with a guarded dispatcher): calls from here on use
         // its settings. Work parked before stays with the first; it releases on its own.

@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { monotonicNow } from '../util/clock.js';
 import { internalsOf, type DispatcherInternal } from '../dispatcher/dispatcher.js';
 import type { Dispatcher } from '../dispatcher/types.js';
 import type { Notification } from '../notification/notification.js';
@@ -222,7 +223,7 @@ export class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<T
     this.#res = res;
     this.#internal = internalsOf(options.dispatcher);
     this.#options = options;
-    this.#startedAt = options.startedAt ?? performance.now();
+    this.#startedAt = options.startedAt ?? monotonicNow();
     this.#max = options.maxPerResponse ?? DEFAULTS.adapter.maxPerResponse;
     this.#onAbort = options.onClientAbort ?? 'send';
   }
@@ -342,7 +343,7 @@ export class ResponseWork<TInfo extends ResponseInfo> implements AfterResponse<T
     const outcome: ResponseOutcome = this.#res.writableFinished ? 'finished' : 'aborted';
     let info: TInfo;
     try {
-      info = this.#options.describe(outcome, performance.now() - this.#startedAt);
+      info = this.#options.describe(outcome, monotonicNow() - this.#startedAt);
     } catch (error) {
       this.#internal.logger.error({ err: error }, 'afterward: describing the response failed');
       info = {

@@ -2,6 +2,7 @@ import { newId } from '../util/id.js';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { HookRunner } from '../after-response/hooks.js';
 import { captureContext } from '../util/context.js';
+import { monotonicNow } from '../util/clock.js';
 import {
   checkWhen,
   isThenable,
@@ -400,7 +401,7 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
   ): void {
     try {
       const outcome: ResponseOutcome = res.writableFinished ? 'finished' : 'aborted';
-      const durationMs = performance.now() - startedAt;
+      const durationMs = monotonicNow() - startedAt;
       const info = source.describe(handle, res, outcome, durationMs);
       const skip = skipReason(this.#when, info, 'send', this.#hooks.defaultTimeout);
       if (isThenable(skip)) {
@@ -724,7 +725,7 @@ class RecordRows implements BatchStage {
     this.size = 0;
     // Each record's arrival in wall-clock time, from the monotonic clock it was measured with.
     const wall = Date.now();
-    const now = performance.now();
+    const now = monotonicNow();
     for (let i = 0; i < count; i++) {
       try {
         const arrivedAt = wall - (now - (this.#startedAt[i] as number));
