@@ -10,7 +10,7 @@
 // or a compile costs lands in one window or the other (timers and the GC's heuristics follow wall
 // time, which valgrind stretches about fifty times); `--repeat` takes the median.
 //
-//   node bench/instructions.mjs [--variants plain,empty,installed,audit] [--from 11000]
+//   node bench/instructions.mjs [--variants plain,empty,reads,installed,audit] [--from 11000]
 //     [--to 19000] [--repeat 1] [--smoke]
 //
 // Needs valgrind (Debian: apt-get install valgrind), which CI's machine lacks: a manual bench, like
@@ -32,6 +32,8 @@ export const title =
 const VARIANTS = {
   plain: 'plain Express 5, GET /order answering a small JSON',
   empty: 'an empty middleware, `(req, res, next) => next()`: what Express charges for any app.use()',
+  reads:
+    "a middleware reading at 'close' what a record holds (method, URL, route, status, req.ip, user agent, duration), keeping nothing: the floor of any audit middleware",
   installed: '`afterward()` installed, nothing parked (row 4)',
   audit: '`auditLog()`, batches to a transport answering 204 at once (row 3, without the network)',
 };
@@ -47,6 +49,22 @@ async function appProcess({ kind, count }) {
   let dispatcher;
   if (kind === 'empty') {
     app.use((_req, _res, next) => next());
+  } else if (kind === 'reads') {
+    let _read = 0;
+    app.use((req, res, next) => {
+      const startedAt = performance.now();
+      res.on('close', () => {
+        _read +=
+          req.method.length +
+          req.originalUrl.length +
+          (req.route?.path?.length ?? 0) +
+          res.statusCode +
+          (req.ip?.length ?? 0) +
+          (req.headers['user-agent']?.length ?? 0) +
+          (performance.now() - startedAt);
+      });
+      next();
+    });
   } else if (kind !== 'plain') {
     const pkgs = await expressPackages();
     if (kind === 'installed') {
