@@ -49,17 +49,17 @@ export function recordJson(
   const query = url.indexOf('?');
   const params = query === -1 ? undefined : queryOf(url.slice(query + 1));
   return (
-    `{"id":"${newId()}","time":"${isoTime(arrivedAt)}"${field('method', info.method)}` +
+    `{"id":"${newId()}"${field('method', info.method)}` +
     `${field('path', query === -1 ? url : url.slice(0, query))}${field('route', info.route)}` +
-    `${field('status', info.statusCode)}${field('durationMs', Math.round(durationMs * 1000) / 1000)}` +
-    `${field('outcome', info.outcome)}${field('query', params)}${field('ip', ip)}` +
-    `${field('userAgent', userAgent)}${field('requestId', requestId)}}`
+    `${field('status', info.statusCode)}${field('outcome', info.outcome)}${field('query', params)}` +
+    `${field('ip', ip)}${field('userAgent', userAgent)},"time":"${isoTime(arrivedAt)}"` +
+    `${field('durationMs', Math.round(durationMs * 1000) / 1000)}${field('requestId', requestId)}}`
   );
 }
 
 /**
  * The most bytes {@link writeRecord} writes besides its strings' characters: names, quotes and
- * separators (about 170), the id (36), the time (24), two numbers (at most 25), and the 3 bytes a
+ * separators (about 170), the id (36), the time (24), two numbers (at most 25), and the 7 bytes a
  * constant written as whole words may write past its end. Generous: a typed array drops writes
  * past its end without a word, and a DataView throws.
  */
@@ -119,43 +119,58 @@ export function writeRecord(
   const micros = rounded | 0;
   const code = status | 0;
   if (code !== status) return -1;
-  let p = constant(view, at, OPEN);
-  p = writeId(buf, p, view);
-  p = writeIsoTime(buf, p, arrivedAt);
-  if (p === -1) return -1;
-  const sameRequest =
-    method === BY_REQUEST.a &&
-    url === BY_REQUEST.b &&
-    pathEnd === BY_REQUEST.c &&
-    route === BY_REQUEST.d &&
-    code === BY_REQUEST.e;
-  if (sameRequest && BY_REQUEST.bytes !== undefined) {
-    p = replay(buf, p, BY_REQUEST.bytes);
+  const whole = Math.floor(arrivedAt);
+  const second = Math.floor(whole / 1000);
+  // Years 0 to 9999 only: beyond, toISOString() writes a signed six-digit year of another length.
+  if (!(second >= 0 && second < MAX_SECOND)) return -1;
+  const milli = (whole - second * 1000) | 0;
+  let p = writeId(buf, constant(view, at, OPEN), view);
+  const same =
+    method === WHOLE.method &&
+    url === WHOLE.url &&
+    pathEnd === WHOLE.pathEnd &&
+    route === WHOLE.route &&
+    code === WHOLE.status &&
+    aborted === WHOLE.aborted &&
+    queryJson === WHOLE.queryJson &&
+    ip === WHOLE.ip &&
+    userAgent === WHOLE.userAgent &&
+    second === WHOLE.second;
+  if (same && WHOLE.bytes !== undefined) {
+    p = replay(buf, p, WHOLE.bytes);
   } else {
     const start = p;
-    p = text(buf, view, constant(view, p, METHOD), method, method.length);
+    p = writeRequest(buf, view, p, method, url, pathEnd, route, code);
     if (p === -1) return -1;
-    p = text(buf, view, constant(view, p, PATH), url, pathEnd);
+    p = writeClient(buf, view, p, aborted, queryJson, ip, userAgent);
     if (p === -1) return -1;
-    const sameRoute = route === BY_ROUTE.a && code === BY_ROUTE.b;
-    if (sameRoute && BY_ROUTE.bytes !== undefined) {
-      p = replay(buf, p, BY_ROUTE.bytes);
+    p = replay(buf, p, timePrefixOf(second));
+    if (same) {
+      WHOLE.bytes = Uint8Array.prototype.slice.call(buf, start, p);
     } else {
-      const from = p;
-      if (route !== undefined) {
-        p = text(buf, view, constant(view, p, ROUTE), route, route.length);
-        if (p === -1) return -1;
-      }
-      p = constant(view, digits(buf, constant(view, p, STATUS), code), DURATION);
-      p = remember(BY_ROUTE, sameRoute, buf, from, p, route, code);
+      WHOLE.method = method;
+      WHOLE.url = url;
+      WHOLE.pathEnd = pathEnd;
+      WHOLE.route = route;
+      WHOLE.status = code;
+      WHOLE.aborted = aborted;
+      WHOLE.queryJson = queryJson;
+      WHOLE.ip = ip;
+      WHOLE.userAgent = userAgent;
+      WHOLE.second = second;
+      WHOLE.bytes = undefined;
     }
-    p = remember(BY_REQUEST, sameRequest, buf, start, p, method, url, pathEnd, route, code);
   }
+  const tenths = (milli / 10) | 0;
+  buf[p] = 0x30 + ((milli / 100) | 0);
+  buf[p + 1] = 0x30 + tenths - ((milli / 100) | 0) * 10;
+  buf[p + 2] = 0x30 + milli - tenths * 10;
+  p = constant(view, p + 3, DURATION);
   // JSON.stringify(Math.round(durationMs * 1000) / 1000): the whole milliseconds, then up to three
   // decimals without their trailing zeros (exact below 2 ** 31 µs, where a double holds them all).
-  const whole = (micros / 1000) | 0;
-  const fraction = micros - whole * 1000;
-  p = digits(buf, p, whole);
+  const ms = (micros / 1000) | 0;
+  const fraction = micros - ms * 1000;
+  p = digits(buf, p, ms);
   if (fraction !== 0) {
     const hundreds = (fraction / 100) | 0;
     const tens = ((fraction / 10) | 0) - hundreds * 10;
@@ -165,34 +180,6 @@ export function writeRecord(
     if (tens !== 0 || ones !== 0) buf[p++] = 0x30 + tens;
     if (ones !== 0) buf[p++] = 0x30 + ones;
   }
-  const sameClient =
-    aborted === BY_CLIENT.a && queryJson === BY_CLIENT.b && ip === BY_CLIENT.c && userAgent === BY_CLIENT.d;
-  if (sameClient && BY_CLIENT.bytes !== undefined) {
-    p = replay(buf, p, BY_CLIENT.bytes);
-  } else {
-    const from = p;
-    p = constant(view, p, aborted ? ABORTED : FINISHED);
-    if (queryJson !== undefined) {
-      // Already JSON: only what is beyond ASCII (which UTF-8 writes in more bytes) sends it the long way.
-      p = constant(view, p, QUERY);
-      for (let i = 0; i < queryJson.length; i++) {
-        const c = queryJson.charCodeAt(i);
-        if (c > 0x7f) return -1;
-        buf[p++] = c;
-      }
-    }
-    if (ip !== undefined) {
-      p = text(buf, view, constant(view, p, IP), ip, ip.length);
-      if (p === -1) return -1;
-      buf[p++] = 0x22;
-    }
-    if (userAgent !== undefined) {
-      p = text(buf, view, constant(view, p, USER_AGENT), userAgent, userAgent.length);
-      if (p === -1) return -1;
-      buf[p++] = 0x22;
-    }
-    p = remember(BY_CLIENT, sameClient, buf, from, p, aborted, queryJson, ip, userAgent);
-  }
   if (requestId !== undefined) {
     p = text(buf, view, constant(view, p, REQUEST_ID), requestId, requestId.length);
     if (p === -1) return -1;
@@ -200,6 +187,85 @@ export function writeRecord(
   }
   buf[p++] = 0x7d; // '}'
   return p;
+}
+
+/**
+ * `","method":"GET","path":"/users/7","route":"/users/:id","status":200` from `at` (the quote
+ * closes the id): copied from the record before when its values repeat; returns its end, or -1.
+ */
+function writeRequest(
+  buf: Buffer,
+  view: DataView,
+  at: number,
+  method: string,
+  url: string,
+  pathEnd: number,
+  route: string | undefined,
+  code: number,
+): number {
+  const sameRequest =
+    method === BY_REQUEST.a &&
+    url === BY_REQUEST.b &&
+    pathEnd === BY_REQUEST.c &&
+    route === BY_REQUEST.d &&
+    code === BY_REQUEST.e;
+  if (sameRequest && BY_REQUEST.bytes !== undefined) return replay(buf, at, BY_REQUEST.bytes);
+  let p = text(buf, view, constant(view, at, METHOD), method, method.length);
+  if (p === -1) return -1;
+  p = text(buf, view, constant(view, p, PATH), url, pathEnd);
+  if (p === -1) return -1;
+  const sameRoute = route === BY_ROUTE.a && code === BY_ROUTE.b;
+  if (sameRoute && BY_ROUTE.bytes !== undefined) {
+    p = replay(buf, p, BY_ROUTE.bytes);
+  } else {
+    const from = p;
+    if (route !== undefined) {
+      p = text(buf, view, constant(view, p, ROUTE), route, route.length);
+      if (p === -1) return -1;
+    }
+    p = digits(buf, constant(view, p, STATUS), code);
+    p = remember(BY_ROUTE, sameRoute, buf, from, p, route, code);
+  }
+  return remember(BY_REQUEST, sameRequest, buf, at, p, method, url, pathEnd, route, code);
+}
+
+/**
+ * `,"outcome":"finished","query":…,"ip":"…","userAgent":"…"` from `at`: copied from the record
+ * before when its values repeat; returns its end, or -1.
+ */
+function writeClient(
+  buf: Buffer,
+  view: DataView,
+  at: number,
+  aborted: boolean,
+  queryJson: string | undefined,
+  ip: string | undefined,
+  userAgent: string | undefined,
+): number {
+  const sameClient =
+    aborted === BY_CLIENT.a && queryJson === BY_CLIENT.b && ip === BY_CLIENT.c && userAgent === BY_CLIENT.d;
+  if (sameClient && BY_CLIENT.bytes !== undefined) return replay(buf, at, BY_CLIENT.bytes);
+  let p = constant(view, at, aborted ? ABORTED : FINISHED);
+  if (queryJson !== undefined) {
+    // Already JSON: only what is beyond ASCII (which UTF-8 writes in more bytes) sends it the long way.
+    p = constant(view, p, QUERY);
+    for (let i = 0; i < queryJson.length; i++) {
+      const c = queryJson.charCodeAt(i);
+      if (c > 0x7f) return -1;
+      buf[p++] = c;
+    }
+  }
+  if (ip !== undefined) {
+    p = text(buf, view, constant(view, p, IP), ip, ip.length);
+    if (p === -1) return -1;
+    buf[p++] = 0x22;
+  }
+  if (userAgent !== undefined) {
+    p = text(buf, view, constant(view, p, USER_AGENT), userAgent, userAgent.length);
+    if (p === -1) return -1;
+    buf[p++] = 0x22;
+  }
+  return remember(BY_CLIENT, sameClient, buf, at, p, aborted, queryJson, ip, userAgent);
 }
 
 /**
@@ -231,12 +297,33 @@ function run(): Run {
   return { a: UNSET, b: UNSET, c: UNSET, d: UNSET, e: UNSET, bytes: undefined };
 }
 
-/** `","method":"GET","path":"/users/7","route":"/users/:id","status":200,"durationMs":`, by those. */
+/** `","method":"GET","path":"/users/7","route":"/users/:id","status":200`, by those. */
 const BY_REQUEST = run();
-/** `","route":"/users/:id","status":200,"durationMs":`, by route and status (when the path differs). */
+/** `","route":"/users/:id","status":200`, by route and status (when the path differs). */
 const BY_ROUTE = run();
 /** `,"outcome":"finished","query":…,"ip":"…","userAgent":"…"`, by those four values. */
 const BY_CLIENT = run();
+
+/**
+ * Every byte between a record's id and its milliseconds, by every value they are written from:
+ * `","method":…,"userAgent":"…","time":"2025-01-01T12:00:00.`. Requests of one route from one
+ * client in one second repeat it whole, and it is then copied by one native call (each call
+ * costs about 0.3k instructions, whatever its length up to a few hundred bytes). Its bytes are
+ * copied out once the same values came twice in a row, as a {@link Run}'s.
+ */
+const WHOLE = {
+  method: UNSET as unknown,
+  url: UNSET as unknown,
+  pathEnd: -1,
+  route: UNSET as unknown,
+  status: -1,
+  aborted: UNSET as unknown,
+  queryJson: UNSET as unknown,
+  ip: UNSET as unknown,
+  userAgent: UNSET as unknown,
+  second: -1,
+  bytes: undefined as Uint8Array | undefined,
+};
 
 /**
  * After bytes `from` to `to` of `buf` were written from `a` to `e`: `same` (they are `run`'s
@@ -274,20 +361,22 @@ function replay(buf: Buffer, at: number, bytes: Uint8Array): number {
 }
 
 /**
- * An ASCII constant as little-endian 32-bit words (the last one padded with zeros): written four
- * bytes at a time, where a loop over its characters cost about 40 instructions each.
+ * An ASCII constant as 8-byte chunks (the last one padded with zeros), each held as the double
+ * with those bits: written eight bytes at a time, where a loop over its characters cost about 40
+ * instructions each, and a 32-bit word about 50. Exact: a chunk of ASCII bytes is never a NaN
+ * (whose bits V8 may change), since its top byte is below 0x7f.
  */
 interface Constant {
   readonly length: number;
-  readonly words: Int32Array;
+  readonly chunks: Float64Array;
 }
 
 function wordsOf(ascii: string): Constant {
-  const bytes = Buffer.alloc(Math.ceil(ascii.length / 4) * 4);
+  const bytes = Buffer.alloc(Math.ceil(ascii.length / 8) * 8);
   bytes.write(ascii, 'latin1');
-  const words = new Int32Array(bytes.length / 4);
-  for (let i = 0; i < words.length; i++) words[i] = bytes.readInt32LE(4 * i);
-  return { length: ascii.length, words };
+  const chunks = new Float64Array(bytes.length / 8);
+  for (let i = 0; i < chunks.length; i++) chunks[i] = bytes.readDoubleLE(8 * i);
+  return { length: ascii.length, chunks };
 }
 
 const OPEN = wordsOf('{"id":"');
@@ -295,7 +384,7 @@ const METHOD = wordsOf('","method":"');
 const PATH = wordsOf('","path":"');
 const ROUTE = wordsOf('","route":"');
 const STATUS = wordsOf('","status":');
-const DURATION = wordsOf(',"durationMs":');
+const DURATION = wordsOf('Z","durationMs":');
 const ABORTED = wordsOf(',"outcome":"aborted"');
 const FINISHED = wordsOf(',"outcome":"finished"');
 const QUERY = wordsOf(',"query":');
@@ -303,10 +392,10 @@ const IP = wordsOf(',"ip":"');
 const USER_AGENT = wordsOf(',"userAgent":"');
 const REQUEST_ID = wordsOf(',"requestId":"');
 
-/** Writes a constant from `at` (and up to 3 bytes of padding past its end); returns its end. */
+/** Writes a constant from `at` (and up to 7 bytes of padding past its end); returns its end. */
 function constant(view: DataView, at: number, value: Constant): number {
-  const { words } = value;
-  for (let i = 0; i < words.length; i++) view.setInt32(at + 4 * i, words[i] as number, true);
+  const { chunks } = value;
+  for (let i = 0; i < chunks.length; i++) view.setFloat64(at + 8 * i, chunks[i] as number, true);
   return at + value.length;
 }
 
@@ -370,20 +459,30 @@ function digits(buf: Buffer, at: number, value: number): number {
   return end;
 }
 
+/** The last second of {@link isoTime} and {@link timePrefixOf}, and its two forms. */
 let isoSecond = Number.NaN;
 let isoPrefix = '';
-/** `","time":"` and {@link isoPrefix}, as bytes. */
+/** `,"time":"` and {@link isoPrefix}, as bytes. */
 let timePrefix = new Uint8Array(0);
 
-/** `2025-01-01T12:00:00.`: the ISO time up to its milliseconds, made once per second. */
+/** The ISO time up to its milliseconds (`2025-01-01T12:00:00.`), made once per second. */
 function prefixOf(second: number): string {
   if (second !== isoSecond) {
     isoSecond = second;
     isoPrefix = new Date(second * 1000).toISOString().slice(0, 20);
-    timePrefix = Buffer.from(`","time":"${isoPrefix}`, 'latin1');
+    timePrefix = Buffer.from(`,"time":"${isoPrefix}`, 'latin1');
   }
   return isoPrefix;
 }
+
+/** `,"time":"2025-01-01T12:00:00.` as bytes, for a second within {@link MAX_SECOND}. */
+function timePrefixOf(second: number): Uint8Array {
+  prefixOf(second);
+  return timePrefix;
+}
+
+/** The first second of the year 10000. */
+const MAX_SECOND = 253_402_300_800;
 
 /**
  * `new Date(ms).toISOString()`, with the part up to the second made once per second: most records
@@ -398,24 +497,7 @@ export function isoTime(ms: number): string {
   const whole = Math.floor(ms);
   const second = Math.floor(whole / 1000);
   // Years 0 to 9999 only: beyond, toISOString() writes a signed six-digit year of another length.
-  if (!(second >= 0 && second < 253_402_300_800)) return new Date(ms).toISOString();
+  if (!(second >= 0 && second < MAX_SECOND)) return new Date(ms).toISOString();
   const milli = whole - second * 1000;
   return `${prefixOf(second)}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
-}
-
-/** {@link isoTime} written as 24 ASCII bytes from `at`; -1 outside the years 0 to 9999. */
-function writeIsoTime(buf: Buffer, at: number, ms: number): number {
-  const whole = Math.floor(ms);
-  const second = Math.floor(whole / 1000);
-  if (!(second >= 0 && second < 253_402_300_800)) return -1;
-  prefixOf(second);
-  buf.set(timePrefix, at);
-  let p = at + timePrefix.length;
-  const milli = (whole - second * 1000) | 0;
-  const tenths = (milli / 10) | 0;
-  buf[p++] = 0x30 + ((milli / 100) | 0);
-  buf[p++] = 0x30 + tenths - ((milli / 100) | 0) * 10;
-  buf[p++] = 0x30 + milli - tenths * 10;
-  buf[p++] = 0x5a; // 'Z'
-  return p;
 }
