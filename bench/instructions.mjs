@@ -6,16 +6,18 @@
 // `--to` requests − those of a run serving `--from`) / (to − from): start-up, tier-up and shut-down
 // cancel. A window starting before about 11,000 requests still holds the optimising compiler's
 // work on Express itself (plain Express measured 235k instructions per request over 3,000 to
-// 11,000, 126k from 11,000 on). Counts still move by a few thousand between runs: what a major GC
-// or a compile costs lands in one window or the other (timers and the GC's heuristics follow wall
-// time, which valgrind stretches about fifty times); `--repeat` takes the median.
+// 11,000, 126k from 11,000 on). Counts still move between runs: what a major GC or a compile
+// costs lands in one window or the other (timers and the GC's heuristics follow wall time, which
+// valgrind stretches about fifty times). Over 8,000 requests (11,000 to 19,000) plain Express moved
+// from 126k to 136k between runs; over 40,000 (the default, 11,000 to 51,000) runs of one app
+// mostly agree within 0.5k, with a rare outlier. `--repeat` takes the median.
 //
 //   node bench/instructions.mjs [--variants plain,empty,reads,installed,audit] [--from 11000]
-//     [--to 19000] [--repeat 1] [--smoke]
+//     [--to 51000] [--repeat 1] [--smoke]
 //
 // Needs valgrind (Debian: apt-get install valgrind), which CI's machine lacks: a manual bench, like
-// split.mjs, not one of bench/run.mjs's modules. About 2 minutes per run of 19,000 requests; two
-// run at a time. Exports run() as bench/run.mjs's modules do.
+// split.mjs, not one of bench/run.mjs's modules. About 100 s per run of 51,000 requests on this
+// VM; two run at a time. Exports run() as bench/run.mjs's modules do.
 import { spawn, spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -179,7 +181,7 @@ export async function run({ smoke, log, variants, from, to, repeat = 1 }) {
     throw new Error('bench/instructions.mjs needs valgrind on PATH (Debian: apt-get install valgrind)');
   }
   from ??= smoke ? 200 : 11_000;
-  to ??= smoke ? 400 : 19_000;
+  to ??= smoke ? 400 : 51_000;
   if (!(Number.isInteger(from) && Number.isInteger(to) && from > 0 && to > from)) {
     throw new Error(`--from and --to must be whole numbers with 0 < from < to, got ${from} and ${to}`);
   }
