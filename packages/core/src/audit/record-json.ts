@@ -60,7 +60,7 @@ export function recordJson(
 /**
  * The most bytes {@link writeRecord} writes besides its strings' characters: names, quotes and
  * separators (about 170), the id (36), the time (24), two numbers (at most 25), and the 7 bytes a
- * constant written as whole words may write past its end. Generous: a typed array drops writes
+ * constant written in 8-byte chunks may write past its end. Generous: a typed array drops writes
  * past its end without a word, and a DataView throws.
  */
 export const RECORD_FRAME = 512;
@@ -371,7 +371,7 @@ interface Constant {
   readonly chunks: Float64Array;
 }
 
-function wordsOf(ascii: string): Constant {
+function chunksOf(ascii: string): Constant {
   const bytes = Buffer.alloc(Math.ceil(ascii.length / 8) * 8);
   bytes.write(ascii, 'latin1');
   const chunks = new Float64Array(bytes.length / 8);
@@ -379,18 +379,18 @@ function wordsOf(ascii: string): Constant {
   return { length: ascii.length, chunks };
 }
 
-const OPEN = wordsOf('{"id":"');
-const METHOD = wordsOf('","method":"');
-const PATH = wordsOf('","path":"');
-const ROUTE = wordsOf('","route":"');
-const STATUS = wordsOf('","status":');
-const DURATION = wordsOf('Z","durationMs":');
-const ABORTED = wordsOf(',"outcome":"aborted"');
-const FINISHED = wordsOf(',"outcome":"finished"');
-const QUERY = wordsOf(',"query":');
-const IP = wordsOf(',"ip":"');
-const USER_AGENT = wordsOf(',"userAgent":"');
-const REQUEST_ID = wordsOf(',"requestId":"');
+const OPEN = chunksOf('{"id":"');
+const METHOD = chunksOf('","method":"');
+const PATH = chunksOf('","path":"');
+const ROUTE = chunksOf('","route":"');
+const STATUS = chunksOf('","status":');
+const DURATION = chunksOf('Z","durationMs":');
+const ABORTED = chunksOf(',"outcome":"aborted"');
+const FINISHED = chunksOf(',"outcome":"finished"');
+const QUERY = chunksOf(',"query":');
+const IP = chunksOf(',"ip":"');
+const USER_AGENT = chunksOf(',"userAgent":"');
+const REQUEST_ID = chunksOf(',"requestId":"');
 
 /** Writes a constant from `at` (and up to 7 bytes of padding past its end); returns its end. */
 function constant(view: DataView, at: number, value: Constant): number {
