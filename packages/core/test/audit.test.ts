@@ -157,6 +157,32 @@ describe('compact records kept until 64 are made into JSON (issue 15)', () => {
     expect(warnings.filter((msg) => /could not be sent/.test(msg))).toEqual([]);
   });
 
+  it('fills each batch to maxBytes by the exact size of its records, though each asks room for more', async () => {
+    const { dispatcher, transport } = createTestDispatcher({ logger: quiet });
+    cleanup.push(() => dispatcher.close({ timeout: 1_000 }));
+    const maxBytes = 1_500;
+    const log = createAuditLog<IncomingMessage, Info>({ url: AUDIT_URL, dispatcher, batch: { maxBytes } });
+    const paths = Array.from({ length: 40 }, (_, i) => `/r/${'x'.repeat((i * 7) % 30)}${i}`);
+    for (const path of paths) {
+      const res = response(path);
+      res.req.headers['user-agent'] = 'curl/8.5.0';
+      watch(log, res, '/r/:id');
+      res.emit('close');
+    }
+    expect(await dispatcher.drain({ timeout: 5_000 })).toEqual({ drained: true, pending: 0 });
+    const batches = transport.requests.map((r) => r.json<AuditRecord[]>());
+    expect(batches.flat().map((record) => record.path)).toEqual(paths);
+    expect(transport.requests.length).toBeGreaterThan(2);
+    transport.requests.forEach((request, i) => {
+      expect(request.text()).toBe(JSON.stringify(batches[i]));
+      expect(request.body?.length).toBeLessThanOrEqual(maxBytes);
+      const next = batches[i + 1]?.[0];
+      // Full: the next batch's first record (and its comma) would not have fit.
+      if (next !== undefined)
+        expect((request.body?.length ?? 0) + 1 + JSON.stringify(next).length).toBeGreaterThan(maxBytes);
+    });
+  });
+
   it('writes every record whole while the batch buffer grows and each full batch leaves with its own', async () => {
     // 1,200 records of about 300 bytes: the buffer grows from 4 KiB by doubling, and every batch of
     // 500 takes its buffer with it, so the records after are written into a new one each time.

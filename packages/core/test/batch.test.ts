@@ -10,6 +10,7 @@ import {
   staged,
   writeStage,
   type Batcher,
+  type BatchRoom,
   type BatchSink,
   type BatchStage,
 } from '../src/batch/batcher.js';
@@ -482,6 +483,149 @@ class TestStage implements BatchStage {
     if (due || this.kept.length === full) writeStage(batcher);
   }
 }
+
+/**
+ * A stage of ASCII JSON strings written in place through rooms, as an audit log writes its rows:
+ * each asks for room for `slack` bytes more than it is (an audit record's room is an upper bound).
+ */
+class RoomStage implements BatchStage {
+  readonly kept: string[] = [];
+  constructor(readonly slack = 0) {}
+  get size(): number {
+    return this.kept.length;
+  }
+  write(sink: BatchSink): void {
+    let room: BatchRoom | undefined;
+    for (const json of this.kept.splice(0)) {
+      const bytes = json.length + this.slack;
+      if (room === undefined || room.left === 0 || room.at + bytes + 1 > room.end) {
+        if (room !== undefined) sink.close();
+        room = sink.open(bytes);
+        if (room === undefined) {
+          sink.take(json);
+          continue;
+        }
+      }
+      writeItem(room, json);
+    }
+    if (room !== undefined) sink.close();
+  }
+}
+
+/** Writes an ASCII item into `room` as an audit log writes a row. */
+function writeItem(room: BatchRoom | undefined, json: string): void {
+  if (room === undefined) throw new Error('a small item fits');
+  const end = room.at + room.buf.write(json, room.at, 'latin1');
+  room.buf[end] = room.separator;
+  room.ends.push(end);
+  room.at = end + 1;
+  room.left--;
+}
+
+/** A batcher whose stage holds one item, written by `write` at the next flush; its requests' bodies. */
+async function writtenOnce(write: (sink: BatchSink) => void): Promise<string[]> {
+  const { dispatcher, transport } = testDispatcher();
+  const batcher = createBatcher(dispatcher, { url: URL_, maxWaitMs: 60_000 });
+  let size = 1;
+  stageInto(batcher, {
+    get size() {
+      return size;
+    },
+    write(sink) {
+      size = 0;
+      write(sink);
+    },
+  });
+  batcher.flush();
+  await dispatcher.drain();
+  return transport.requests.map((r) => r.text());
+}
+
+describe('BatchSink rooms (issue 15: a stage writes many items per room)', () => {
+  function staging(
+    options: { maxItems?: number; maxBytes?: number; maxPending?: number; format?: 'ndjson' },
+    slack = 0,
+  ) {
+    const { dispatcher, transport } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_, maxWaitMs: 60_000, ...options });
+    const stage = new RoomStage(slack);
+    stageInto(batcher, stage);
+    return { dispatcher, transport, batcher, stage };
+  }
+
+  it('holds the items after those held before, and splits them into batches at maxItems', async () => {
+    const { dispatcher, transport, batcher, stage } = staging({ maxItems: 3 });
+    addJson(batcher, '"held"');
+    for (let i = 0; i < 9; i++) stage.kept.push(String(i));
+    writeStage(batcher);
+    expect(batcher.pending()).toBe(10);
+    batcher.flush();
+    await dispatcher.drain();
+    expect(transport.requests.map((r) => r.json())).toEqual([['held', 0, 1], [2, 3, 4], [5, 6, 7], [8]]);
+  });
+
+  it('fills each batch to maxBytes by the exact size written, though each item asks room for more', async () => {
+    // '"aaaa"' is 6 bytes: two fit in 20 ('[' + 6 + ',' + 6 + ']'), three do not; each asks for 16.
+    const { dispatcher, transport, batcher, stage } = staging({ maxBytes: 20 }, 10);
+    for (let i = 0; i < 5; i++) stage.kept.push('"aaaa"');
+    batcher.flush();
+    await dispatcher.drain();
+    expect(transport.requests.map((r) => r.text())).toEqual([
+      '["aaaa","aaaa"]',
+      '["aaaa","aaaa"]',
+      '["aaaa"]',
+    ]);
+  });
+
+  it('gives no room past maxBytes: the item goes to take(), which measures it exactly', async () => {
+    const { dispatcher, transport, batcher, stage } = staging({ maxBytes: 20 }, 30);
+    stage.kept.push('"x"');
+    batcher.flush();
+    await dispatcher.drain();
+    expect(transport.requests.map((r) => r.text())).toEqual(['["x"]']);
+    stage.kept.push(`"${'x'.repeat(20)}"`);
+    expect(() => batcher.flush()).toThrow(InvalidArgumentError);
+    expect(batcher.pending()).toBe(0);
+  });
+
+  it('drops the items past maxPending, counted by the dispatcher, as take() does', async () => {
+    const { dispatcher, transport, batcher, stage } = staging({ maxPending: 2 });
+    for (let i = 0; i < 4; i++) stage.kept.push(String(i));
+    batcher.flush();
+    expect(dispatcher.stats().dropped).toBe(2);
+    await dispatcher.drain();
+    expect(transport.requests.map((r) => r.json())).toEqual([[0, 1]]);
+  });
+
+  it('separates NDJSON items by newlines', async () => {
+    const { dispatcher, transport, batcher, stage } = staging({ format: 'ndjson' });
+    stage.kept.push('{"i":0}', '{"i":1}');
+    batcher.flush();
+    await dispatcher.drain();
+    expect(transport.requests.map((r) => r.text())).toEqual(['{"i":0}\n{"i":1}\n']);
+  });
+
+  it('holds the items of a room left open when the next is opened', async () => {
+    const bodies = await writtenOnce((sink) => {
+      writeItem(sink.open(8), '1');
+      writeItem(sink.open(8), '2');
+      sink.close();
+    });
+    expect(bodies).toEqual(['[1,2]']);
+  });
+
+  it('never holds an item written but not pushed, and a close() with no room open does nothing', async () => {
+    const bodies = await writtenOnce((sink) => {
+      const room = sink.open(16);
+      if (room === undefined) throw new Error('a 16-byte item fits');
+      room.at += room.buf.write('"half', room.at, 'latin1');
+      sink.close();
+      sink.close();
+      sink.take('"whole"');
+    });
+    expect(bodies).toEqual(['["whole"]']);
+  });
+});
 
 describe('stageInto (issue 15: audit records made into JSON 64 at a time, not at each close)', () => {
   it('writes staged items at the flush, after the held ones, and counts them as pending', async () => {

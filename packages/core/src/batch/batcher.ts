@@ -42,33 +42,61 @@ export interface BatchStage {
 
 /**
  * How a {@link BatchStage} writes its items into the next batch: each one's JSON as a string
- * (`take`), or as UTF-8 written straight into the batch's body (`room`, `at`, then `commit`),
- * with no string made.
+ * (`take`), or as UTF-8 written straight into the batch's body, many items per {@link open} and
+ * {@link close}, with no string made.
  *
  * @example
  * ```ts
- * const buf = sink.room(512);
- * if (buf === undefined) sink.take(json);
- * else sink.commit(writeItem(buf, sink.at()) - sink.at());
+ * let room = sink.open(512);
+ * if (room === undefined) sink.take(json); // could not fit in any batch: refused there
+ * else {
+ *   const end = writeItem(room.buf, room.at); // at most 512 bytes
+ *   room.buf[end] = room.separator;
+ *   room.ends.push(end);
+ *   room.at = end + 1;
+ *   room.left--;
+ *   sink.close();
+ * }
  * ```
  */
 export interface BatchSink {
   /** Adds one item's JSON. Throws only for an item that could never fit in a batch. */
   take(json: string): void;
   /**
-   * The buffer to write an item of at most `bytes` bytes into, from {@link at}; undefined when an
-   * item that large could not fit in any batch (`take` measures it exactly). Valid until the next
-   * call to the sink: each item asks again.
+   * Room for items of at most `bytes` bytes each, written one after another into the next
+   * batch's body; undefined when an item that large could not fit in any batch (`take` measures
+   * it exactly). Items written into it are held at {@link close}. Nothing else may be asked of
+   * the sink (or of its batcher) while it is open.
    */
-  room(bytes: number): Buffer | undefined;
-  /** Where the next item starts in {@link room}'s buffer. */
-  at(): number;
+  open(bytes: number): BatchRoom | undefined;
   /**
-   * Adds the item just written into {@link room}'s buffer from {@link at}, `bytes` long: one
-   * valid JSON document in UTF-8, which is not checked. An item left unwritten or half-written is
-   * simply never committed.
+   * Holds the items written into the open room since {@link open}: the batch may leave (`maxItems`),
+   * after which the room is gone and the next item opens another. Does nothing when no room is
+   * open.
    */
-  commit(bytes: number): void;
+  close(): void;
+}
+
+/**
+ * Where a {@link BatchStage} writes items into the next batch's body (see {@link BatchSink.open}).
+ * After each item, its writer sets the separator after it, pushes its end, moves `at` past the
+ * separator and takes one from `left`; once `left` is 0 or the next item might not end (with its
+ * separator) by `end`, it closes the room and opens another. An item written but not pushed is
+ * never held.
+ */
+export interface BatchRoom {
+  /** The batch's body. */
+  buf: Buffer;
+  /** Where the next item starts. */
+  at: number;
+  /** An item and its separator end by here. */
+  end: number;
+  /** How many more items the room takes. */
+  left: number;
+  /** The byte after each item: a comma in the JSON format, a newline in NDJSON. */
+  separator: number;
+  /** Where each item written ends (its separator follows). */
+  ends: number[];
 }
 
 /** What every batch request carries besides its body and id (which the batcher makes). */
@@ -305,17 +333,18 @@ class BatcherImpl implements Batcher {
   #writingStage = false;
   /** {@link addJson} unchecked: the stage's items are written while the batcher closes (its last flush). */
   readonly #take = (json: string): void => this.#commit(this.#write(json));
-  /** What the stage writes through: {@link #take}, or its items written in place. */
+  /** What the stage writes through: {@link #take}, or its items written in place (a room). */
   readonly #sink: BatchSink = {
     take: this.#take,
-    room: (bytes) => {
-      if (this.#frame() + bytes + 1 > this.#maxBytes) return undefined;
-      this.#reserve(this.#used + bytes + 1);
-      return this.#body;
-    },
-    at: () => this.#used,
-    commit: (bytes) => this.#commit(bytes),
+    open: (bytes) => this.#open(bytes),
+    close: () => this.#close(),
   };
+  /** The one room of {@link #sink}, reused (see {@link #open}). */
+  readonly #room: BatchRoom = { buf: this.#body, at: 0, end: 0, left: 0, separator: COMMA, ends: [] };
+  /** Whether {@link #room} is open. */
+  #roomOpen = false;
+  /** A room's ends when it takes one item, checked as {@link addJson} checks it (see {@link #open}). */
+  readonly #checked: number[] = [];
 
   constructor(dispatcher: Dispatcher, options: BatcherOptions) {
     if (!isDispatcher(dispatcher)) {
@@ -449,6 +478,55 @@ class BatcherImpl implements Batcher {
     } finally {
       this.#writingStage = false;
     }
+  }
+
+  /**
+   * A room from {@link #used} for items of at most `bytes` bytes: as many as this batch takes
+   * before `maxItems`, `maxPending` or `maxBytes`, held at once by {@link #close}, where each
+   * item written as a string is held on its own. Past those bounds, a room of one item, held by
+   * {@link #commit} as a string's is: set aside while the full batch leaves, or dropped.
+   */
+  #open(bytes: number): BatchRoom | undefined {
+    // A room left open holds its items first (the batch may leave then).
+    this.#close();
+    if (this.#frame() + bytes + 1 > this.#maxBytes) return undefined;
+    const at = this.#used;
+    this.#reserve(at + bytes + 1);
+    const room = this.#room;
+    room.buf = this.#body;
+    room.at = at;
+    room.separator = this.#ndjson ? NEWLINE : COMMA;
+    const free = Math.min(this.#maxItems - this.#ends.length, this.#maxPending - this.pending());
+    if (free <= 0 || at + bytes + 1 > this.#maxBytes) {
+      room.end = at + bytes + 1;
+      room.left = 1;
+      room.ends = this.#checked;
+    } else {
+      room.end = Math.min(this.#body.length, this.#maxBytes);
+      room.left = free;
+      room.ends = this.#ends;
+    }
+    this.#roomOpen = true;
+    return room;
+  }
+
+  /** Holds what was written into the open room (see {@link #open}). */
+  #close(): void {
+    if (!this.#roomOpen) return;
+    this.#roomOpen = false;
+    const room = this.#room;
+    if (room.ends === this.#checked) {
+      const end = this.#checked.pop();
+      this.#checked.length = 0;
+      if (end !== undefined) this.#commit(end - this.#used);
+      return;
+    }
+    // Past the last item pushed, not `room.at`: an item half-written is not held.
+    const ends = this.#ends;
+    if (ends.length === 0) return;
+    this.#used = (ends[ends.length - 1] as number) + 1;
+    if (ends.length >= this.#maxItems) this.flush();
+    else if (this.#timer === undefined) this.#arm();
   }
 
   /**
