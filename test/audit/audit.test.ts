@@ -1,8 +1,12 @@
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import type { AuditRecord } from '@afterward/core';
 import { auditLog as expressAuditLog } from '@afterward/express';
+import type { Server } from 'node:http';
+import type { Dispatcher } from '@afterward/core';
+import { auditLog as koaAuditLog } from '@afterward/koa';
 import express5, { type Request, type Response } from 'express';
+import Koa3, { type Context, type Next } from 'koa';
 import express4 from 'express4';
 import { REDACTED } from '@afterward/core';
 import request from 'supertest';
@@ -170,6 +174,33 @@ describe.each(AUDIT_KITS)('$name: auditLog()', (kit) => {
     expect(byPath['/stream']).toMatchObject({ status: 200, outcome: 'aborted', route: '/stream' });
   });
 
+  it('records a response queued behind another on a pipelined connection when the client goes away', async () => {
+    const receiver = await testReceiver();
+    const dispatcher = testDispatcher();
+    const app = track(await kit.start({ url: receiver.url, dispatcher, batch: { maxItems: 1 } }));
+    const client = connect(Number(new URL(app.url).port), '127.0.0.1');
+    client.on('error', () => undefined);
+    let answered = '';
+    client.setEncoding('latin1').on('data', (chunk: string) => (answered += chunk));
+    // The first response never ends: the second waits behind it for the socket, with none of its
+    // own, and its 'close' comes from the connection's end, not from a socket it was given.
+    client.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\nGET /api/users/7 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await waitUntil(() => answered.includes('part'), { message: 'the first response began' });
+    // Both requests reached the app before the client leaves (the second is parsed with the first).
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    client.destroy();
+    await receiver.waitFor(2);
+    await dispatcher.drain({ timeout: 2_000 });
+    const byPath = Object.fromEntries(accepted(receiver, []).map((r) => [r.path, r]));
+    expect(Object.keys(byPath).sort()).toEqual(['/api/users/7', '/stream']);
+    expect(byPath['/stream']).toMatchObject({ outcome: 'aborted', route: '/stream' });
+    expect(byPath['/api/users/7']).toMatchObject({
+      status: 200,
+      outcome: 'aborted',
+      route: '/api/users/:id',
+    });
+  });
+
   it('redacts secret-bearing names by family across query, headers and body (66 names)', async () => {
     const receiver = await testReceiver();
     const dispatcher = testDispatcher();
@@ -324,6 +355,62 @@ describe.each(AUDIT_KITS)('$name: auditLog()', (kit) => {
     const paths = accepted(receiver, statuses).map((r) => r.path);
     expect(paths.sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7].map((i) => `/api/users/${i}`));
     expect(dispatcher.stats()).toMatchObject({ failed: 0, dropped: 0 });
+  });
+});
+
+// A request can reach auditLog() after its client left, when an earlier middleware awaited: its
+// response emitted 'close' before the log listened for it, and no other 'close' will come.
+describe('auditLog() reached after the client left', () => {
+  /** Serves `/slow` behind a middleware that waits for the client to go away. */
+  async function slowApp(kind: 'express5' | 'koa3', url: string, dispatcher: Dispatcher): Promise<string> {
+    const options = { url, dispatcher, batch: { maxItems: 1 } };
+    let server: Server;
+    if (kind === 'express5') {
+      const app = express5();
+      app.use(async (_req: Request, res: Response, next: () => void) => {
+        await new Promise((resolve) => res.once('close', resolve));
+        next();
+      });
+      app.use(expressAuditLog(options));
+      app.get('/slow', (_req: Request, res: Response) => void res.json({ ok: true }));
+      server = app.listen(0, '127.0.0.1');
+    } else {
+      const app = new Koa3();
+      app.use(async (ctx: Context, next: Next) => {
+        await new Promise((resolve) => ctx.res.once('close', resolve));
+        await next();
+      });
+      app.use(koaAuditLog(options));
+      app.use((ctx: Context) => {
+        ctx.body = { ok: true };
+      });
+      server = app.listen(0, '127.0.0.1');
+    }
+    await once(server, 'listening');
+    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    track({
+      url: origin,
+      server,
+      errors: [],
+      close: () => new Promise((resolve) => server.close(() => resolve())),
+    });
+    return origin;
+  }
+
+  it.each(['express5', 'koa3'] as const)('%s: the request is recorded as aborted', async (kind) => {
+    const receiver = await testReceiver();
+    const dispatcher = testDispatcher();
+    const origin = await slowApp(kind, receiver.url, dispatcher);
+    const client = connect(Number(new URL(origin).port), '127.0.0.1');
+    client.on('error', () => undefined);
+    client.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
+    // The request has reached the waiting middleware once the server holds its connection.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    client.destroy();
+    await receiver.waitFor(1);
+    await dispatcher.drain({ timeout: 2_000 });
+    const [record] = accepted(receiver, []);
+    expect(record).toMatchObject({ method: 'GET', path: '/slow', outcome: 'aborted' });
   });
 });
 

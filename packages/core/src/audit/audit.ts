@@ -372,14 +372,16 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
     const source = this.#source;
     if (source === undefined) throw new InvalidArgumentError('track() needs a log made with a source');
     // One closure per request, and nothing else until the response ended (see watch()).
+    let ended: () => void;
     if (this.#inContext) {
       const runIn = captureContext();
-      res.on('close', () => runIn(() => this.#record(res, subject, startedAt, source, subject)));
+      ended = () => runIn(() => this.#record(res, subject, startedAt, source, subject));
     } else if (this.#always && this.#compact) {
-      res.on('close', () => this.#row(res, subject, startedAt, source));
+      ended = () => this.#row(res, subject, startedAt, source);
     } else {
-      res.on('close', () => this.#record(res, subject, startedAt, source, subject));
+      ended = () => this.#record(res, subject, startedAt, source, subject);
     }
+    listen(res, ended);
   }
 
   /** {@link #record} of a compact record of every response: nothing to decide, nothing awaited. */
@@ -409,12 +411,14 @@ class AuditLogImpl<TSubject, TInfo extends ResponseInfo> implements AuditLog<TSu
     // Only when some callback of the app's runs there (`fields`, `requestId`, a `when` predicate):
     // capturing costs an AsyncResource and a closure per request, on a path every request takes.
     // `on`, not `once`: a ServerResponse emits 'close' once, and `once` adds a wrapper per request.
+    let ended: () => void;
     if (this.#inContext) {
       const runIn = captureContext();
-      res.on('close', () => runIn(() => this.#record(res, target, target.startedAt, source, target.subject)));
+      ended = () => runIn(() => this.#record(res, target, target.startedAt, source, target.subject));
     } else {
-      res.on('close', () => this.#record(res, target, target.startedAt, source, target.subject));
+      ended = () => this.#record(res, target, target.startedAt, source, target.subject);
     }
+    listen(res, ended);
   }
 
   #record<THandle>(
@@ -668,6 +672,40 @@ export function baseRecord(
   record.durationMs = Math.round(info.durationMs * 1000) / 1000;
   if (requestId !== undefined) record.requestId = requestId;
   return record;
+}
+
+/**
+ * Runs `ended` once the response ended: at its `'close'`, or at once when it closed already (the
+ * client left while an earlier middleware awaited, so no `'close'` will come). At once, not on the
+ * next turn: the handlers after the middleware may still end the response, and on Node 22 a
+ * response ended after its socket closed reads as finished.
+ */
+function listen(res: ServerResponse, ended: () => void): void {
+  if (res.closed) ended();
+  else res.on('close', res.socket === null ? whenQueued(res, ended) : ended);
+}
+
+/**
+ * `ended` for a response with no socket yet: one queued behind another on a pipelined connection.
+ * Node 22 never emits such a response's `'close'` when the client goes away (Node 24 and 26 do),
+ * so the request's socket is watched too, and whichever comes first runs `ended`, once. Only
+ * then: the common path stays at one listener. A response made by hand (tests, other servers)
+ * may have no request or socket; it gets `ended` as it is.
+ */
+function whenQueued(res: ServerResponse, ended: () => void): () => void {
+  const socket = (res.req as ServerResponse['req'] | undefined)?.socket;
+  if (socket === undefined || socket === null) return ended;
+  let done = false;
+  const once = (): void => {
+    if (done) return;
+    done = true;
+    socket.off('close', once);
+    ended();
+  };
+  // Gone already (the client left while an earlier middleware awaited): no 'close' will come.
+  if (socket.destroyed) once();
+  else socket.on('close', once);
+  return once;
 }
 
 /** How many compact records are kept as fields before they are made into JSON together. */
