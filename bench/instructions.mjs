@@ -12,13 +12,14 @@
 // from 126k to 136k between runs; over 40,000 (the default, 11,000 to 51,000) runs of one app
 // mostly agree within 0.5k, with a rare outlier. `--repeat` takes the median.
 //
-//   node bench/instructions.mjs [--variants plain,empty,reads,installed,audit] [--from 11000]
+//   node bench/instructions.mjs [--variants plain,empty,reads,hook,channel,installed,audit] [--from 11000]
 //     [--to 51000] [--repeat 1] [--smoke]
 //
 // Needs valgrind (Debian: apt-get install valgrind), which CI's machine lacks: a manual bench, like
 // split.mjs, not one of bench/run.mjs's modules. About 100 s per run of 51,000 requests on this
 // VM; two run at a time. Exports run() as bench/run.mjs's modules do.
 import { spawn, spawnSync } from 'node:child_process';
+import diagnostics from 'node:diagnostics_channel';
 import http from 'node:http';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { arg } from './lib/args.mjs';
@@ -36,6 +37,9 @@ const VARIANTS = {
   empty: 'an empty middleware, `(req, res, next) => next()`: what Express charges for any app.use()',
   reads:
     "a middleware reading at 'close' what a record holds (method, URL, route, status, req.ip, user agent, duration), keeping nothing: the floor of any audit middleware",
+  hook: "a middleware with a 'close' listener per request (a closure) that reads the status and the duration: the floor of any per-response hook",
+  channel:
+    "the same hook on diagnostics_channel's http.server.response.finish, the start kept on the request: no listener per request (does not see aborted responses)",
   installed: '`afterward()` installed, nothing parked (row 4)',
   audit: '`auditLog()`, batches to a transport answering 204 at once (row 3, without the network)',
 };
@@ -65,6 +69,27 @@ async function appProcess({ kind, count }) {
           (req.headers['user-agent']?.length ?? 0) +
           (performance.now() - startedAt);
       });
+      next();
+    });
+  } else if (kind === 'hook') {
+    let _read = 0;
+    app.use((_req, res, next) => {
+      const startedAt = performance.now();
+      res.on('close', () => {
+        _read += res.statusCode + (res.writableFinished ? 1 : 0) + (performance.now() - startedAt);
+      });
+      next();
+    });
+  } else if (kind === 'channel') {
+    let _read = 0;
+    const kStart = Symbol('startedAt');
+    diagnostics.subscribe('http.server.response.finish', ({ request, response }) => {
+      const startedAt = request[kStart];
+      if (startedAt === undefined) return;
+      _read += response.statusCode + (response.writableFinished ? 1 : 0) + (performance.now() - startedAt);
+    });
+    app.use((req, _res, next) => {
+      req[kStart] = performance.now();
       next();
     });
   } else if (kind !== 'plain') {
