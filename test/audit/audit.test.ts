@@ -1,9 +1,8 @@
 import { once } from 'node:events';
 import { connect, type AddressInfo } from 'node:net';
-import type { AuditRecord } from '@afterward/core';
+import type { AuditRecord, Dispatcher } from '@afterward/core';
 import { auditLog as expressAuditLog } from '@afterward/express';
 import type { Server } from 'node:http';
-import type { Dispatcher } from '@afterward/core';
 import { auditLog as koaAuditLog } from '@afterward/koa';
 import express5, { type Request, type Response } from 'express';
 import Koa3, { type Context, type Next } from 'koa';
@@ -361,13 +360,20 @@ describe.each(AUDIT_KITS)('$name: auditLog()', (kit) => {
 // A request can reach auditLog() after its client left, when an earlier middleware awaited: its
 // response emitted 'close' before the log listened for it, and no other 'close' will come.
 describe('auditLog() reached after the client left', () => {
-  /** Serves `/slow` behind a middleware that waits for the client to go away. */
-  async function slowApp(kind: 'express5' | 'koa3', url: string, dispatcher: Dispatcher): Promise<string> {
+  /** Serves `/slow` behind a middleware that waits for the client to go away; `reached` once it waits. */
+  async function slowApp(
+    kind: 'express5' | 'koa3',
+    url: string,
+    dispatcher: Dispatcher,
+  ): Promise<{ origin: string; reached: Promise<void> }> {
     const options = { url, dispatcher, batch: { maxItems: 1 } };
+    let arrived = (): void => undefined;
+    const reached = new Promise<void>((resolve) => (arrived = resolve));
     let server: Server;
     if (kind === 'express5') {
       const app = express5();
       app.use(async (_req: Request, res: Response, next: () => void) => {
+        arrived();
         await new Promise((resolve) => res.once('close', resolve));
         next();
       });
@@ -377,6 +383,7 @@ describe('auditLog() reached after the client left', () => {
     } else {
       const app = new Koa3();
       app.use(async (ctx: Context, next: Next) => {
+        arrived();
         await new Promise((resolve) => ctx.res.once('close', resolve));
         await next();
       });
@@ -394,18 +401,17 @@ describe('auditLog() reached after the client left', () => {
       errors: [],
       close: () => new Promise((resolve) => server.close(() => resolve())),
     });
-    return origin;
+    return { origin, reached };
   }
 
   it.each(['express5', 'koa3'] as const)('%s: the request is recorded as aborted', async (kind) => {
     const receiver = await testReceiver();
     const dispatcher = testDispatcher();
-    const origin = await slowApp(kind, receiver.url, dispatcher);
+    const { origin, reached } = await slowApp(kind, receiver.url, dispatcher);
     const client = connect(Number(new URL(origin).port), '127.0.0.1');
     client.on('error', () => undefined);
     client.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
-    // The request has reached the waiting middleware once the server holds its connection.
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await reached;
     client.destroy();
     await receiver.waitFor(1);
     await dispatcher.drain({ timeout: 2_000 });
