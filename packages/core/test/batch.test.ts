@@ -1,6 +1,8 @@
 import { execFile } from 'node:child_process';
+import diagnostics from 'node:diagnostics_channel';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { cleanupScope, startReceiver, waitUntil, type Receiver } from '../../../test/support/index.js';
 import {
   addJson,
@@ -804,5 +806,159 @@ describe('Batcher.close() (issue 11)', () => {
     expect(handles.map((h) => h.state)).toEqual(['delivered', 'delivered']);
     await closing;
     expect(r.requests.map((q) => q.json<unknown[]>().length)).toEqual([2, 1, 1]);
+  });
+});
+
+describe("a delivered batch's buffer, written into again (issue 15, thirteenth pass)", () => {
+  /** Batches `from` to `to` (exclusive) of `perBatch` items, each awaited; each item names its batch. */
+  async function sendRounds(
+    batcher: Batcher,
+    from: number,
+    to: number,
+    perBatch: number,
+    pad: string,
+  ): Promise<void> {
+    for (let round = from; round < to; round++) {
+      const handles = [];
+      for (let i = 0; i < perBatch; i++) handles.push(batcher.add({ round, i, pad }));
+      await Promise.all(handles.map((h) => h.done));
+      expect(handles.every((h) => h.state === 'delivered')).toBe(true);
+    }
+  }
+
+  /** Every batch's body arrived byte for byte, in any order (batches may take other sockets). */
+  function expectRounds(bodies: Buffer[], from: number, to: number, perBatch: number, pad: string): void {
+    const expected = Array.from({ length: to - from }, (_, k) => from + k).map((round) =>
+      JSON.stringify(Array.from({ length: perBatch }, (_, i) => ({ round, i, pad }))),
+    );
+    expect(bodies.map((body) => body.toString('utf8')).sort()).toEqual(expected.sort());
+  }
+
+  /** Counts the buffers of at least 64 KiB made while `work` runs (the batcher's bodies). */
+  async function largeBuffersMade(work: () => Promise<void>): Promise<number> {
+    const allocate = vi.spyOn(Buffer, 'allocUnsafeSlow');
+    try {
+      await work();
+      return allocate.mock.calls.filter(([size]) => size >= 64 * 1024).length;
+    } finally {
+      allocate.mockRestore();
+    }
+  }
+
+  it('writes the next batches into delivered ones, and the receiver gets every batch intact', async () => {
+    const r = await receiver();
+    const batcher = createBatcher(realDispatcher(), { url: r.url, maxItems: 100, maxWaitMs: 60_000 });
+    const pad = 'p'.repeat(1_000);
+    // The buffer grows to its size in the first batches.
+    await sendRounds(batcher, 0, 3, 100, pad);
+    const made = await largeBuffersMade(() => sendRounds(batcher, 3, 13, 100, pad));
+    // Without the reuse, each of the ten batches leaves with its buffer and a new one is made.
+    expect(made).toBeLessThanOrEqual(1);
+    await r.waitFor(13);
+    const bodies = r.requests.map((q) => q.body);
+    expectRounds(bodies, 0, 13, 100, pad);
+  });
+
+  it("never writes into a batch's buffer while its socket still holds the body's tail (a receiver that answers first)", async () => {
+    // Answers 204 as soon as a request's headers arrived, then reads nothing for 300 ms after the
+    // first one: the first body's tail (8 MiB, more than the kernel takes) stays in our socket
+    // while its batch is already delivered and the next batches are written.
+    const bodies: Buffer[] = [];
+    const server = net.createServer((socket) => {
+      let head = Buffer.alloc(0);
+      let parts: Buffer[] = [];
+      let bodyLeft = -1;
+      let paused = false;
+      socket.on('data', (chunk: Buffer) => {
+        let data = chunk;
+        while (data.length > 0) {
+          if (bodyLeft < 0) {
+            head = Buffer.concat([head, data]);
+            const end = head.indexOf('\r\n\r\n');
+            if (end === -1) return;
+            bodyLeft = Number(/content-length:\s*(\d+)/i.exec(head.subarray(0, end).toString('latin1'))?.[1]);
+            data = head.subarray(end + 4);
+            head = Buffer.alloc(0);
+            socket.write('HTTP/1.1 204 No Content\r\nconnection: keep-alive\r\n\r\n');
+            if (!paused) {
+              paused = true;
+              socket.pause();
+              setTimeout(() => socket.resume(), 300);
+            }
+          }
+          const take = Math.min(bodyLeft, data.length);
+          parts.push(data.subarray(0, take));
+          data = data.subarray(take);
+          bodyLeft -= take;
+          if (bodyLeft === 0) {
+            bodies.push(Buffer.concat(parts));
+            parts = [];
+            bodyLeft = -1;
+          }
+        }
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanup.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          for (const socket of sockets) socket.destroy();
+        }),
+    );
+    const sockets: Socket[] = [];
+    const onConnected = (message: unknown): void => {
+      sockets.push((message as { socket: Socket }).socket);
+    };
+    diagnostics.subscribe('undici:client:connected', onConnected);
+    cleanup.push(() => diagnostics.unsubscribe('undici:client:connected', onConnected));
+    const { port } = server.address() as AddressInfo;
+    const batcher = createBatcher(realDispatcher(), {
+      url: `http://127.0.0.1:${port}/`,
+      maxItems: 128,
+      maxBytes: 16 * 1024 * 1024,
+      maxWaitMs: 60_000,
+    });
+    const pad = 'q'.repeat(64 * 1024);
+    await sendRounds(batcher, 0, 1, 128, pad);
+    // The control: the first batch was delivered while its body was still being written.
+    expect(sockets.some((socket) => socket.writableLength > 0)).toBe(true);
+    // Written while the first body's tail waits: the second batch leaves, the third is written
+    // into the buffer the batcher then holds.
+    await sendRounds(batcher, 1, 3, 128, pad);
+    await waitUntil(() => bodies.length === 3, {
+      message: 'the receiver read all three bodies',
+      timeoutMs: 10_000,
+    });
+    expectRounds(bodies, 0, 3, 128, pad);
+  });
+
+  it('never reuses the bodies a custom transport was given (it may keep them)', async () => {
+    const { dispatcher, transport } = testDispatcher();
+    const batcher = createBatcher(dispatcher, { url: URL_, maxItems: 100, maxWaitMs: 60_000 });
+    const pad = 'c'.repeat(1_000);
+    await sendRounds(batcher, 0, 8, 100, pad);
+    expectRounds(
+      transport.requests.map((q) => q.body as Buffer),
+      0,
+      8,
+      100,
+      pad,
+    );
+  });
+
+  it("never reuses the bodies undici's diagnostics channels showed a subscriber", async () => {
+    const shown: Buffer[] = [];
+    const onCreate = (message: unknown): void => {
+      shown.push((message as { request: { body: Buffer } }).request.body);
+    };
+    diagnostics.subscribe('undici:request:create', onCreate);
+    cleanup.push(() => diagnostics.unsubscribe('undici:request:create', onCreate));
+    const r = await receiver();
+    const batcher = createBatcher(realDispatcher(), { url: r.url, maxItems: 100, maxWaitMs: 60_000 });
+    const pad = 'd'.repeat(1_000);
+    await sendRounds(batcher, 0, 8, 100, pad);
+    expectRounds(shown, 0, 8, 100, pad);
   });
 });

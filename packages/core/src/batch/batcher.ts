@@ -186,6 +186,11 @@ interface Batch {
   readonly ends: number[];
   /** Items with a handle, in order; items nobody observes (audit records) have none. */
   readonly observed: Item[];
+  /**
+   * The batcher's own buffer that {@link body} is the start of, when the body left in it rather
+   * than as a copy: it may be written into again once its request settled (see `#settle`).
+   */
+  readonly whole: Buffer | undefined;
 }
 
 const COMMA = 0x2c;
@@ -314,11 +319,18 @@ class BatcherImpl implements Batcher {
    * The held items as the body of the next batch, in UTF-8: each item's JSON is written here when
    * it is added, followed by its separator (after a leading `[` in the JSON format). Nothing of a
    * held item stays on the JS heap: audit records held for a whole batch were promoted out of
-   * V8's young generation and paid for in GC, more than their serialisation cost. The buffer is
-   * reused from batch to batch (each batch's body is copied out); it grows to about `maxBytes`
-   * (at most `maxBytes` plus 3 bytes per UTF-16 unit of the largest item).
+   * V8's young generation and paid for in GC, more than their serialisation cost. A mostly full
+   * buffer leaves with its batch, and the next batch is written into {@link #spare} or a new one;
+   * a mostly empty one stays, its batch copied out. It grows to about `maxBytes` (at most
+   * `maxBytes` plus 3 bytes per UTF-16 unit of the largest item).
    */
   #body: Buffer = Buffer.alloc(0);
+  /**
+   * A delivered batch's buffer, as long as {@link #body}, to write the next batch into: a new one
+   * of 100+ KiB per batch cost a `malloc` and, in CPU time, a page fault per page on its first
+   * write (about 0.5 µs an audit record, bench/README.md "After the thirteenth pass").
+   */
+  #spare: Buffer | undefined = undefined;
   /** Bytes of {@link #body} in use: exactly the size of the next batch's body. */
   #used: number;
   /** Where each held item's JSON ends in {@link #body}. */
@@ -619,14 +631,19 @@ class BatcherImpl implements Batcher {
     if (this.#ends.length === 0) return;
     const used = this.#used;
     let body: Buffer;
+    let whole: Buffer | undefined;
     // The buffer is made 3 bytes per UTF-16 unit of the next item larger than what it holds, and
     // doubles: a full one is 1 to 4 times what it holds.
     if (this.#body.length <= 4 * used) {
       // The buffer leaves with its batch (kept for a 413 split too), not a copy of it: the next
-      // batch is written into a new one. A copy of 100+ KiB per batch, and the dispatcher's own
-      // copy of a Buffer body (see #send), cost about 1 µs per audit record.
-      body = this.#body.subarray(0, used);
-      this.#body = Buffer.allocUnsafeSlow(this.#body.length);
+      // batch is written into the spare, or a new one. A copy of 100+ KiB per batch, and the
+      // dispatcher's own copy of a Buffer body (see #send), cost about 1 µs per audit record.
+      whole = this.#body;
+      body = whole.subarray(0, used);
+      const spare = this.#spare;
+      this.#spare = undefined;
+      this.#body =
+        spare !== undefined && spare.length === whole.length ? spare : Buffer.allocUnsafeSlow(whole.length);
     } else {
       // Mostly empty (it grew for an earlier, larger batch): copied out exactly; the buffer is kept.
       body = Buffer.allocUnsafeSlow(used);
@@ -636,7 +653,7 @@ class BatcherImpl implements Batcher {
       body[0] = OPEN;
       body[used - 1] = CLOSE;
     }
-    const batch: Batch = { body, ends: this.#ends, observed: this.#observed };
+    const batch: Batch = { body, ends: this.#ends, observed: this.#observed, whole };
     this.#used = this.#frame();
     this.#ends = [];
     this.#observed = [];
@@ -698,6 +715,19 @@ class BatcherImpl implements Batcher {
       return;
     }
     for (const item of observed) item.notification.settleAs(result, item.attempts);
+    // Settled: no attempt of this request will run again. Its buffer becomes the spare when the
+    // dispatcher says nothing holds its bytes any longer (a socket may still be writing them: a
+    // receiver can answer before it read the body; a custom transport or store may keep them).
+    const { whole } = batch;
+    if (
+      whole !== undefined &&
+      this.#spare === undefined &&
+      whole.length === this.#body.length &&
+      this.#closing === undefined &&
+      this.#internal.bodiesReleased()
+    ) {
+      this.#spare = whole;
+    }
     // Items nobody observes (audit records) settle no handle that would tell.
     this.#changed();
   }
@@ -723,7 +753,7 @@ class BatcherImpl implements Batcher {
       item.index -= from;
       observed.push(item);
     }
-    return { body: out, ends: ends.slice(from, to).map((e) => e + shift), observed };
+    return { body: out, ends: ends.slice(from, to).map((e) => e + shift), observed, whole: undefined };
   }
 
   /** Takes a held item out, for its cancel(); false once its batch has left. */

@@ -9,6 +9,7 @@ import { forgetShapes, LazyError, Notification } from '../notification/notificat
 import { checkDuration, DEFAULTS } from '../options/options.js';
 import { breakerOutcome, OriginBreakers } from '../policy/breaker.js';
 import { decide, type DecideContext } from '../policy/decide.js';
+import { MemoryStore } from '../queue/memory-store.js';
 import { Scheduler } from '../queue/scheduler.js';
 import type { ExternalBackend } from '../queue/external.js';
 import type { NotificationStore, StoredRecord } from '../queue/store.js';
@@ -23,6 +24,7 @@ import {
 import { AttemptAbort } from '../transport/attempt-abort.js';
 import {
   isDirectTransport,
+  kBodiesReleased,
   kSendDirect,
   type AttemptDone,
   type DirectTransport,
@@ -81,6 +83,14 @@ export interface DispatcherInternal {
   addDrainParticipant(participant: DrainParticipant): () => void;
   /** Forgets a participant added by {@link addDrainParticipant} (a closed batcher). */
   removeDrainParticipant(participant: DrainParticipant): void;
+  /**
+   * True when the Buffer body of a notification that has settled may be written over now:
+   * nothing of this dispatcher holds it any longer. Only with the built-in memory store (a
+   * durable one may still be writing it), no backend, and a built-in transport that says its
+   * sockets are done with every body (see `kBodiesReleased`). The batcher reuses its batches'
+   * bodies so.
+   */
+  bodiesReleased(): boolean;
 }
 
 /**
@@ -269,6 +279,7 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
       logger: this.#logger,
       addDrainParticipant: (participant) => lifecycle.addParticipant(participant),
       removeDrainParticipant: (participant) => lifecycle.removeParticipant(participant),
+      bodiesReleased: () => this.#bodiesReleased(),
     };
     this.#store.open({
       revive: (json) => this.#revive(json),
@@ -519,6 +530,14 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
    * To an external backend: 'queued' until its batch commits, then 'sent' (handed off; workers
    * deliver it) or 'dropped'. A cancel while queued settles the handle only: the batch may commit.
    */
+  #bodiesReleased(): boolean {
+    return (
+      this.#backend === undefined &&
+      this.#store instanceof MemoryStore &&
+      this.#direct?.[kBodiesReleased]?.() === true
+    );
+  }
+
   #handOff(backend: ExternalBackend, notification: Notification): void {
     const { persisted } = backend.enqueue(notification.json());
     notification.release(

@@ -1,6 +1,7 @@
 import type { Signer } from '../policy/signing.js';
 import {
   isDirectTransport,
+  kBodiesReleased,
   kSendDirect,
   type AttemptDone,
   type Transport,
@@ -40,5 +41,7 @@ export function signedTransport(inner: Transport, signer: Signer): Transport {
     [kSendDirect](request: TransportRequest, attempt: TransportAttempt, done: AttemptDone): void {
       inner[kSendDirect](signed(request), attempt, done);
     },
+    // Signing reads the body while the attempt starts and keeps nothing of it.
+    [kBodiesReleased]: (): boolean => inner[kBodiesReleased]?.() === true,
   });
 }

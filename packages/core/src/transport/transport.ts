@@ -61,9 +61,22 @@ export interface AttemptDone {
   attemptDone(attempt: TransportAttempt, result: TransportResult): void;
 }
 
+/**
+ * The built-in transports' answer to "may the body of a request whose attempts all ended be
+ * written over now?" (see {@link DirectTransport}). Internal.
+ */
+export const kBodiesReleased = Symbol('afterward.bodiesReleased');
+
 /** A transport with the callback entry point {@link kSendDirect} (the built-in ones). */
 export interface DirectTransport extends Transport {
   [kSendDirect](request: TransportRequest, attempt: TransportAttempt, done: AttemptDone): void;
+  /**
+   * True when nothing of this transport still holds the body of a request whose attempts have
+   * all ended: every socket has handed what it was given to the kernel, and nothing else was
+   * shown the bodies. Then such a body's bytes may be written over (the batcher reuses its
+   * buffers so). Absent: never.
+   */
+  [kBodiesReleased]?(): boolean;
 }
 
 /** Whether `transport` has the callback entry point. */

@@ -1,3 +1,4 @@
+import { channel } from 'node:diagnostics_channel';
 import { STATUS_CODES } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
@@ -8,6 +9,7 @@ import { checkInteger, checkKeys, checkObject, DEFAULTS } from '../options/optio
 import type { AddressGuard } from '../policy/guard.js';
 import type { DeliveryResponse } from '../notification/handle.js';
 import {
+  kBodiesReleased,
   kSendDirect,
   toAfterwardError,
   type AttemptDone,
@@ -114,6 +116,8 @@ class UndiciTransport implements DirectTransport {
   #lastConnect = 0;
   #agent: Agent | undefined;
   readonly #clients = new Set<Client>();
+  /** Every socket the connector made that has not closed yet (see {@link kBodiesReleased}). */
+  readonly #sockets = new Set<Socket>();
   readonly #lingering = new Map<string, Map<Client, () => void>>();
 
   constructor(options: UndiciTransportOptions) {
@@ -122,7 +126,19 @@ class UndiciTransport implements DirectTransport {
     this.#guard = resolved.guard;
     this.#keepAliveTimeout = resolved.keepAliveTimeout;
     this.#connections = resolved.connectionsPerOrigin;
-    this.#connect = timedConnector(this.#guard);
+    this.#connect = timedConnector(this.#guard, this.#sockets);
+  }
+
+  /**
+   * undici writes a Buffer body with one `socket.write()`, and a receiver may answer before it read
+   * the body: an attempt can end while the body's tail still waits in its socket. A socket whose
+   * `writableLength` is 0 has handed every byte it was given to the kernel. undici's diagnostics channels show a subscriber each request, body included,
+   * and a subscriber may keep it: with one, never.
+   */
+  [kBodiesReleased](): boolean {
+    for (const shown of BODY_CHANNELS) if (shown.hasSubscribers) return false;
+    for (const socket of this.#sockets) if (socket.writableLength !== 0) return false;
+    return true;
   }
 
   send(request: TransportRequest, attempt: TransportAttempt): Promise<TransportResult> {
@@ -340,12 +356,24 @@ class UndiciTransport implements DirectTransport {
 
 const MAX_ORIGINS_REMEMBERED = 10_000;
 
+/** undici's diagnostics channels whose messages carry the request, and with it its body. */
+const BODY_CHANNELS = [
+  'undici:request:create',
+  'undici:client:sendHeaders',
+  'undici:request:bodyChunkSent',
+  'undici:request:bodySent',
+  'undici:request:headers',
+  'undici:request:bodyChunkReceived',
+  'undici:request:trailers',
+  'undici:request:error',
+].map((name) => channel(name));
+
 /**
  * One connector for every connect timeout: it reads the timeout from the options it is called
  * with (`connectTimeout`, which undici's own connector ignores) and destroys the socket when it
  * runs out, the way undici's connector does with its fixed one.
  */
-function timedConnector(guard: AddressGuard | undefined): Connector {
+function timedConnector(guard: AddressGuard | undefined, sockets: Set<Socket>): Connector {
   // timeout 0: undici arms no timer of its own.
   const base = guard ? buildConnector({ timeout: 0, lookup: guard.lookup }) : buildConnector({ timeout: 0 });
   const timed: Connector = (opts, callback) => {
@@ -360,6 +388,8 @@ function timedConnector(guard: AddressGuard | undefined): Connector {
       },
     );
     if (socket === undefined) return;
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
     timer = setTimeout(() => {
       socket.destroy(
         new errors.ConnectTimeoutError(
