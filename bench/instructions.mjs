@@ -12,7 +12,7 @@
 // from 126k to 136k between runs; over 40,000 (the default, 11,000 to 51,000) runs of one app
 // mostly agree within 0.5k, with a rare outlier. `--repeat` takes the median.
 //
-//   node bench/instructions.mjs [--variants plain,empty,reads,hook,channel,installed,audit] [--from 11000]
+//   node bench/instructions.mjs [--variants plain,empty,reads,hook,channel,installed,audit,auditnet] [--from 11000]
 //     [--to 51000] [--repeat 1] [--smoke]
 //
 // Needs valgrind (Debian: apt-get install valgrind), which CI's machine lacks: a manual bench, like
@@ -24,6 +24,7 @@ import http from 'node:http';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { arg } from './lib/args.mjs';
 import { instantTransport } from './lib/instant-transport.mjs';
+import { startReceiver } from './lib/receiver.mjs';
 import { listenOrder } from './lib/order-app.mjs';
 import { expressPackages } from './lib/packages.mjs';
 import { fmt, median, renderResult } from './lib/report.mjs';
@@ -42,6 +43,8 @@ const VARIANTS = {
     "the same hook on diagnostics_channel's http.server.response.finish, the start kept on the request: no listener per request (does not see aborted responses)",
   installed: '`afterward()` installed, nothing parked (row 4)',
   audit: '`auditLog()`, batches to a transport answering 204 at once (row 3, without the network)',
+  auditnet:
+    '`auditLog()` with the default transport (undici), batches to a receiver process answering 204 (row 3 as the issue measures it: the sink in its own process)',
 };
 
 const silent = { warn() {}, error() {} };
@@ -49,7 +52,7 @@ const USER_AGENT =
   'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36';
 
 /** The app under valgrind: serves `count` requests, then closes and exits. */
-async function appProcess({ kind, count }) {
+async function appProcess({ kind, count, sink }) {
   const { default: express } = await import('express');
   const app = express();
   let dispatcher;
@@ -97,6 +100,9 @@ async function appProcess({ kind, count }) {
     if (kind === 'installed') {
       dispatcher = pkgs.core.createDispatcher({ logger: silent });
       app.use(pkgs.express.afterward({ dispatcher }));
+    } else if (kind === 'auditnet') {
+      dispatcher = pkgs.core.createDispatcher({ logger: silent });
+      app.use(pkgs.express.auditLog({ url: sink, dispatcher }));
     } else {
       dispatcher = pkgs.core.createDispatcher({ logger: silent, transport: instantTransport() });
       app.use(pkgs.express.auditLog({ url: 'http://127.0.0.1:9/audit', dispatcher }));
@@ -138,7 +144,7 @@ async function drive(url, count) {
 }
 
 /** Instructions valgrind counted for one app process of `kind` serving `count` requests. */
-function countInstructions(kind, count) {
+function countInstructions(kind, count, sink) {
   const child = spawn(
     'valgrind',
     [
@@ -149,7 +155,7 @@ function countInstructions(kind, count) {
       '--single-threaded',
       fileURLToPath(import.meta.url),
       '--app',
-      JSON.stringify({ kind, count }),
+      JSON.stringify({ kind, count, sink }),
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -215,19 +221,30 @@ export async function run({ smoke, log, variants, from, to, repeat = 1 }) {
     if (!(kind in VARIANTS))
       throw new Error(`unknown variant ${kind}: one of ${Object.keys(VARIANTS).join(', ')}`);
   }
+  // auditnet's receiver: a process of its own, so that valgrind counts only the app's side.
+  const receiver = await startReceiver();
+  const sink = receiver.url;
   const jobs = [];
   for (let round = 0; round < repeat; round++) {
     for (const kind of kinds) {
       for (const count of [from, to]) {
         jobs.push(async () => {
-          const refs = await countInstructions(kind, count);
+          const refs = await countInstructions(kind, count, sink);
           log(`round ${round + 1}, ${kind}, ${count} requests: ${fmt(refs)} instructions`);
           return { round, kind, count, refs };
         });
       }
     }
   }
-  const runs = await twoAtATime(jobs);
+  let runs;
+  try {
+    runs = await twoAtATime(jobs);
+    if (kinds.includes('auditnet') && (await receiver.stats()).fullBodies === 0) {
+      throw new Error('auditnet: the receiver got no batch');
+    }
+  } finally {
+    await receiver.close();
+  }
   const perRequest = Object.fromEntries(kinds.map((kind) => [kind, []]));
   for (let round = 0; round < repeat; round++) {
     for (const kind of kinds) {
