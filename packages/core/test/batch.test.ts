@@ -864,7 +864,9 @@ describe("a delivered batch's buffer, written into again (issue 15, thirteenth p
     // first one: the first body's tail (8 MiB, more than the kernel takes) stays in our socket
     // while its batch is already delivered and the next batches are written.
     const bodies: Buffer[] = [];
+    const served: Socket[] = [];
     const server = net.createServer((socket) => {
+      served.push(socket);
       let head = Buffer.alloc(0);
       let parts: Buffer[] = [];
       let bodyLeft = -1;
@@ -904,9 +906,10 @@ describe("a delivered batch's buffer, written into again (issue 15, thirteenth p
       () =>
         new Promise<void>((resolve) => {
           server.close(() => resolve());
-          for (const socket of sockets) socket.destroy();
+          for (const socket of served) socket.destroy();
         }),
     );
+    // Our side of each connection, as undici made it.
     const sockets: Socket[] = [];
     const onConnected = (message: unknown): void => {
       sockets.push((message as { socket: Socket }).socket);

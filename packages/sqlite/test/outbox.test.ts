@@ -1,5 +1,11 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { createDispatcher, InvalidArgumentError, QueueFullError, type Dispatcher } from '@afterward/core';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  createBatcher,
+  createDispatcher,
+  InvalidArgumentError,
+  QueueFullError,
+  type Dispatcher,
+} from '@afterward/core';
 import { createRecordingTransport } from '@afterward/core/testing';
 import { OutboxDb, sqliteOutbox } from '@afterward/sqlite';
 import { storeContract } from '../../core/test/store-contract.js';
@@ -242,5 +248,37 @@ describe('sqliteOutbox through the dispatcher', () => {
     expect(admin.replayDead(dead!.id)).toBe(true);
     await r.waitFor(2);
     expect(r.requests[1]?.headers['webhook-id']).toBe(r.requests[0]?.headers['webhook-id']);
+  });
+});
+
+describe('batches through the outbox (issue 15, thirteenth pass)', () => {
+  it("writes each batch into a new buffer, never a settled batch's (the store writes behind), and every batch arrives intact", async () => {
+    const r = await receiver();
+    const d = dispatcher(tempFile());
+    await d.ready;
+    const batcher = track(createBatcher(d, { url: r.url, maxItems: 100, maxWaitMs: 60_000 }));
+    const pad = 'o'.repeat(1_000);
+    const send = async (round: number): Promise<void> => {
+      const handles = Array.from({ length: 100 }, (_, i) => batcher.add({ round, i, pad }));
+      await Promise.all(handles.map((h) => h.done));
+      expect(handles.every((h) => h.state === 'delivered')).toBe(true);
+    };
+    // The buffer grows to its size in the first batches.
+    for (let round = 0; round < 3; round++) await send(round);
+    const allocate = vi.spyOn(Buffer, 'allocUnsafeSlow');
+    let made: number;
+    try {
+      for (let round = 3; round < 13; round++) await send(round);
+      made = allocate.mock.calls.filter(([size]) => size >= 64 * 1024).length;
+    } finally {
+      allocate.mockRestore();
+    }
+    // With the memory store, a settled batch's buffer is written into again (at most 1 new one).
+    expect(made).toBeGreaterThanOrEqual(10);
+    await r.waitFor(13);
+    const expected = Array.from({ length: 13 }, (_, round) =>
+      JSON.stringify(Array.from({ length: 100 }, (_, i) => ({ round, i, pad }))),
+    );
+    expect(r.requests.map((q) => q.body.toString('utf8')).sort()).toEqual(expected.sort());
   });
 });

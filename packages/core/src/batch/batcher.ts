@@ -326,9 +326,10 @@ class BatcherImpl implements Batcher {
    */
   #body: Buffer = Buffer.alloc(0);
   /**
-   * A delivered batch's buffer, as long as {@link #body}, to write the next batch into: a new one
-   * of 100+ KiB per batch cost a `malloc` and, in CPU time, a page fault per page on its first
-   * write (about 0.5 µs an audit record, bench/README.md "After the thirteenth pass").
+   * A settled batch's buffer, as long as {@link #body}, to write a later batch into: a new one of
+   * 100+ KiB per batch costs a page fault per page on its first write. Sending batches cost 0.86
+   * µs an audit record beyond the batcher's own work, 0.16 µs with the spare (bench/batch-cpu.mjs,
+   * bench/README.md "After the thirteenth pass").
    */
   #spare: Buffer | undefined = undefined;
   /** Bytes of {@link #body} in use: exactly the size of the next batch's body. */

@@ -526,10 +526,6 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     dropped?.settle('dropped', DROPPED_OLDEST);
   }
 
-  /**
-   * To an external backend: 'queued' until its batch commits, then 'sent' (handed off; workers
-   * deliver it) or 'dropped'. A cancel while queued settles the handle only: the batch may commit.
-   */
   #bodiesReleased(): boolean {
     return (
       this.#backend === undefined &&
@@ -538,6 +534,10 @@ class DispatcherImpl extends EventEmitter implements Dispatcher {
     );
   }
 
+  /**
+   * To an external backend: 'queued' until its batch commits, then 'sent' (handed off; workers
+   * deliver it) or 'dropped'. A cancel while queued settles the handle only: the batch may commit.
+   */
   #handOff(backend: ExternalBackend, notification: Notification): void {
     const { persisted } = backend.enqueue(notification.json());
     notification.release(

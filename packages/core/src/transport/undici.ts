@@ -132,8 +132,9 @@ class UndiciTransport implements DirectTransport {
   /**
    * undici writes a Buffer body with one `socket.write()`, and a receiver may answer before it read
    * the body: an attempt can end while the body's tail still waits in its socket. A socket whose
-   * `writableLength` is 0 has handed every byte it was given to the kernel. undici's diagnostics channels show a subscriber each request, body included,
-   * and a subscriber may keep it: with one, never.
+   * `writableLength` is 0 has handed every byte it was given to the kernel. undici's diagnostics
+   * channels show a subscriber each request, body included, and a subscriber may keep it: with
+   * one, never.
    */
   [kBodiesReleased](): boolean {
     for (const shown of BODY_CHANNELS) if (shown.hasSubscribers) return false;
