@@ -44,7 +44,7 @@ const VARIANTS = {
   installed: '`afterward()` installed, nothing parked (row 4)',
   audit: '`auditLog()`, batches to a transport answering 204 at once (row 3, without the network)',
   auditnet:
-    '`auditLog()` with the default transport (undici), batches to a receiver process answering 204 (row 3 as the issue measures it: the sink in its own process)',
+    '`auditLog()` with the default transport (undici), batches to a receiver process answering 204 (the sink in its own process, as in the issue; under valgrind an upper bound of row 3: bench/README.md, thirteenth pass)',
 };
 
 const silent = { warn() {}, error() {} };
