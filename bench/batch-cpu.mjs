@@ -8,12 +8,12 @@
 //   node bench/batch-cpu.mjs [--rounds 4] [--records 400000] [--old /path] [--smoke]
 //
 // A manual bench, like split.mjs: not one of bench/run.mjs's modules. Exports run() as they do.
-import { spawn } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { arg } from './lib/args.mjs';
 import { instantTransport } from './lib/instant-transport.mjs';
 import { startReceiver } from './lib/receiver.mjs';
 import { median, renderResult } from './lib/report.mjs';
+import { runTask } from './lib/task.mjs';
 
 export const title = "Batcher: CPU per audit record, a batch's request included (issue 15 row 3)";
 
@@ -32,8 +32,8 @@ const RECORD = JSON.stringify({
   durationMs: 1.234,
 });
 
-/** In the measured process: `records` records through a batcher; prints µs of CPU per record. */
-async function measure({ root, sink, records, warm }) {
+/** In a fresh process (see runTask): `records` records through a batcher; µs of CPU per record. */
+export async function measure({ root, sink, records, warm }) {
   const dist = (file) => pathToFileURL(`${root}/packages/core/dist/${file}`).href;
   const { createDispatcher, createBatcher } = await import(dist('index.js'));
   const { addJson } = await import(dist('batch/batcher.js'));
@@ -60,24 +60,7 @@ async function measure({ root, sink, records, warm }) {
   const used = process.cpuUsage(before);
   const { dropped } = dispatcher.stats();
   await dispatcher.close();
-  process.stdout.write(
-    `${JSON.stringify({ user: used.user / records, system: used.system / records, dropped })}\n`,
-  );
-}
-
-/** Runs {@link measure} in a fresh process. */
-function child(job) {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [fileURLToPath(import.meta.url), '--child', JSON.stringify(job)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    proc.stdout.setEncoding('utf8').on('data', (chunk) => (out += chunk));
-    proc.once('close', (code) => {
-      if (code !== 0) reject(new Error(`measuring ${JSON.stringify(job)} exited ${code}`));
-      else resolve(JSON.parse(out));
-    });
-  });
+  return { user: used.user / records, system: used.system / records, dropped };
 }
 
 /**
@@ -102,7 +85,12 @@ export async function run({ smoke, log, rounds, records, old }) {
     for (let round = 0; round < rounds; round++) {
       // Order reversed every other round.
       for (const kind of round % 2 === 0 ? kinds : [...kinds].reverse()) {
-        const result = await child({ root: kind.root, sink: kind.sink, records, warm });
+        const result = await runTask(import.meta.url, 'measure', {
+          root: kind.root,
+          sink: kind.sink,
+          records,
+          warm,
+        });
         if (result.dropped !== 0) throw new Error(`${kind.key} dropped ${result.dropped} records`);
         runs[kind.key].push(result);
         log(
@@ -134,9 +122,7 @@ export async function run({ smoke, log, rounds, records, old }) {
   };
 }
 
-if (process.argv.includes('--child')) {
-  await measure(JSON.parse(process.argv[process.argv.indexOf('--child') + 1]));
-} else if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const result = await run({
     smoke: process.argv.includes('--smoke'),
     log: (line) => console.error(`  ${line}`),
