@@ -6,8 +6,10 @@
 // is a variant minus plain Express of the same window; the table shows the median and quartiles
 // over rounds, and the app process's system CPU and GC time per request (medians).
 //
-//   node bench/split.mjs [--rounds 30] [--rate 2000] [--window 2000]
-//     [--variants close,fields,import,installed,audit]
+//   node bench/split.mjs [--rounds 30] [--rate 2000] [--window 2000] [--warmup 1]
+//     [--variants close,fields,import,installed,audit,nonet]
+//                     also: batch2000, plain2, rawnet, undici, undici1000, undiciaudit (bench/README.md,
+//                     fourteenth pass); --warmup: unmeasured windows before the rounds
 //     [--old /path]   also auditLog from another checkout's built packages (packages/*/dist with
 //                     their node_modules), loaded in the same windows: A/B of builds
 //     [--smoke]
@@ -35,9 +37,19 @@ const VARIANTS = {
   import: '@afterward/express imported (its req.route accessor and res methods), no middleware',
   installed: 'afterward() installed, nothing parked (row 4)',
   audit: 'auditLog() at its defaults (row 3)',
+  batch2000: 'auditLog() with batches of up to 2,000 records (4 MiB), a quarter as many batches',
+  plain2: 'a second plain Express process: what the method reads when nothing differs (its bias)',
+  rawnet: 'plain Express, plus a raw net.Socket writing a POST to the receiver every 50 ms (no HTTP client)',
+  undici:
+    'plain Express, plus an undici Pool POST to the receiver every 50 ms (an app that already sends HTTP)',
+  undiciaudit: 'the undici variant plus auditLog() at its defaults: row 3 in an app that already sends HTTP',
+  undici1000: 'plain Express, plus an undici Pool POST to the receiver every 1,000 ms',
   nonet:
     'auditLog() whose dispatcher has a transport answering 204 at once: its batches make no HTTP request',
 };
+
+/** What a run without `--variants` loads: the parts of rows 3 and 4. */
+const DEFAULT_VARIANTS = ['close', 'fields', 'import', 'installed', 'audit', 'nonet'];
 
 /** Keeps the values an audit record is made of, 64 rows at a time: what any audit must read. */
 function fieldsFloor() {
@@ -69,22 +81,68 @@ function fieldsFloor() {
   };
 }
 
+/** Calls `send` every `ms` for as long as the process lives; a failed send is ignored. */
+function sendEvery(send, ms) {
+  setInterval(() => {
+    send().catch(() => {});
+  }, ms).unref();
+}
+
+/** A POST of `{}` to the receiver through an undici Pool, its answer read. */
+async function undiciSender(receiverUrl) {
+  const { Pool } = await import('undici');
+  const { origin, pathname } = new URL(receiverUrl);
+  const pool = new Pool(origin, { connections: 2 });
+  return async () => {
+    const res = await pool.request({ path: pathname, method: 'POST', body: '{}' });
+    await res.body.dump();
+  };
+}
+
+/** The same POST written as bytes on one net.Socket (answers read and dropped): no HTTP client. */
+async function rawSender(receiverUrl) {
+  const net = await import('node:net');
+  const { hostname, port, pathname } = new URL(receiverUrl);
+  const socket = net.connect({ host: hostname, port: Number(port) });
+  socket.on('data', () => {});
+  socket.on('error', () => {});
+  const request = `POST ${pathname} HTTP/1.1\r\nhost: ${hostname}:${port}\r\ncontent-length: 2\r\n\r\n{}`;
+  return async () => {
+    socket.write(request);
+  };
+}
+
 async function appProcess({ receiverUrl, kind, root }) {
   const { default: express } = await import('express');
   const app = express();
   let dispatcher;
-  if (kind === 'close') {
+  if (kind === 'plain2') {
+    // Nothing added: the same app as plain, in a process of its own.
+  } else if (kind === 'close') {
     app.use((_req, res, next) => {
       res.on('close', () => {});
       next();
     });
   } else if (kind === 'fields') {
     app.use(fieldsFloor());
+  } else if (kind === 'rawnet') {
+    sendEvery(await rawSender(receiverUrl), 50);
+  } else if (kind === 'undici' || kind === 'undici1000' || kind === 'undiciaudit') {
+    sendEvery(await undiciSender(receiverUrl), kind === 'undici1000' ? 1_000 : 50);
+    if (kind === 'undiciaudit') {
+      const pkgs = await expressPackages(root);
+      dispatcher = pkgs.core.createDispatcher({ logger: silent });
+      app.use(pkgs.express.auditLog({ url: receiverUrl, dispatcher }));
+    }
   } else if (kind !== 'plain') {
     const pkgs = await expressPackages(root);
     if (kind === 'installed') {
       dispatcher = pkgs.core.createDispatcher({ logger: silent });
       app.use(pkgs.express.afterward({ dispatcher }));
+    } else if (kind === 'batch2000') {
+      dispatcher = pkgs.core.createDispatcher({ logger: silent });
+      const batch = { maxItems: 2_000, maxBytes: 4 * 1024 * 1024 };
+      app.use(pkgs.express.auditLog({ url: receiverUrl, dispatcher, batch }));
     } else if (kind === 'audit' || kind === 'nonet') {
       dispatcher = pkgs.core.createDispatcher({
         logger: silent,
@@ -141,12 +199,12 @@ const quartile = (values, q) => {
 
 /**
  * @param {{ smoke: boolean, log: (line: string) => void, rounds?: number, rate?: number,
- *   windowMs?: number, variants?: string[], old?: string }} ctx
+ *   windowMs?: number, warmup?: number, variants?: string[], old?: string }} ctx
  */
-export async function run({ smoke, log, rounds, rate = 2_000, windowMs, variants, old }) {
+export async function run({ smoke, log, rounds, rate = 2_000, windowMs, warmup = 1, variants, old }) {
   rounds ??= smoke ? 1 : 30;
   windowMs ??= smoke ? 200 : 2_000;
-  const kinds = variants ?? Object.keys(VARIANTS);
+  const kinds = variants ?? DEFAULT_VARIANTS;
   for (const kind of kinds) {
     if (!(kind in VARIANTS))
       throw new Error(`unknown variant ${kind}: one of ${Object.keys(VARIANTS).join(', ')}`);
@@ -183,7 +241,7 @@ export async function run({ smoke, log, rounds, rate = 2_000, windowMs, variants
       });
       return out;
     };
-    await window(keys);
+    for (let i = 0; i < warmup; i++) await window(keys);
     const samples = Object.fromEntries(keys.map((key) => [key, []]));
     for (let round = 0; round < rounds; round++) {
       const result = await window(round % 2 === 0 ? keys : [...keys].reverse());
@@ -249,6 +307,7 @@ if (process.argv.includes('--app')) {
     rounds: arg('rounds') === undefined ? undefined : Number(arg('rounds')),
     rate: Number(arg('rate', 2_000)),
     windowMs: arg('window') === undefined ? undefined : Number(arg('window')),
+    warmup: Number(arg('warmup', 1)),
     variants: arg('variants')?.split(','),
     old: arg('old'),
   });
